@@ -1,0 +1,5 @@
+"""``python -m poisonscan``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Scan configuration: one declarative table of options for the CLI, the TOML file and the API.
+
+Every option is declared once in :data:`OPTIONS`. The CLI builds its arguments from this
+table, the TOML loader validates keys and values against it, and :func:`poisonscan.scan`
+accepts the same names as keyword arguments. Precedence: defaults < config file < explicit
+arguments (the command line, or the API's keywords).
+
+This module must stay cheap to import: ``poisonscan --help`` imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE_NAME = "poisonscan.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """Declaration of one scan option.
+
+    Parameters
+    ----------
+    name : str
+        Key in the config file and keyword of :func:`poisonscan.scan`; the CLI flag is
+        ``--name`` with dashes.
+    kind : {"int", "float", "str", "bool", "list"}
+        Value type.
+    default : object
+        Value when nobody sets it.
+    help : str
+        One line for ``--help``.
+    low, high : float, optional
+        Inclusive bounds for numbers (``low_open`` / ``high_open`` make them strict).
+    choices : tuple of str, optional
+        Allowed values of a string option.
+    nullable : bool
+        Whether ``None`` (unset) is a valid value.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def validate(self, value: Any, where: str = "") -> Any:
+        """Return ``value`` checked (and lightly normalised) or raise :class:`ConfigError`."""
+        prefix = f"{where}: " if where else ""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ConfigError(f"{prefix}{self.name} must be set")
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{prefix}{self.name} must be true or false, not {value!r}")
+            return value
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{prefix}{self.name} must be an integer, not {value!r}")
+        elif self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{prefix}{self.name} must be a number, not {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"{prefix}{self.name} must be finite, not {value!r}")
+        elif self.kind == "str":
+            if not isinstance(value, (str, Path)):
+                raise ConfigError(f"{prefix}{self.name} must be a string, not {value!r}")
+            value = str(value)
+            if self.choices is not None and value not in self.choices:
+                raise ConfigError(
+                    f"{prefix}{self.name} must be one of {', '.join(self.choices)}, not {value!r}")
+        elif self.kind == "list":
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{prefix}{self.name} must be a list of names, not {value!r}")
+            value = tuple(value)
+        if self.kind in ("int", "float"):
+            self._check_range(value, prefix)
+        return value
+
+    def _check_range(self, value: float, prefix: str) -> None:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            op = ">" if self.low_open else ">="
+            raise ConfigError(f"{prefix}{self.name} must be {op} {self.low}, not {value!r}")
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            op = "<" if self.high_open else "<="
+            raise ConfigError(f"{prefix}{self.name} must be {op} {self.high}, not {value!r}")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("label", "str", None, "label column (omit to skip label-dependent checks)",
+           nullable=True, metavar="COL"),
+    Option("out", "str", "poisonscan-out", "output directory", metavar="DIR"),
+    Option("id_column", "str", None, "column carried through every output as the row's id",
+           nullable=True, metavar="COL"),
+    Option("chunk_rows", "int", 100_000, "rows per streamed chunk (bounds memory)",
+           low=1, metavar="N"),
+    Option("sample_rows", "int", 100_000,
+           "rows in the seeded sample that checks are fitted on", low=10, metavar="N"),
+    Option("seed", "int", 0, "seed of every random choice", low=0, metavar="S"),
+    Option("format", "str", None, "format of clean/quarantine files (default: as the input)",
+           choices=("csv", "parquet"), nullable=True),
+    Option("checks", "list", None, "check families to run (default: all default-on families)",
+           nullable=True, metavar="A,B"),
+    Option("max_suspects", "int", None, "quarantine at most K rows (the K highest ranked)",
+           low=0, nullable=True, metavar="K"),
+    Option("contamination", "float", None,
+           "quarantine this fraction of rows, the highest ranked (replaces the default rule)",
+           low=0.0, high=0.5, low_open=True, nullable=True, metavar="F"),
+    Option("fail_above", "float", None,
+           "exit 1 when the quarantined fraction exceeds RATE (outputs are still written)",
+           low=0.0, high=1.0, nullable=True, metavar="RATE"),
+    Option("overwrite", "bool", False, "replace a scan already in the output directory"),
+    Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)"),
+    Option("json", "bool", False, "print summary.json to stdout"),
+)
+OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanConfig:
+    """The effective configuration of one scan.
+
+    Build it with :meth:`resolve`; fields are the names of :data:`OPTIONS` plus
+    ``families`` (per-family parameter tables, e.g. ``{"bounds": {"margin": 2.0}}``),
+    ``config_file`` (where the file values came from) and ``origins`` (option -> one of
+    ``"default"``, ``"config"``, ``"argument"``).
+    """
+
+    label: str | None = None
+    out: str = "poisonscan-out"
+    id_column: str | None = None
+    chunk_rows: int = 100_000
+    sample_rows: int = 100_000
+    seed: int = 0
+    format: str | None = None
+    checks: tuple[str, ...] | None = None
+    max_suspects: int | None = None
+    contamination: float | None = None
+    fail_above: float | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    json: bool = False
+    families: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    config_file: str | None = None
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, arguments: Mapping[str, Any] | None = None, *,
+                config_file: str | Path | None = None) -> "ScanConfig":
+        """Combine defaults, a config file and explicit arguments into one validated config.
+
+        Parameters
+        ----------
+        arguments : mapping, optional
+            Explicitly given options (``None`` values mean "not given").
+        config_file : path, optional
+            A TOML file to read (a file named ``pyproject.toml`` is read from its
+            ``[tool.poisonscan]`` table). See :func:`discover_config_file`.
+
+        Raises
+        ------
+        ConfigError
+            An unknown key, a bad value, or an unreadable config file.
+        """
+        arguments = dict(arguments or {})
+        path, table = load_config_table(config_file)
+        values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        families: dict[str, dict[str, Any]] = {}
+        text = path.read_text(encoding="utf-8") if path is not None else ""
+        for key, value in table.items():
+            if isinstance(value, dict):
+                families[key] = dict(value)
+                continue
+            option = OPTION_BY_NAME.get(key)
+            if option is None:
+                raise ConfigError(f"{path}{_line_of(text, key)}: unknown key {key!r}")
+            values[key] = option.validate(value, f"{path}{_line_of(text, key)}")
+            origins[key] = "config"
+        for key, value in arguments.items():
+            if key == "families":
+                for family, params in (value or {}).items():
+                    families.setdefault(family, {}).update(params)
+                continue
+            option = OPTION_BY_NAME.get(key)
+            if option is None:
+                raise ConfigError(f"unknown option {key!r}")
+            if value is None:
+                continue
+            values[key] = option.validate(value)
+            origins[key] = "argument"
+        for option in OPTIONS:
+            origins.setdefault(option.name, "default")
+        if values.get("max_suspects") is not None and values.get("contamination") is not None \
+                and origins["max_suspects"] == origins["contamination"] == "argument":
+            raise ConfigError("give at most one of max_suspects and contamination")
+        return cls(**values, families=families,
+                   config_file=str(path) if path is not None else None, origins=origins)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as plain JSON-able values (for ``summary.json``)."""
+        out = {o.name: getattr(self, o.name) for o in OPTIONS}
+        out["checks"] = list(self.checks) if self.checks is not None else None
+        out["families"] = {k: dict(v) for k, v in self.families.items()}
+        out["config_file"] = self.config_file
+        return out
+
+
+def discover_config_file(cwd: str | Path | None = None) -> Path | None:
+    """The config file a CLI run in ``cwd`` uses when none is named.
+
+    ``poisonscan.toml`` if present, else ``pyproject.toml`` if it has a
+    ``[tool.poisonscan]`` table, else ``None``.
+    """
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    candidate = base / CONFIG_FILE_NAME
+    if candidate.is_file():
+        return candidate
+    pyproject = base / "pyproject.toml"
+    if pyproject.is_file() and _read_toml(pyproject, tool_table=True):
+        return pyproject
+    return None
+
+
+def load_config_table(config_file: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """Parse a config file; return ``(path, table)`` (``(None, {})`` without a file)."""
+    if config_file is None:
+        return None, {}
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    return path, _read_toml(path, tool_table=path.name == "pyproject.toml")
+
+
+def _read_toml(path: Path, *, tool_table: bool) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if tool_table:
+        data = data.get("tool", {}).get("poisonscan", {})
+    return data
+
+
+def _line_of(text: str, key: str) -> str:
+    """``":LINE"`` of the first line that assigns ``key`` in TOML ``text`` ("" if not found)."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
+    match = pattern.search(text)
+    return f":{text.count(chr(10), 0, match.start()) + 1}" if match else ""

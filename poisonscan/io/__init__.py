@@ -1,0 +1,1 @@
+"""Chunked sources and atomic, streaming sinks."""

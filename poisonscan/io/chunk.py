@@ -1,0 +1,125 @@
+"""The unit of work every pass and every check consumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import DATETIME, ScanSchema
+
+
+@dataclasses.dataclass(frozen=True)
+class CellErrors:
+    """Cells of one column that could not be parsed into the column's type.
+
+    Attributes
+    ----------
+    positions : numpy.ndarray of int64
+        Positions of the cells within the chunk.
+    values : tuple of str
+        The raw text of each cell, in the same order.
+    """
+
+    positions: np.ndarray
+    values: tuple[str, ...]
+
+
+class Chunk:
+    """A block of consecutive (or sampled) rows with their ids and typed values.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Typed values of every column (unparseable cells are null here and listed in
+        ``errors``).
+    rows : numpy.ndarray of int64
+        Row id of each row (0-based position across all inputs).
+    schema : ScanSchema
+        Roles and kinds of the columns.
+    errors : mapping of str to CellErrors, optional
+        Unparseable cells per column.
+    source : str, optional
+        The file the rows came from (for messages).
+    """
+
+    def __init__(self, table: pa.Table, rows: np.ndarray, schema: ScanSchema,
+                 errors: Mapping[str, CellErrors] | None = None, source: str = ""):
+        if len(rows) != table.num_rows:
+            raise ValueError("rows and table disagree in length")
+        self.table = table
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.schema = schema
+        self.errors = dict(errors or {})
+        self.source = source
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getstate__(self):  # caches are cheap to rebuild; do not ship them
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def _cached(self, what: str, column: str, make) -> np.ndarray:
+        key = (what, column)
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def numeric(self, column: str) -> np.ndarray:
+        """Float64 values of a numeric or datetime column; nulls are NaN (see :meth:`missing`).
+
+        Datetimes are seconds since the Unix epoch.
+        """
+        def make():
+            arr = self.table.column(column)
+            if self.schema.kinds.get(column) == DATETIME:
+                if pa.types.is_date(arr.type):
+                    arr = arr.cast(pa.date32()).cast(pa.int32()).cast(pa.float64())
+                    return np.asarray(arr.to_numpy(zero_copy_only=False)) * 86400.0
+                arr = arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(pa.float64())
+                return np.asarray(arr.to_numpy(zero_copy_only=False)) / 1e6
+            return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False),
+                              dtype=np.float64)
+        return self._cached("numeric", column, make)
+
+    def missing(self, column: str) -> np.ndarray:
+        """Boolean mask of null (missing) cells, parse failures excluded."""
+        def make():
+            mask = np.asarray(self.table.column(column).is_null().to_numpy(zero_copy_only=False),
+                              dtype=bool)
+            err = self.errors.get(column)
+            if err is not None and len(err.positions):
+                mask = mask.copy()
+                mask[err.positions] = False
+            return mask
+        return self._cached("missing", column, make)
+
+    def strings(self, column: str) -> np.ndarray:
+        """Object array of the column's values as text (``None`` for nulls)."""
+        def make():
+            arr = self.table.column(column)
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.cast(arr.type.value_type)
+            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                arr = pc.cast(arr, pa.string())
+            return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+        return self._cached("strings", column, make)
+
+    def labels(self) -> np.ndarray | None:
+        """The label column as text, or ``None`` when the scan has no label."""
+        if self.schema.label is None:
+            return None
+        return self.strings(self.schema.label)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The typed values as a DataFrame indexed by row id (for plug-in checks)."""
+        df = self.table.to_pandas()
+        df.index = pd.Index(self.rows, name="row")
+        return df

@@ -1,0 +1,438 @@
+"""Chunked sources: CSV and Parquet files, globs, directories, and in-memory tables.
+
+A source is opened once (which resolves the files, checks that they share one schema and
+decides the type of every column) and can then be streamed any number of times, in
+chunks of a fixed number of rows, never holding more than one chunk per file in memory.
+
+CSV files are read as text and typed here, not by pyarrow's inference: pyarrow infers
+types from the first block only and stops on the first later value that does not fit.
+We infer from a first look, then convert each chunk; a cell that does not parse becomes
+a null plus a :class:`~poisonscan.io.chunk.CellErrors` entry that the bounds check
+reports, never a crash.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..errors import InputError
+from .chunk import CellErrors, Chunk
+from .schema import ScanSchema
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+#: Cell texts read as missing values. "NaN" is deliberately not here: a NaN written into
+#: a numeric column is a value the bounds check reports, not a missing cell.
+NULL_MARKERS = ("", "NA", "N/A", "n/a", "NULL", "null", "None", "#N/A")
+_NULLS = pa.array(NULL_MARKERS, pa.string())
+#: Bytes of a CSV file used to decide its column types.
+FIRST_LOOK_BYTES = 1 << 20
+#: Bytes pyarrow's CSV reader parses at a time.
+CSV_BLOCK_BYTES = 4 << 20
+
+
+def format_of(path: str | os.PathLike) -> str | None:
+    """``"csv"`` or ``"parquet"`` by file name, else ``None``."""
+    name = str(path).lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files, globs and directories into an ordered list of data files.
+
+    Order: the inputs as given; within a glob or a directory, files sorted by path.
+    Hidden files and files starting with ``_`` (``_SUCCESS``, ``_metadata``) are ignored
+    in directories.
+
+    Raises
+    ------
+    InputError
+        An input that matches nothing, or a file of neither format.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise InputError("no input given")
+    files: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        if any(ch in text for ch in "*?[") and not Path(text).exists():
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InputError("no file matches this pattern", path=text)
+            files.extend(matches)
+        elif Path(text).is_dir():
+            found = sorted(p for p in Path(text).rglob("*")
+                           if p.is_file() and format_of(p) is not None
+                           and not any(part.startswith((".", "_"))
+                                       for part in p.relative_to(text).parts))
+            if not found:
+                raise InputError("directory holds no CSV or Parquet file", path=text)
+            files.extend(found)
+        elif Path(text).is_file():
+            files.append(Path(text))
+        else:
+            raise InputError("no such file or directory", path=text)
+    for path in files:
+        if format_of(path) is None and _sniff_parquet(path) is False:
+            raise InputError("not a CSV or Parquet file (expected .csv, .csv.gz, .csv.zst, "
+                             ".parquet)", path=str(path))
+    return files
+
+
+def _sniff_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", path=str(path)) from None
+
+
+class Source:
+    """Base of every source: a typed Arrow schema and two ways to stream it.
+
+    Attributes
+    ----------
+    fmt : {"csv", "parquet"}
+        Format of the data (in-memory tables count as Parquet).
+    names : list of str
+        The files (or a description of the in-memory object), for messages and the summary.
+    arrow_schema : pyarrow.Schema
+        Typed schema: what :meth:`chunks` yields.
+    """
+
+    fmt: str
+    names: list[str]
+    arrow_schema: pa.Schema
+
+    def tables(self, chunk_rows: int, *, raw: bool = False
+               ) -> Iterator[tuple[int, pa.Table, dict[str, CellErrors], str]]:
+        """Yield ``(first_row, table, cell_errors, name)`` blocks of at most ``chunk_rows``.
+
+        With ``raw=True`` the table holds the values as stored (CSV cells as text),
+        which is what the clean and quarantine files of the same format receive.
+        """
+        raise NotImplementedError
+
+    def chunks(self, chunk_rows: int, schema: ScanSchema) -> Iterator[Chunk]:
+        """Yield typed :class:`Chunk` objects covering every row once, in order."""
+        for start, table, errors, name in self.tables(chunk_rows):
+            yield Chunk(table, np.arange(start, start + table.num_rows, dtype=np.int64),
+                        schema, errors, name)
+
+    def raw_schema(self) -> pa.Schema:
+        """Schema of the ``raw=True`` tables."""
+        return self.arrow_schema
+
+
+class ParquetSource(Source):
+    """Parquet files of one schema, streamed with ``pre_buffer=False`` (see DESIGN §9)."""
+
+    fmt = "parquet"
+
+    def __init__(self, files: Sequence[Path]):
+        self.files = list(files)
+        self.names = [str(f) for f in self.files]
+        schema = None
+        for path in self.files:
+            file_schema = self._open(path).schema_arrow.remove_metadata()
+            if schema is None:
+                schema, first = file_schema, path
+            elif not file_schema.equals(schema):
+                raise InputError(f"schema differs from {first}: {_schema_diff(schema, file_schema)}",
+                                 path=str(path))
+        self.arrow_schema = schema
+        _check_column_names(schema.names, self.names[0])
+
+    @staticmethod
+    def _open(path: Path) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(path, pre_buffer=False)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"cannot read Parquet file: {_one_line(exc)}", path=str(path)) from None
+
+    def tables(self, chunk_rows, *, raw=False):
+        start = 0
+        for path in self.files:
+            try:
+                for batch in self._open(path).iter_batches(batch_size=chunk_rows):
+                    yield start, pa.Table.from_batches([batch]), {}, str(path)
+                    start += batch.num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(f"cannot read Parquet file after row {start}: {_one_line(exc)}",
+                                 path=str(path)) from None
+
+
+class CsvSource(Source):
+    """CSV files (optionally gzip/bz2/zstd compressed) with one header."""
+
+    fmt = "csv"
+
+    def __init__(self, files: Sequence[Path], *, text_columns: Iterable[str] = ()):
+        self.files = list(files)
+        self.names = [str(f) for f in self.files]
+        header = None
+        for path in self.files:
+            names, inferred = self._first_look(path)
+            if header is None:
+                header, types, first = names, inferred, path
+            elif names != header:
+                raise InputError(f"header differs from {first}: {_names_diff(header, names)}",
+                                 path=str(path))
+        _check_column_names(header, self.names[0])
+        text_columns = set(text_columns)
+        self.arrow_schema = pa.schema(
+            [(n, pa.string() if n in text_columns else _csv_target(t)) for n, t in zip(header, types)])
+        self._raw_schema = pa.schema([(n, pa.string()) for n in header])
+
+    def raw_schema(self) -> pa.Schema:
+        return self._raw_schema
+
+    @staticmethod
+    def _first_look(path: Path) -> tuple[list[str], list[pa.DataType]]:
+        """Header and column types from the first block of the file.
+
+        pyarrow infers a text type for a column in which a single cell does not parse;
+        we call a column numeric when most of its first-look cells parse as numbers
+        (the others are then reported by the bounds check).
+        """
+        try:
+            reader = pacsv.open_csv(
+                path, read_options=pacsv.ReadOptions(block_size=FIRST_LOOK_BYTES),
+                convert_options=pacsv.ConvertOptions(null_values=list(NULL_MARKERS),
+                                                     strings_can_be_null=True))
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                batch = reader.schema.empty_table()
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read CSV file: {_one_line(exc)}", path=str(path)) from None
+        types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
+        return list(batch.schema.names), types
+
+    def _reader(self, path: Path, problems: list):
+        def on_invalid_row(row):
+            problems.append(row)
+            return "error"
+        return pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types=self._raw_schema, strings_can_be_null=False,
+                quoted_strings_can_be_null=False, null_values=[]))
+
+    def tables(self, chunk_rows, *, raw=False):
+        start = 0
+        for path in self.files:
+            problems: list = []
+            try:
+                for table in _rebatch(self._reader(path, problems), chunk_rows):
+                    if raw:
+                        yield start, table, {}, str(path)
+                    else:
+                        typed, errors = _convert(table, self.arrow_schema)
+                        yield start, typed, errors, str(path)
+                    start += table.num_rows
+            except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+                if problems:
+                    bad = problems[0]
+                    message = (f"malformed CSV row after data row {start}: expected "
+                               f"{bad.expected_columns} fields, got {bad.actual_columns}: "
+                               f"{bad.text[:60]!r}")
+                else:
+                    message = f"cannot read CSV file after data row {start}: {_one_line(exc)}"
+                raise InputError(message, path=str(path)) from None
+
+
+class TableSource(Source):
+    """An in-memory pandas DataFrame or pyarrow Table, streamed in slices."""
+
+    fmt = "parquet"
+
+    def __init__(self, data, name: str = "<table>"):
+        if not isinstance(data, pa.Table):
+            try:
+                data = pa.Table.from_pandas(data, preserve_index=False)
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise InputError(f"cannot convert the DataFrame to Arrow: {_one_line(exc)}",
+                                 path=name) from None
+        self.table = data.replace_schema_metadata(None)
+        self.names = [name]
+        self.arrow_schema = self.table.schema
+        _check_column_names(self.arrow_schema.names, name)
+
+    def tables(self, chunk_rows, *, raw=False):
+        for start in range(0, self.table.num_rows, chunk_rows):
+            yield start, self.table.slice(start, chunk_rows), {}, self.names[0]
+
+
+def open_source(source, *, text_columns: Iterable[str] = ()) -> Source:
+    """Open what the user gave as input.
+
+    Parameters
+    ----------
+    source : path, glob, directory, list of those, pandas.DataFrame or pyarrow.Table
+        The data to scan.
+    text_columns : iterable of str
+        CSV columns kept as text whatever they look like (the label and the id column).
+
+    Raises
+    ------
+    InputError
+        Missing files, mixed formats, differing schemas, unreadable files.
+    """
+    if isinstance(source, pa.Table) or type(source).__name__ == "DataFrame":
+        return TableSource(source, name=f"<{type(source).__name__}>")
+    files = resolve_inputs(source)
+    formats = {format_of(f) or "parquet" for f in files}
+    if len(formats) > 1:
+        raise InputError("inputs mix CSV and Parquet files; scan them separately")
+    if formats == {"csv"}:
+        return CsvSource(files, text_columns=text_columns)
+    return ParquetSource(files)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _csv_target(inferred: pa.DataType) -> pa.DataType:
+    """Typed Arrow type of a CSV column given the type inferred from the first look."""
+    if pa.types.is_integer(inferred) or pa.types.is_floating(inferred) \
+            or pa.types.is_decimal(inferred):
+        return pa.float64()  # an integer column may hold "3.5" further down
+    if pa.types.is_timestamp(inferred) or pa.types.is_date(inferred):
+        return inferred
+    return pa.string()  # strings, booleans ("true"/"false"), all-empty columns
+
+
+def _mostly_numeric(column, share: float = 0.9, look: int = 10_000) -> pa.DataType:
+    """``float64`` for a text column whose non-null cells mostly parse as numbers."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column.type
+    present = [v for v in column.slice(0, look).to_pylist() if v is not None]
+    if not present:
+        return column.type
+    parsed = sum(_parse_cell(v.strip(), pa.float64()) is not _UNPARSEABLE for v in present)
+    return pa.float64() if parsed >= share * len(present) else column.type
+
+
+def _rebatch(reader, rows: int) -> Iterator[pa.Table]:
+    """Regroup a stream of record batches into tables of exactly ``rows`` rows (last: fewer)."""
+    pending: list[pa.RecordBatch] = []
+    have = 0
+    for batch in reader:
+        pending.append(batch)
+        have += batch.num_rows
+        while have >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending = rest.to_batches() if rest.num_rows else []
+            have = rest.num_rows
+    if have:
+        yield pa.Table.from_batches(pending)
+
+
+def _convert(raw: pa.Table, schema: pa.Schema) -> tuple[pa.Table, dict[str, CellErrors]]:
+    """Type the text columns of ``raw`` as ``schema`` says; list cells that do not parse."""
+    columns, errors = [], {}
+    for field in schema:
+        text = raw.column(field.name).combine_chunks()
+        nulled = pc.if_else(pc.is_in(text, value_set=_NULLS), pa.scalar(None, pa.string()), text)
+        if pa.types.is_string(field.type):
+            columns.append(nulled)
+            continue
+        try:
+            columns.append(pc.cast(nulled, field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            typed, bad = _convert_slowly(nulled, field.type)
+            columns.append(typed)
+            if len(bad):
+                errors[field.name] = CellErrors(
+                    bad, tuple(nulled.take(pa.array(bad)).to_pylist()))
+    return pa.table(columns, schema=schema), errors
+
+
+def _convert_slowly(text: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Cell by cell conversion; returns the typed array and positions that did not parse."""
+    values = text.to_pylist()
+    out, bad = [], []
+    for i, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        parsed = _parse_cell(value.strip(), target)
+        if parsed is _UNPARSEABLE:
+            bad.append(i)
+            out.append(None)
+        else:
+            out.append(parsed)
+    if pa.types.is_floating(target):
+        typed = pa.array(out, pa.float64())
+    else:
+        typed = pc.cast(pa.array([None if v is None else v for v in out], pa.string()), target)
+    return typed, np.asarray(bad, dtype=np.int64)
+
+
+_UNPARSEABLE = object()
+
+
+def _parse_cell(value: str, target: pa.DataType):
+    if pa.types.is_floating(target):
+        try:
+            return float(value)  # accepts "nan", "inf", "1e999", "1_000" as numbers
+        except ValueError:
+            return _UNPARSEABLE
+    try:  # timestamps and dates: let Arrow parse the single cell
+        pc.cast(pa.array([value], pa.string()), target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _UNPARSEABLE
+    return value
+
+
+def _check_column_names(names: Sequence[str], where: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"duplicate column name {name!r}", path=where)
+        seen.add(name)
+
+
+def _schema_diff(a: pa.Schema, b: pa.Schema) -> str:
+    if a.names != b.names:
+        return _names_diff(a.names, b.names)
+    for fa, fb in zip(a, b):
+        if fa.type != fb.type:
+            return f"column {fa.name!r} is {fb.type}, expected {fa.type}"
+    return "schemas differ"
+
+
+def _names_diff(expected: Sequence[str], got: Sequence[str]) -> str:
+    missing = [n for n in expected if n not in got]
+    extra = [n for n in got if n not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            parts.append(f"extra column(s) {', '.join(map(repr, extra))}")
+        return "; ".join(parts)
+    return "columns in a different order"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

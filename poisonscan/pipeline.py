@@ -1,0 +1,118 @@
+"""The passes of a scan as pure, engine-agnostic functions.
+
+An engine (:mod:`poisonscan.engines`) decides where and in which order these run:
+
+* :func:`summarize` / :func:`merge` — pass 1, per chunk and combined;
+* :func:`fit` — freezes everything pass 2 applies into a :class:`Plan`;
+* :meth:`Plan.score` — pass 2, a pure function of (plan, chunk);
+* :func:`route` — pass 3, splits a block of rows into clean and quarantine using the
+  scores of pass 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .checks.base import Check
+from .fusion import Fusion
+from .io.chunk import Chunk
+from .io.schema import ScanSchema
+from .profile import Profile
+
+#: Columns of the intermediate pass-2 file, before the family columns.
+PASS2_HEAD = (("row", pa.int64()), ("score", pa.float64()), ("violation", pa.bool_()))
+PASS2_TAIL = (("checks", pa.string()), ("reason", pa.string()))
+
+
+@dataclasses.dataclass(frozen=True)
+class PassOneState:
+    """Merged pass-1 state: the shared profile and each check's own state."""
+
+    profile: Profile
+    states: dict[str, Any]
+
+
+def summarize(chunk: Chunk, checks: Sequence[Check], *, sample_rows: int,
+              seed: int) -> PassOneState:
+    """Pass 1 on one chunk."""
+    return PassOneState(Profile.of(chunk, sample_rows=sample_rows, seed=seed),
+                        {c.name: c.summarize(chunk) for c in checks})
+
+
+def merge(a: PassOneState | None, b: PassOneState, checks: Sequence[Check]) -> PassOneState:
+    """Combine two pass-1 states (``a`` may be ``None``: the empty state)."""
+    if a is None:
+        return b
+    return PassOneState(a.profile.merge(b.profile),
+                        {c.name: c.merge(a.states[c.name], b.states[c.name]) for c in checks})
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything pass 2 applies, frozen by :func:`fit`."""
+
+    schema: ScanSchema
+    checks: list[Check]
+    fusion: Fusion
+    profile: Profile
+
+    @property
+    def families(self) -> list[str]:
+        return [c.name for c in self.checks]
+
+    def pass2_schema(self) -> pa.Schema:
+        return pa.schema(list(PASS2_HEAD) + [(f, pa.float64()) for f in self.families]
+                         + list(PASS2_TAIL))
+
+    def score(self, chunk: Chunk) -> pa.Table:
+        """Pass 2 on one chunk: the per-row table written to the intermediate file."""
+        results = {c.name: c.score(chunk) for c in self.checks}
+        score, violation, checks, reason = self.fusion.fuse(results)
+        columns = [chunk.rows, score, violation] + [results[f].scores for f in self.families] \
+            + [checks, reason]
+        return pa.table([pa.array(c, type=t) for c, t in
+                         zip(columns, self.pass2_schema().types)], schema=self.pass2_schema())
+
+
+def fit(state: PassOneState, checks: Sequence[Check]) -> Plan:
+    """Fit every check on the merged pass-1 state, then calibrate the fusion on the sample."""
+    profile = state.profile
+    for check in checks:
+        check.fit(state.states[check.name], profile)
+    sample = profile.sample_chunk()
+    fusion = Fusion().fit({c.name: c.score(sample) for c in checks})
+    return Plan(profile.schema, list(checks), fusion, profile)
+
+
+def route(table: pa.Table, scored: pa.Table, suspect: np.ndarray
+          ) -> tuple[pa.Table, pa.Table]:
+    """Pass 3 on one block: ``(clean, quarantine)`` rows of ``table``.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Original rows (as they will be written).
+    scored : pyarrow.Table
+        The pass-2 rows for the same row ids, in the same order.
+    suspect : numpy.ndarray of bool
+        The decision for these rows.
+
+    Returns
+    -------
+    clean : pyarrow.Table
+        Rows not suspect, original columns only.
+    quarantine : pyarrow.Table
+        Suspect rows with ``_row``, ``_score`` and ``_reason`` appended.
+    """
+    mask = pa.array(suspect)
+    clean = table.filter(pa.array(~suspect))
+    quarantine = table.filter(mask)
+    picked = scored.filter(mask)
+    quarantine = quarantine.append_column("_row", picked.column("row")) \
+        .append_column("_score", picked.column("score")) \
+        .append_column("_reason", picked.column("reason"))
+    return clean, quarantine

@@ -1,0 +1,222 @@
+"""Pass 1: small, mergeable summaries of the whole dataset and a keyed row sample.
+
+Every state here has ``of(chunk)`` (summarise one chunk) and ``merge(other)`` (combine
+two summaries). ``merge`` is associative and commutative, so chunks can be summarised in
+any grouping and order — sequentially on the local engine, as a tree on Dask — and give
+the same profile (floating-point moments up to rounding).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .hashing import row_keys
+from .io.chunk import Chunk
+from .io.schema import CATEGORICAL, ScanSchema
+
+#: Distinct values tracked per categorical column before it counts as high-cardinality.
+MAX_CATEGORIES = 2000
+#: Distinct labels tracked before the label column counts as not categorical.
+MAX_LABELS = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericStats:
+    """Counts, range and moments of a numeric (or datetime) column.
+
+    ``count`` counts finite values; ``mean`` and ``m2`` are their running mean and sum of
+    squared deviations (Chan et al.'s parallel update).
+    """
+
+    count: int = 0
+    missing: int = 0
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
+    unparseable: int = 0
+    min: float = math.inf
+    max: float = -math.inf
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, chunk: Chunk, column: str) -> "NumericStats":
+        values = chunk.numeric(column)
+        missing = chunk.missing(column)
+        err = chunk.errors.get(column)
+        finite = values[np.isfinite(values)]
+        nan = int(np.isnan(values).sum() - missing.sum() - (len(err.positions) if err else 0))
+        n = finite.size
+        mean = float(finite.mean()) if n else 0.0
+        return cls(count=n, missing=int(missing.sum()), nan=nan,
+                   posinf=int(np.isposinf(values).sum()), neginf=int(np.isneginf(values).sum()),
+                   unparseable=len(err.positions) if err else 0,
+                   min=float(finite.min()) if n else math.inf,
+                   max=float(finite.max()) if n else -math.inf,
+                   mean=mean, m2=float(((finite - mean) ** 2).sum()) if n else 0.0)
+
+    def merge(self, other: "NumericStats") -> "NumericStats":
+        n = self.count + other.count
+        if n == 0:
+            mean, m2 = 0.0, 0.0
+        else:
+            delta = other.mean - self.mean
+            mean = self.mean + delta * other.count / n
+            m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        return NumericStats(
+            count=n, missing=self.missing + other.missing, nan=self.nan + other.nan,
+            posinf=self.posinf + other.posinf, neginf=self.neginf + other.neginf,
+            unparseable=self.unparseable + other.unparseable,
+            min=min(self.min, other.min), max=max(self.max, other.max), mean=mean, m2=m2)
+
+    def to_dict(self) -> dict[str, Any]:
+        finite = self.count > 0
+        return {"count": self.count, "missing": self.missing, "nan": self.nan,
+                "posinf": self.posinf, "neginf": self.neginf, "unparseable": self.unparseable,
+                "min": self.min if finite else None, "max": self.max if finite else None,
+                "mean": _round(self.mean) if finite else None,
+                "std": _round(math.sqrt(self.m2 / self.count)) if finite else None}
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoryStats:
+    """Value counts of a categorical column; ``counts`` is ``None`` once it is high-cardinality."""
+
+    count: int = 0
+    missing: int = 0
+    counts: dict[str, int] | None = dataclasses.field(default_factory=dict)
+    cap: int = MAX_CATEGORIES
+
+    @classmethod
+    def of_array(cls, values: pa.ChunkedArray | pa.Array, cap: int) -> "CategoryStats":
+        """Summarise an Arrow column (any type; values are counted by their text)."""
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        if not pa.types.is_string(values.type):
+            values = pc.cast(values, pa.string())
+        missing = values.null_count
+        counted = pc.value_counts(values.drop_null() if missing else values)
+        table = None
+        if len(counted) <= cap:
+            table = dict(zip(counted.field("values").to_pylist(),
+                             counted.field("counts").to_pylist()))
+        return cls(count=len(values) - missing, missing=missing, counts=table, cap=cap)
+
+    @classmethod
+    def of(cls, chunk: Chunk, column: str) -> "CategoryStats":
+        return cls.of_array(chunk.table.column(column), MAX_CATEGORIES)
+
+    @property
+    def high_cardinality(self) -> bool:
+        return self.counts is None
+
+    def merge(self, other: "CategoryStats") -> "CategoryStats":
+        counts = None
+        if self.counts is not None and other.counts is not None:
+            counts = dict(self.counts)
+            for value, n in other.counts.items():
+                counts[value] = counts.get(value, 0) + n
+            if len(counts) > self.cap:
+                counts = None
+        return CategoryStats(count=self.count + other.count, missing=self.missing + other.missing,
+                             counts=counts, cap=self.cap)
+
+    def to_dict(self, top: int = 20) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": self.count, "missing": self.missing,
+                               "high_cardinality": self.high_cardinality}
+        if self.counts is not None:
+            ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            out["distinct"] = len(ordered)
+            out["top"] = dict(ordered[:top])
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RowSample:
+    """A uniform sample of at most ``size`` rows: those with the smallest keyed hashes.
+
+    Because a row's key depends only on (seed, row id), the sample is the same set of
+    rows whatever the chunking, and ``merge`` (keep the ``size`` smallest keys of both)
+    is associative and commutative.
+    """
+
+    size: int
+    keys: np.ndarray
+    rows: np.ndarray
+    table: pa.Table | None
+
+    @classmethod
+    def of(cls, chunk: Chunk, size: int, seed: int) -> "RowSample":
+        keys = row_keys(seed, chunk.rows)
+        keep = np.arange(len(keys)) if len(keys) <= size \
+            else np.argpartition(keys, size - 1)[:size]
+        return cls._ordered(size, keys[keep], chunk.rows[keep],
+                            chunk.table.take(pa.array(keep)))
+
+    @classmethod
+    def _ordered(cls, size, keys, rows, table) -> "RowSample":
+        order = np.argsort(rows, kind="stable")
+        return cls(size, keys[order], rows[order], table.take(pa.array(order)))
+
+    def merge(self, other: "RowSample") -> "RowSample":
+        if self.table is None:
+            return other
+        if other.table is None:
+            return self
+        keys = np.concatenate([self.keys, other.keys])
+        rows = np.concatenate([self.rows, other.rows])
+        if len(keys) <= self.size:
+            keep = np.arange(len(keys))
+        else:
+            keep = np.argpartition(keys, self.size - 1)[:self.size]
+        table = pa.concat_tables([self.table, other.table]).take(pa.array(keep))
+        return RowSample._ordered(self.size, keys[keep], rows[keep], table)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def as_chunk(self, schema: ScanSchema) -> Chunk:
+        """The sample as a chunk (rows in row-id order) that checks can score."""
+        return Chunk(self.table, self.rows, schema, source="<sample>")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Everything pass 1 learns: row count, column summaries, label counts and the sample."""
+
+    schema: ScanSchema
+    n_rows: int
+    columns: dict[str, NumericStats | CategoryStats]
+    labels: CategoryStats | None
+    sample: RowSample
+
+    @classmethod
+    def of(cls, chunk: Chunk, *, sample_rows: int, seed: int) -> "Profile":
+        schema = chunk.schema
+        columns = {c: (CategoryStats.of(chunk, c) if schema.kinds[c] == CATEGORICAL
+                       else NumericStats.of(chunk, c)) for c in schema.features}
+        labels = CategoryStats.of_array(chunk.table.column(schema.label), MAX_LABELS) \
+            if schema.label is not None else None
+        return cls(schema, len(chunk), columns, labels,
+                   RowSample.of(chunk, sample_rows, seed))
+
+    def merge(self, other: "Profile") -> "Profile":
+        return Profile(self.schema, self.n_rows + other.n_rows,
+                       {c: s.merge(other.columns[c]) for c, s in self.columns.items()},
+                       self.labels.merge(other.labels) if self.labels is not None else None,
+                       self.sample.merge(other.sample))
+
+    def sample_chunk(self) -> Chunk:
+        """The row sample as a chunk."""
+        return self.sample.as_chunk(self.schema)
+
+
+def _round(x: float, digits: int = 10) -> float:
+    """Round to ``digits`` significant digits: moments merged in another order agree."""
+    return float(f"{x:.{digits}g}")

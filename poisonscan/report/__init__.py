@@ -1,0 +1,1 @@
+"""What a scan tells people and tools: ``summary.json`` and ``report.html``."""
