@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
             if option.choices:
                 kwargs["choices"] = option.choices
                 kwargs.pop("metavar")
-        scan.add_argument(option.flag, **kwargs)
+        scan.add_argument(*filter(None, (option.short, option.flag)), **kwargs)
     scan.add_argument("--config", metavar="FILE",
                       help="config file (default: ./poisonscan.toml, or [tool.poisonscan] "
                            "in ./pyproject.toml)")

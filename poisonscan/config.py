@@ -61,6 +61,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     nullable: bool = False
     metavar: str | None = None
+    short: str | None = None
 
     @property
     def flag(self) -> str:
@@ -115,7 +116,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("label", "str", None, "label column (omit to skip label-dependent checks)",
            nullable=True, metavar="COL"),
-    Option("out", "str", "poisonscan-out", "output directory", metavar="DIR"),
+    Option("out", "str", "poisonscan-out", "output directory", metavar="DIR", short="-o"),
     Option("id_column", "str", None, "column carried through every output as the row's id",
            nullable=True, metavar="COL"),
     Option("chunk_rows", "int", 100_000, "rows per streamed chunk (bounds memory)",
@@ -136,7 +137,8 @@ OPTIONS: tuple[Option, ...] = (
            "exit 1 when the quarantined fraction exceeds RATE (outputs are still written)",
            low=0.0, high=1.0, nullable=True, metavar="RATE"),
     Option("overwrite", "bool", False, "replace a scan already in the output directory"),
-    Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)"),
+    Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)",
+           short="-q"),
     Option("json", "bool", False, "print summary.json to stdout"),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

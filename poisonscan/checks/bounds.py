@@ -11,7 +11,8 @@ Findings (each is a hard violation: the row is a suspect by default):
 
 The robust range comes from quantiles of the row sample, never from the minimum and
 maximum, so that the outliers themselves do not widen it:
-``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``. Rows with
+``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``; a column
+whose sample is (all but 0.1%) non-negative gets 0 as its lower bound. Rows with
 no finding get a soft score below 1: how far the most extreme value sits from the
 median towards the bound.
 """
@@ -125,7 +126,10 @@ class BoundsCheck(Check):
                 high = max(high, float(np.quantile(others, 1 - q)))
         width = high - low
         pad = self.margin * width
-        return NumericRange(low - pad, high + pad, median,
+        floor = low - pad
+        if low >= 0 and np.quantile(values, 0.001) >= 0:
+            floor = max(floor, 0.0)  # a column (almost) never negative: a sign is a bound
+        return NumericRange(floor, high + pad, median,
                             width if width > 0 else max(abs(low), 1.0))
 
     def _rare(self, counts: dict[str, int], n_rows: int) -> dict[str, int]:

@@ -1,0 +1,479 @@
+"""Scale benchmark: time and peak memory of a full poisonscan scan vs. rows.
+
+For each requested size the script generates (or reuses, cached under
+``--data-dir``) a synthetic file with known poisons (``make_data.py``), then
+measures, each as a subprocess:
+
+* a bare pyarrow read of the file -- the floor;
+* a full ``poisonscan scan FILE --label label --id-column id --out OUT
+  --overwrite --quiet`` -- wall time, rows/s, peak resident memory of the
+  whole process tree (RSS sampled every 50 ms over the process and all its
+  children, summed; the kernel's ``ru_maxrss`` as a cross-check);
+* with ``--peers``, cleanlab Datalab on the Parquet sizes in increasing order
+  under a time and memory budget, stopping at the first size it cannot finish.
+
+It writes a Markdown section between ``<!-- scale:start -->`` and
+``<!-- scale:end -->`` of ``benchmarks/RESULTS.md``, a plot
+``benchmarks/scale.png`` and the raw figures as JSON under ``--out-dir``.
+
+Sizes take an optional format: ``1M:csv`` scans a 1M-row CSV whatever
+``--format`` says. Examples::
+
+    python benchmarks/scale.py --sizes 100k 1M 2M 8M 1M:csv --peers
+    python benchmarks/scale.py --sizes 2000000 8000000   # issue 2's memory check
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import make_data
+from _measure import MB, Measurement, floor_command, run_measured
+
+HERE = Path(__file__).resolve().parent
+MARK_START, MARK_END = "<!-- scale:start -->", "<!-- scale:end -->"
+RESULTS_HEADING = "# poisonscan benchmark results"
+
+#: Issue 2's acceptance: peak at 2M rows and the extra peak for 4x the rows.
+PEAK_LIMIT_MB, GROWTH_LIMIT_MB = 1536, 200
+GROWTH_PAIR = (2_000_000, 8_000_000)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One dataset to scan: a row count and a file format."""
+
+    rows: int
+    fmt: str
+
+    @property
+    def name(self) -> str:
+        """Short size label, e.g. ``2M`` or ``100k``."""
+        return human_rows(self.rows)
+
+
+@dataclass
+class CaseResult:
+    """Everything measured for one :class:`Case`."""
+
+    case: Case
+    file_mb: float
+    floor: Measurement
+    scan: Measurement
+    summary: dict = field(default_factory=dict)
+    detection: dict = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float:
+        """Scan throughput in rows per second."""
+        return self.case.rows / self.scan.wall_s
+
+    def as_dict(self) -> dict:
+        """Return a JSON-friendly dict (captured output dropped)."""
+        def compact(m: Measurement) -> dict:
+            return {k: v for k, v in m.as_dict().items() if k not in ("stdout", "stderr")}
+
+        return {"rows": self.case.rows, "format": self.case.fmt, "file_mb": self.file_mb,
+                "floor": compact(self.floor), "scan": compact(self.scan),
+                "rows_per_s": self.rows_per_s, "timings": self.summary.get("timings"),
+                "detection": self.detection}
+
+
+# --------------------------------------------------------------------------- parsing
+
+def human_rows(rows: int) -> str:
+    """Return ``100k``, ``2M``, ``2.5M`` style labels for row counts."""
+    for unit, size in (("M", 1_000_000), ("k", 1_000)):
+        if rows >= size and rows % (size // 10) == 0:
+            return f"{rows / size:g}{unit}"
+    return str(rows)
+
+
+def parse_case(text: str, default_fmt: str) -> Case:
+    """Parse ``ROWS`` or ``ROWS:FORMAT`` (e.g. ``1M:csv``) into a :class:`Case`."""
+    rows, _, fmt = text.partition(":")
+    fmt = fmt or default_fmt
+    if fmt not in ("parquet", "csv", "csv.gz"):
+        raise argparse.ArgumentTypeError(f"unknown format in {text!r}")
+    return Case(make_data.parse_rows(rows), fmt)
+
+
+def scan_command(scanner: list[str], path: Path, out: Path, extra: list[str]) -> list[str]:
+    """Return the full scan command for one file."""
+    return [*scanner, "scan", str(path), "--label", "label", "--id-column", "id",
+            "--out", str(out), "--overwrite", "--quiet", *extra]
+
+
+def default_scanner() -> list[str]:
+    """Return the ``poisonscan`` console script, or ``python -m poisonscan``."""
+    script = shutil.which("poisonscan")
+    return [script] if script else [sys.executable, "-m", "poisonscan"]
+
+
+# --------------------------------------------------------------------------- running
+
+def dataset(case: Case, data_dir: Path, seed: int, poison_rate: float) -> Path:
+    """Return the cached data file of a case, generating it when absent."""
+    suffix = {"parquet": "parquet", "csv": "csv", "csv.gz": "csv.gz"}[case.fmt]
+    path = data_dir / f"synth_{case.name}_seed{seed}_rate{poison_rate:g}.{suffix}"
+    if not (path.exists() and make_data.truth_path(path).exists()):
+        _log(f"generating {path}")
+        make_data.write_dataset(path, case.rows, fmt=case.fmt, seed=seed,
+                                poison_rate=poison_rate)
+    return path
+
+
+def detection(out: Path, truth: Path) -> dict:
+    """Compare the scan's suspects with the ground truth of the poisons.
+
+    Returns ``suspects``, ``poisoned``, ``recall`` and ``precision``, or an
+    empty dict when the scan left no ``scores.parquet``.
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    scores_path = out / "scores.parquet"
+    if not scores_path.exists():
+        return {}
+    scores = pq.read_table(scores_path, columns=["row", "suspect"])
+    suspect = np.zeros(scores.num_rows, bool)
+    suspect[scores["row"].to_numpy()] = scores["suspect"].to_numpy(zero_copy_only=False)
+    poisoned = pq.read_table(truth, columns=["row"])["row"].to_numpy()
+    hits = int(suspect[poisoned].sum())
+    return {"suspects": int(suspect.sum()), "poisoned": len(poisoned),
+            "recall": hits / max(len(poisoned), 1), "precision": hits / max(int(suspect.sum()), 1)}
+
+
+def read_summary(out: Path) -> dict:
+    """Return the scan's ``summary.json``, or an empty dict."""
+    path = out / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def run_case(case: Case, args: argparse.Namespace) -> CaseResult:
+    """Generate, read and scan one case; return its measurements."""
+    path = dataset(case, args.data_dir, args.seed, args.poison_rate)
+    out = args.out_dir / f"scan_{case.name}_{case.fmt}"
+    _log(f"{case.name} {case.fmt}: bare read")
+    floor = run_measured(floor_command(str(path)), interval=args.interval)
+    _check(floor, "bare read")
+    _log(f"{case.name} {case.fmt}: scan")
+    cmd = scan_command(args.scanner, path, out, args.scan_args)
+    scan = run_measured(cmd, interval=args.interval, timeout=args.timeout)
+    _check(scan, shlex.join(cmd))
+    result = CaseResult(case, path.stat().st_size / MB, floor, scan, read_summary(out),
+                        detection(out, make_data.truth_path(path)))
+    _log(f"{case.name} {case.fmt}: {scan.wall_s:.1f} s, {result.rows_per_s:,.0f} rows/s, "
+         f"peak {scan.peak_mb:,.0f} MB (floor {floor.wall_s:.1f} s, {floor.peak_mb:,.0f} MB)")
+    return result
+
+
+def run_peers(cases: list[Case], args: argparse.Namespace) -> list[dict]:
+    """Run cleanlab Datalab on growing sizes until one fails its budget."""
+    results = []
+    for case in sorted(cases, key=lambda c: c.rows):
+        path = dataset(case, args.data_dir, args.seed, args.poison_rate)
+        report = args.out_dir / f"cleanlab_{case.name}_{case.fmt}.json"
+        cmd = [sys.executable, str(HERE / "_scale_peers.py"), str(path), "--label", "label",
+               "--id-column", "id", "--truth", str(make_data.truth_path(path)),
+               "--seed", str(args.seed), "--out", str(report)]
+        _log(f"cleanlab {case.name} {case.fmt} (budget {args.peer_budget:g} s, "
+             f"{args.peer_max_mb:,.0f} MB)")
+        measured = run_measured(cmd, interval=args.interval, timeout=args.peer_budget,
+                                max_rss=int(args.peer_max_mb * MB))
+        entry = {"rows": case.rows, "format": case.fmt, "status": measured.status,
+                 "wall_s": measured.wall_s, "peak_mb": measured.peak_mb}
+        if measured.status == "ok":
+            entry.update(json.loads(report.read_text(encoding="utf-8")))
+        else:
+            entry["error"] = measured.stderr.strip().splitlines()[-1:] or [""]
+        results.append(entry)
+        _log(f"cleanlab {case.name}: {measured.status}, {measured.wall_s:.1f} s, "
+             f"peak {measured.peak_mb:,.0f} MB")
+        if measured.status != "ok":
+            break
+    return results
+
+
+def _check(measured: Measurement, what: str) -> None:
+    if measured.status != "ok":
+        raise RuntimeError(f"{what} ended with status {measured.status} "
+                           f"(exit {measured.returncode}):\n{measured.stderr}")
+
+
+def _log(message: str) -> None:
+    print(f"[scale] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- reporting
+
+def environment(scanner: list[str]) -> dict:
+    """Return package versions and machine facts for the report."""
+    import psutil
+
+    versions = {}
+    for package in ("poisonscan", "pyarrow", "numpy", "pandas", "scikit-learn", "pyod",
+                    "cleanlab", "psutil"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {"python": platform.python_version(), "versions": versions,
+            "nproc": len(os.sched_getaffinity(0)),
+            "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+            "cpu": _cpu_model(), "os": platform.platform(), "scanner": shlex.join(scanner)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def growth_checks(results: list[CaseResult]) -> list[str]:
+    """Return issue 2's memory acceptance lines for the Parquet results."""
+    peak = {r.case.rows: r.scan.peak_mb for r in results if r.case.fmt == "parquet"}
+    lines = []
+    small, large = GROWTH_PAIR
+    if small in peak:
+        ok = peak[small] < PEAK_LIMIT_MB
+        lines.append(f"* Peak at {human_rows(small)} rows: **{peak[small]:,.0f} MB** "
+                     f"(target < {PEAK_LIMIT_MB:,} MB: {'met' if ok else 'NOT met'}).")
+    if small in peak and large in peak:
+        delta = peak[large] - peak[small]
+        ok = delta <= GROWTH_LIMIT_MB
+        lines.append(f"* {human_rows(small)} → {human_rows(large)} rows adds "
+                     f"**{delta:+,.0f} MB** to the peak "
+                     f"(target ≤ {GROWTH_LIMIT_MB} MB: {'met' if ok else 'NOT met'}).")
+    sizes = sorted(peak)
+    if len(sizes) >= 2 and sizes[-1] > sizes[0]:
+        slope = (peak[sizes[-1]] - peak[sizes[0]]) * MB / (sizes[-1] - sizes[0])
+        lines.append(f"* Peak-memory growth {human_rows(sizes[0])} → {human_rows(sizes[-1])}: "
+                     f"{slope:,.1f} bytes per extra row.")
+    return lines
+
+
+def scan_table(results: list[CaseResult]) -> list[str]:
+    """Return the Markdown table of the poisonscan runs."""
+    head = ("| rows | format | file MB | wall s | rows/s | peak MB | ru_maxrss MB | "
+            "read floor s | floor peak MB | time ratio | peak ratio | suspects | "
+            "poison recall | precision |")
+    lines = [head, "|" + "---:|" * (head.count("|") - 1)]
+    for r in results:
+        d = r.detection
+        lines.append(
+            f"| {r.case.rows:,} | {r.case.fmt} | {r.file_mb:,.0f} | {r.scan.wall_s:,.1f} | "
+            f"{r.rows_per_s:,.0f} | {r.scan.peak_mb:,.0f} | {r.scan.maxrss / MB:,.0f} | "
+            f"{r.floor.wall_s:,.1f} | {r.floor.peak_mb:,.0f} | "
+            f"{r.scan.wall_s / r.floor.wall_s:,.1f}× | {r.scan.peak_mb / r.floor.peak_mb:,.1f}× | "
+            f"{d.get('suspects', '–'):,} | {_pct(d.get('recall'))} | {_pct(d.get('precision'))} |")
+    return lines
+
+
+def timings_table(results: list[CaseResult]) -> list[str]:
+    """Return a table of the scan's own phase timings from ``summary.json``."""
+    timed = [(r, r.summary.get("timings")) for r in results]
+    timed = [(r, t) for r, t in timed if isinstance(t, dict) and t]
+    if not timed:
+        return []
+    keys = list(dict.fromkeys(k for _, t in timed for k, v in t.items()
+                              if isinstance(v, (int, float))))
+    lines = ["| rows | format | " + " | ".join(f"{k} s" for k in keys) + " |",
+             "|---:|---|" + "---:|" * len(keys)]
+    for r, t in timed:
+        cells = " | ".join(_num(t.get(k)) for k in keys)
+        lines.append(f"| {r.case.rows:,} | {r.case.fmt} | {cells} |")
+    return lines
+
+
+def peer_table(peers: list[dict]) -> list[str]:
+    """Return the Markdown table of the cleanlab Datalab runs."""
+    if not peers:
+        return []
+    lines = ["| rows | status | wall s | rows/s | peak MB | pred_probs s | find_issues s | "
+             "flagged | poison recall | precision |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in peers:
+        timings = p.get("timings", {})
+        lines.append(
+            f"| {p['rows']:,} | {p['status']} | {p['wall_s']:,.1f} | "
+            f"{p['rows'] / p['wall_s']:,.0f} | {p['peak_mb']:,.0f} | "
+            f"{_num(timings.get('pred_probs'))} | {_num(timings.get('find_issues'))} | "
+            f"{p.get('flagged', '–'):,} | {_pct(p.get('recall'))} | {_pct(p.get('precision'))} |")
+    return lines
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:,.1f}"
+
+
+def peer_verdict(peers: list[dict], args: argparse.Namespace) -> str:
+    """Return one sentence saying where cleanlab stopped."""
+    if not peers:
+        return ""
+    last = peers[-1]
+    if last["status"] == "ok":
+        return f"cleanlab Datalab finished every size tried, up to {last['rows']:,} rows."
+    reason = {"timeout": f"did not finish within the {args.peer_budget:g} s budget",
+              "memory": f"exceeded the {args.peer_max_mb:,.0f} MB memory budget",
+              "failed": f"failed ({' '.join(last.get('error', []))})"}[last["status"]]
+    return f"cleanlab Datalab stopped at {last['rows']:,} rows: it {reason}."
+
+
+def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: str,
+             args: argparse.Namespace) -> str:
+    """Return the whole Markdown section (without the markers)."""
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    lines = [
+        "## Scale: time and peak memory vs. rows", "",
+        f"Command: `{command}`", "",
+        f"Machine: {env['nproc']} cores ({env['cpu']}), {env['memory_gb']} GB RAM, {env['os']}; "
+        f"Python {env['python']}; {versions}.", "",
+        f"Data: `benchmarks/make_data.py`, {len(make_data.schema())} columns "
+        f"({len(make_data.NUMERIC)} numeric, {len(make_data.CATEGORICALS)} categorical, id, "
+        f"3-class label), seed {args.seed}, poison rate {args.poison_rate:g} "
+        f"({len(make_data.ATTACKS)} attacks: {', '.join(make_data.ATTACKS)}).", "",
+        f"Scan: `{shlex.join(scan_command(['poisonscan'], Path('FILE'), Path('OUT'), args.scan_args))}`. "
+        "Peak MB is the largest sum of resident memory over the scan's whole process tree, "
+        f"sampled every {args.interval * 1000:g} ms (ru_maxrss: the largest single process, "
+        "from the kernel). The read floor is a bare pyarrow streaming read of the same file "
+        "in its own process (Parquet `pre_buffer=False`, batches of 100k rows; CSV "
+        "`open_csv`); ratios are scan / floor.", "",
+        *scan_table(results), "",
+        *growth_checks(results), "",
+    ]
+    timings = timings_table(results)
+    if timings:
+        lines += ["Phase timings reported by the scan (`summary.json`):", "", *timings, ""]
+    if peers:
+        lines += [f"### Peer: cleanlab Datalab (budget {args.peer_budget:g} s and "
+                  f"{args.peer_max_mb:,.0f} MB per size)", "",
+                  "Whole file in memory; features encoded (numeric standardised, one-hot "
+                  "≤ 20 levels, frequency above); 3-fold out-of-fold probabilities from "
+                  "HistGradientBoosting; `Datalab.find_issues(features=, pred_probs=)` with "
+                  "its default issue types. Flagged = any issue type.", "",
+                  *peer_table(peers), "", peer_verdict(peers, args), ""]
+    lines += ["![time and peak memory vs rows](scale.png)", ""]
+    return "\n".join(lines)
+
+
+def update_section(path: Path, body: str) -> None:
+    """Replace the text between the scale markers of ``path`` (created if absent).
+
+    Only the marked section changes; the rest of the file is kept as it is on
+    disk at the moment of writing.
+    """
+    block = f"{MARK_START}\n{body.rstrip()}\n{MARK_END}"
+    text = path.read_text(encoding="utf-8") if path.exists() else f"{RESULTS_HEADING}\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".scale.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def plot(results: list[CaseResult], peers: list[dict], path: Path) -> None:
+    """Draw wall time and peak memory vs. rows (log-log) into ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for fmt in sorted({r.case.fmt for r in results}):
+        rs = sorted((r for r in results if r.case.fmt == fmt), key=lambda r: r.case.rows)
+        rows = [r.case.rows for r in rs]
+        ax_time.plot(rows, [r.scan.wall_s for r in rs], "o-", label=f"poisonscan ({fmt})")
+        ax_time.plot(rows, [r.floor.wall_s for r in rs], "s--", label=f"pyarrow read ({fmt})")
+        ax_mem.plot(rows, [r.scan.peak_mb for r in rs], "o-", label=f"poisonscan ({fmt})")
+        ax_mem.plot(rows, [r.floor.peak_mb for r in rs], "s--", label=f"pyarrow read ({fmt})")
+    done = [p for p in peers if p["status"] == "ok"]
+    if done:
+        ax_time.plot([p["rows"] for p in done], [p["wall_s"] for p in done], "^:",
+                     label="cleanlab Datalab")
+        ax_mem.plot([p["rows"] for p in done], [p["peak_mb"] for p in done], "^:",
+                    label="cleanlab Datalab")
+    ax_mem.axhline(PEAK_LIMIT_MB, color="grey", lw=0.8, ls=":")
+    for ax, ylabel in ((ax_time, "wall time (s)"), (ax_mem, "peak resident memory (MB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("poisonscan scan cost vs. rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", required=True,
+                        help="row counts, optionally with a format: 100k 1M 2M 8M 1M:csv")
+    parser.add_argument("--format", default="parquet", choices=("parquet", "csv", "csv.gz"))
+    parser.add_argument("--peers", action="store_true", help="also run cleanlab Datalab")
+    parser.add_argument("--peer-budget", type=float, default=900, help="seconds per size")
+    parser.add_argument("--peer-max-mb", type=float, default=16_000, help="MB per size")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--poison-rate", type=float, default=0.001)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per scan")
+    parser.add_argument("--interval", type=float, default=0.05, help="RSS sampling seconds")
+    parser.add_argument("--scanner", type=shlex.split, default=None,
+                        help="scanner command (default: poisonscan, or python -m poisonscan)")
+    parser.add_argument("--scan-args", type=shlex.split, default=[],
+                        help="extra scan options, e.g. '--chunk-rows 100000'")
+    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    parser.add_argument("--out-dir", type=Path, default=HERE / "out" / "scale")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--plot", type=Path, default=HERE / "scale.png")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.scanner = args.scanner or default_scanner()
+    cases = list(dict.fromkeys(parse_case(s, args.format) for s in args.sizes))
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results = [run_case(case, args) for case in cases]
+    peer_cases = [c for c in cases if c.fmt == "parquet"] if args.peers else []
+    peers = run_peers(peer_cases, args)
+    env = environment(args.scanner)
+    command = shlex.join(["python", "benchmarks/scale.py", *argv])
+    raw = {"command": command, "environment": env,
+           "results": [r.as_dict() for r in results], "peers": peers}
+    (args.out_dir / "scale.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    update_section(args.results, markdown(results, peers, env, command, args))
+    plot(results, peers, args.plot)
+    _log(f"wrote {args.results}, {args.plot} and {args.out_dir / 'scale.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
