@@ -196,14 +196,15 @@ class ScanConfig:
         origins: dict[str, str] = {}
         families: dict[str, dict[str, Any]] = {}
         text = path.read_text(encoding="utf-8") if path is not None else ""
+        scope = "tool.poisonscan" if path is not None and path.name == "pyproject.toml" else None
         for key, value in table.items():
             if isinstance(value, dict):
                 families[key] = dict(value)
                 continue
             option = OPTION_BY_NAME.get(key)
             if option is None:
-                raise ConfigError(f"{path}{_line_of(text, key)}: unknown key {key!r}")
-            values[key] = option.validate(value, f"{path}{_line_of(text, key)}")
+                raise ConfigError(f"{path}{_line_of(text, key, scope)}: unknown key {key!r}")
+            values[key] = option.validate(value, f"{path}{_line_of(text, key, scope)}")
             origins[key] = "config"
         for key, value in arguments.items():
             if key == "families":
@@ -272,8 +273,25 @@ def _read_toml(path: Path, *, tool_table: bool) -> dict[str, Any]:
     return data
 
 
-def _line_of(text: str, key: str) -> str:
-    """``":LINE"`` of the first line that assigns ``key`` in TOML ``text`` ("" if not found)."""
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
-    match = pattern.search(text)
-    return f":{text.count(chr(10), 0, match.start()) + 1}" if match else ""
+def _line_of(text: str, key: str, table: str | None = None) -> str:
+    """``":LINE"`` of the line that assigns ``key`` in one table of TOML ``text``.
+
+    ``table=None`` means the top level (the lines before the first table header);
+    otherwise the key is looked up under ``[table]`` only (``tool.poisonscan`` for a
+    ``pyproject.toml``), so that a same-named key of another table is never reported.
+    Returns ``""`` when the key is not found there (e.g. written as a dotted key).
+    """
+    header = re.compile(r"^\s*\[")
+    wanted = None if table is None else re.compile(
+        r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))) + r"\s*\]\s*(#.*)?$")
+    assign = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    in_scope = table is None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if header.match(line):
+            if wanted is None:
+                break
+            in_scope = wanted.match(line) is not None
+            continue
+        if in_scope and assign.match(line):
+            return f":{number}"
+    return ""

@@ -12,7 +12,9 @@ Findings (each is a hard violation: the row is a suspect by default):
 The robust range comes from quantiles of the row sample, never from the minimum and
 maximum, so that the outliers themselves do not widen it:
 ``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``; a column
-whose sample is (all but 0.1%) non-negative gets 0 as its lower bound. Rows with
+whose sample is non-negative but for at most one value or 0.1% gets 0 as its lower bound. When one value
+covers the inner quantiles (a flag, a sparse count), the range is learned from the other
+values, or is that single value when fewer than five others were sampled. Rows with
 no finding get a soft score below 1: how far the most extreme value sits from the
 median towards the bound.
 """
@@ -38,6 +40,8 @@ INVALID = 2.0
 RARE = 1.0
 #: Findings spelled out per row before "(+N more)".
 MAX_FINDINGS_IN_REASON = 3
+#: Values other than the mode needed to learn the range of a column that one value dominates.
+MIN_TAIL_VALUES = 5
 #: Characters of a cell value quoted in a reason.
 MAX_VALUE_CHARS = 40
 
@@ -118,16 +122,23 @@ class BoundsCheck(Check):
     def _range(self, values: np.ndarray) -> NumericRange:
         q = self.quantile
         median = float(np.quantile(values, 0.5))
-        low, high = (float(v) for v in np.quantile(values, [q, 1 - q]))
-        if high == low:  # one value dominates: measure the spread of the others
-            others = values[values != low]
-            if others.size:
-                low = min(low, float(np.quantile(others, q)))
-                high = max(high, float(np.quantile(others, 1 - q)))
+        uniques, counts = np.unique(values, return_counts=True)
+        mode = float(uniques[np.argmax(counts)])
+        if counts.max() >= (1 - 2 * q) * values.size:
+            # One value covers the inner quantiles (a flag, a sparse count): learn the
+            # range from the other values; with too few of them, only the mode is normal.
+            others = values[values != mode]
+            if others.size >= MIN_TAIL_VALUES:
+                low, high = (float(v) for v in np.quantile(others, [q, 1 - q]))
+                low, high = min(low, mode), max(high, mode)
+            else:
+                low = high = mode
+        else:
+            low, high = (float(v) for v in np.quantile(values, [q, 1 - q]))
         width = high - low
         pad = self.margin * width
         floor = low - pad
-        if low >= 0 and np.quantile(values, 0.001) >= 0:
+        if low >= 0 and (values < 0).sum() <= max(1.0, 0.001 * values.size):
             floor = max(floor, 0.0)  # a column (almost) never negative: a sign is a bound
         return NumericRange(floor, high + pad, median,
                             width if width > 0 else max(abs(low), 1.0))

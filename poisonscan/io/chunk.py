@@ -83,8 +83,9 @@ class Chunk:
                 if pa.types.is_date(arr.type):
                     arr = arr.cast(pa.date32()).cast(pa.int32()).cast(pa.float64())
                     return np.asarray(arr.to_numpy(zero_copy_only=False)) * 86400.0
-                arr = arr.cast(pa.timestamp("us")).cast(pa.int64()).cast(pa.float64())
-                return np.asarray(arr.to_numpy(zero_copy_only=False)) / 1e6
+                micros = pc.cast(arr.cast(pa.timestamp("us")).cast(pa.int64()), pa.float64(),
+                                 safe=False)
+                return np.asarray(micros.to_numpy(zero_copy_only=False)) / 1e6
             return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False),
                               dtype=np.float64)
         return self._cached("numeric", column, make)

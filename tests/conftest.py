@@ -1,0 +1,54 @@
+"""Shared test data: small frames with known poisons, built in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+
+
+def make_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Mixed-type rows with a label; no poisons."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(50, 10, rows)
+    return pd.DataFrame({
+        "uid": [f"u{i:05d}" for i in range(rows)],
+        "x": np.round(x, 3),
+        "count": rng.poisson(3, rows),
+        "colour": rng.choice(["red", "green", "blue"], rows),
+        "y": np.where(x + rng.normal(0, 5, rows) > 50, "pos", "neg"),
+    })
+
+
+#: row -> (column, cell text, expected words in the reason)
+POISONS = {
+    3: ("x", "-9000", "x=-9000<min"),
+    17: ("x", "NaN", "x is NaN"),
+    250: ("count", "inf", "count=inf"),
+    400: ("colour", "ultraviolet", "rare value 'ultraviolet'"),
+    555: ("x", "12x", "x unparseable '12x'"),
+}
+
+
+def poisoned_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """:func:`make_frame` as text cells with :data:`POISONS` written in."""
+    df = make_frame(rows, seed).astype(str)
+    for row, (column, value, _) in POISONS.items():
+        df.loc[row, column] = value
+    return df
+
+
+@pytest.fixture
+def poisoned_csv(tmp_path) -> Path:
+    path = tmp_path / "data.csv"
+    poisoned_frame().to_csv(path, index=False)
+    return path
+
+
+def read_suspect_rows(out: Path) -> list[int]:
+    return pd.read_csv(out / "suspects.csv")["row"].tolist()
