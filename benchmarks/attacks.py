@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from datasets import Dataset, encode_features
+from real_datasets import Dataset, encode_features
 
 #: Rates every attack is run at by default.
 RATES = (0.01, 0.03, 0.10)
