@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
 
-import numpy as np
-import pandas as pd
+# Run as a script, this file's folder leads sys.path, and benchmarks/datasets.py
+# would shadow Hugging Face ``datasets``, which Datalab imports. Nothing here is
+# imported from benchmarks/, so drop the folder.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 ONE_HOT_MAX = 20
 

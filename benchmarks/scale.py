@@ -83,7 +83,7 @@ class CaseResult:
 
         return {"rows": self.case.rows, "format": self.case.fmt, "file_mb": self.file_mb,
                 "floor": compact(self.floor), "scan": compact(self.scan),
-                "rows_per_s": self.rows_per_s, "timings": self.summary.get("timings"),
+                "rows_per_s": self.rows_per_s, "timings": scan_timings(self.summary),
                 "detection": self.detection}
 
 
@@ -150,6 +150,12 @@ def detection(out: Path, truth: Path) -> dict:
     hits = int(suspect[poisoned].sum())
     return {"suspects": int(suspect.sum()), "poisoned": len(poisoned),
             "recall": hits / max(len(poisoned), 1), "precision": hits / max(int(suspect.sum()), 1)}
+
+
+def scan_timings(summary: dict) -> dict:
+    """Return the phase timings (seconds) a scan reported in its summary."""
+    timings = summary.get("timings_seconds", summary.get("timings"))
+    return timings if isinstance(timings, dict) else {}
 
 
 def read_summary(out: Path) -> dict:
@@ -229,7 +235,24 @@ def environment(scanner: list[str]) -> dict:
     return {"python": platform.python_version(), "versions": versions,
             "nproc": len(os.sched_getaffinity(0)),
             "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
-            "cpu": _cpu_model(), "os": platform.platform(), "scanner": shlex.join(scanner)}
+            "cpu": _cpu_model(), "os": platform.platform(), "scanner": shlex.join(scanner),
+            "commit": _git_commit()}
+
+
+def _git_commit() -> str:
+    """Return the short commit of the working tree (``+dirty`` if modified), or ``?``."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "../poisonscan")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return commit + ("+dirty" if dirty else "")
 
 
 def _cpu_model() -> str:
@@ -278,14 +301,14 @@ def scan_table(results: list[CaseResult]) -> list[str]:
             f"{r.rows_per_s:,.0f} | {r.scan.peak_mb:,.0f} | {r.scan.maxrss / MB:,.0f} | "
             f"{r.floor.wall_s:,.1f} | {r.floor.peak_mb:,.0f} | "
             f"{r.scan.wall_s / r.floor.wall_s:,.1f}× | {r.scan.peak_mb / r.floor.peak_mb:,.1f}× | "
-            f"{d.get('suspects', '–'):,} | {_pct(d.get('recall'))} | {_pct(d.get('precision'))} |")
+            f"{_int(d.get('suspects'))} | {_pct(d.get('recall'))} | {_pct(d.get('precision'))} |")
     return lines
 
 
 def timings_table(results: list[CaseResult]) -> list[str]:
     """Return a table of the scan's own phase timings from ``summary.json``."""
-    timed = [(r, r.summary.get("timings")) for r in results]
-    timed = [(r, t) for r, t in timed if isinstance(t, dict) and t]
+    timed = [(r, scan_timings(r.summary)) for r in results]
+    timed = [(r, t) for r, t in timed if t]
     if not timed:
         return []
     keys = list(dict.fromkeys(k for _, t in timed for k, v in t.items()
@@ -311,12 +334,16 @@ def peer_table(peers: list[dict]) -> list[str]:
             f"| {p['rows']:,} | {p['status']} | {p['wall_s']:,.1f} | "
             f"{p['rows'] / p['wall_s']:,.0f} | {p['peak_mb']:,.0f} | "
             f"{_num(timings.get('pred_probs'))} | {_num(timings.get('find_issues'))} | "
-            f"{p.get('flagged', '–'):,} | {_pct(p.get('recall'))} | {_pct(p.get('precision'))} |")
+            f"{_int(p.get('flagged'))} | {_pct(p.get('recall'))} | {_pct(p.get('precision'))} |")
     return lines
 
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _int(value) -> str:
+    return "–" if value is None else f"{value:,}"
 
 
 def _num(value) -> str:
@@ -344,7 +371,7 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
         "## Scale: time and peak memory vs. rows", "",
         f"Command: `{command}`", "",
         f"Machine: {env['nproc']} cores ({env['cpu']}), {env['memory_gb']} GB RAM, {env['os']}; "
-        f"Python {env['python']}; {versions}.", "",
+        f"Python {env['python']}; {versions}; poisonscan at commit {env['commit']}.", "",
         f"Data: `benchmarks/make_data.py`, {len(make_data.schema())} columns "
         f"({len(make_data.NUMERIC)} numeric, {len(make_data.CATEGORICALS)} categorical, id, "
         f"3-class label), seed {args.seed}, poison rate {args.poison_rate:g} "
@@ -400,20 +427,23 @@ def plot(results: list[CaseResult], peers: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"parquet": "o", "csv": "s", "csv.gz": "D"}
     for fmt in sorted({r.case.fmt for r in results}):
         rs = sorted((r for r in results if r.case.fmt == fmt), key=lambda r: r.case.rows)
         rows = [r.case.rows for r in rs]
-        ax_time.plot(rows, [r.scan.wall_s for r in rs], "o-", label=f"poisonscan ({fmt})")
-        ax_time.plot(rows, [r.floor.wall_s for r in rs], "s--", label=f"pyarrow read ({fmt})")
-        ax_mem.plot(rows, [r.scan.peak_mb for r in rs], "o-", label=f"poisonscan ({fmt})")
-        ax_mem.plot(rows, [r.floor.peak_mb for r in rs], "s--", label=f"pyarrow read ({fmt})")
+        series = (("poisonscan", "C0", "-", [r.scan for r in rs]),
+                  ("pyarrow read", "C1", "--", [r.floor for r in rs]))
+        for name, color, style, measured in series:
+            kw = dict(color=color, ls=style, marker=markers[fmt], label=f"{name} ({fmt})")
+            ax_time.plot(rows, [m.wall_s for m in measured], **kw)
+            ax_mem.plot(rows, [m.peak_mb for m in measured], **kw)
     done = [p for p in peers if p["status"] == "ok"]
     if done:
-        ax_time.plot([p["rows"] for p in done], [p["wall_s"] for p in done], "^:",
-                     label="cleanlab Datalab")
-        ax_mem.plot([p["rows"] for p in done], [p["peak_mb"] for p in done], "^:",
-                    label="cleanlab Datalab")
-    ax_mem.axhline(PEAK_LIMIT_MB, color="grey", lw=0.8, ls=":")
+        kw = dict(color="C2", ls=":", marker="^", label="cleanlab Datalab")
+        ax_time.plot([p["rows"] for p in done], [p["wall_s"] for p in done], **kw)
+        ax_mem.plot([p["rows"] for p in done], [p["peak_mb"] for p in done], **kw)
+    ax_mem.axhline(PEAK_LIMIT_MB, color="grey", lw=0.8, ls=":",
+                   label=f"issue 2 limit ({PEAK_LIMIT_MB:,} MB)")
     for ax, ylabel in ((ax_time, "wall time (s)"), (ax_mem, "peak resident memory (MB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
