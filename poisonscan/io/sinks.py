@@ -24,6 +24,8 @@ from ..errors import OutputExistsError, UsageError
 CONTRACT_FILES = ("scores.parquet", "suspects.csv", "quarantine.csv", "quarantine.parquet",
                   "clean.csv", "clean.parquet", "summary.json", "report.html")
 
+#: Rows per Parquet row group of every output.
+ROW_GROUP_ROWS = 65_536
 #: A cell a spreadsheet would run as a formula starts with one of these (OWASP).
 _FORMULA_START = r"^[=+\-@\t\r]"
 _PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
@@ -105,6 +107,10 @@ class OutputDir:
 class TableWriter:
     """Append tables to one CSV or Parquet file; the header/schema is written even if empty.
 
+    Parquet row groups always hold :data:`ROW_GROUP_ROWS` rows (the last one fewer),
+    whatever the sizes of the appended tables, so the bytes of a file do not depend on
+    the chunk size of the scan.
+
     Parameters
     ----------
     path : path
@@ -122,6 +128,8 @@ class TableWriter:
         self.fmt = fmt
         self.guard = guard_formulas and fmt == "csv"
         self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         if fmt == "parquet":
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         elif fmt == "csv":
@@ -132,13 +140,31 @@ class TableWriter:
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        table = table.replace_schema_metadata(None)
-        if self.guard:
-            table = guard_formulas(table)
-        self._writer.write_table(table.cast(self.schema))
+        table = table.replace_schema_metadata(None).cast(self.schema)
         self.rows += table.num_rows
+        if self.fmt == "csv":
+            self._writer.write_table(guard_formulas(table) if self.guard else table)
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        full = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        for start in range(0, full, ROW_GROUP_ROWS):
+            self._writer.write_table(table.slice(start, min(ROW_GROUP_ROWS, full - start)),
+                                     row_group_size=ROW_GROUP_ROWS)
+        rest = table.slice(full)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def close(self) -> None:
+        if self.fmt == "parquet":
+            self._flush(final=True)
         self._writer.close()
 
     def __enter__(self) -> "TableWriter":
@@ -159,6 +185,7 @@ def guard_formulas(table: pa.Table) -> pa.Table:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             risky = pc.and_(pc.match_substring_regex(column, _FORMULA_START),
                             pc.invert(pc.match_substring_regex(column, _PLAIN_NUMBER)))
-            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            quote, empty = pa.scalar("'", column.type), pa.scalar("", column.type)
+            column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
         columns.append(column)
     return pa.table(columns, schema=table.schema)
