@@ -1,7 +1,7 @@
 """Poisoning attacks with known ground truth, injected with a seeded numpy Generator.
 
 Every attack is registered once in :data:`ATTACKS`. An attack function receives the clean
-:class:`~datasets.Dataset`, the number of poisons ``k`` and a ``numpy.random.Generator``,
+:class:`~real_datasets.Dataset`, the number of poisons ``k`` and a ``numpy.random.Generator``,
 and returns a :class:`Poisoned` frame whose boolean ``mask`` marks the poisoned rows.
 
 Two kinds of attack:

