@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     for option in OPTIONS:
         kwargs = {"dest": option.name, "default": None, "help": option.help}
         if option.kind == "bool":
-            kwargs["action"] = "store_true"
+            # --x / --no-x; not given stays None so that the config file is not overridden,
+            # and --no-x lets the command line win over ``x = true`` in the file
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = {"int": int, "float": float}.get(option.kind, str)
             kwargs["metavar"] = option.metavar or option.name.upper()
@@ -76,10 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _scan(args: argparse.Namespace) -> int:
     from .api import scan  # heavy imports only when a scan runs
 
-    options = {o.name: getattr(args, o.name) for o in OPTIONS}
-    for option in OPTIONS:  # "not given" must not override the config file
-        if option.kind == "bool" and options[option.name] is False:
-            options[option.name] = None
+    options = {o.name: getattr(args, o.name) for o in OPTIONS}  # None: not given
     config_file = args.config if args.config is not None else discover_config_file()
     quiet = ScanConfig.resolve(options, config_file=config_file).quiet
     progress = None if quiet else StderrProgress()
