@@ -24,9 +24,9 @@ import sys
 import time
 from contextlib import contextmanager
 
-# Run as a script, this file's folder leads sys.path, and benchmarks/datasets.py
-# would shadow Hugging Face ``datasets``, which Datalab imports. Nothing here is
-# imported from benchmarks/, so drop the folder.
+# Run as a script, this file's folder leads sys.path, where a benchmark module
+# could shadow a package that cleanlab imports (a benchmarks/datasets.py once hid
+# Hugging Face ``datasets``). Nothing here is imported from benchmarks/: drop it.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
