@@ -371,7 +371,9 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
         "## Scale: time and peak memory vs. rows", "",
         f"Command: `{command}`", "",
         f"Machine: {env['nproc']} cores ({env['cpu']}), {env['memory_gb']} GB RAM, {env['os']}; "
-        f"Python {env['python']}; {versions}; poisonscan at commit {env['commit']}.", "",
+        f"Python {env['python']}; {versions}; poisonscan at commit {env['commit']}. "
+        f"1-minute load average {env['load'][0]} at the start, {env['load'][1]} at the end "
+        "(other work on the machine slows wall times; memory is unaffected).", "",
         f"Data: `benchmarks/make_data.py`, {len(make_data.schema())} columns "
         f"({len(make_data.NUMERIC)} numeric, {len(make_data.CATEGORICALS)} categorical, id, "
         f"3-class label), seed {args.seed}, poison rate {args.poison_rate:g} "
@@ -491,10 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     cases = list(dict.fromkeys(parse_case(s, args.format) for s in args.sizes))
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]
     results = [run_case(case, args) for case in cases]
     peer_cases = [c for c in cases if c.fmt == "parquet"] if args.peers else []
     peers = run_peers(peer_cases, args)
     env = environment(args.scanner)
+    env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
     command = shlex.join(["python", "benchmarks/scale.py", *argv])
     raw = {"command": command, "environment": env,
            "results": [r.as_dict() for r in results], "peers": peers}
