@@ -11,10 +11,12 @@ Findings (each is a hard violation: the row is a suspect by default):
 
 The robust range comes from quantiles of the row sample, never from the minimum and
 maximum, so that the outliers themselves do not widen it:
-``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``; a column
-whose sample is non-negative but for at most one value or 0.1% gets 0 as its lower bound. When one value
-covers the inner quantiles (a flag, a sparse count), the range is learned from the other
-values, or is that single value when fewer than five others were sampled. Rows with
+``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``. A column
+whose sample is non-negative but for at most one value or 0.1%, and whose values pile up
+at 0 or stay far from it, gets 0 as its lower bound. A non-negative column is fenced on the ``log1p`` scale when that makes its inner quantiles more
+symmetric (right-skewed amounts such as incomes). When one value covers the inner
+quantiles (a flag, a sparse count), the range is learned from the other values, or is
+that single value when fewer than five others were sampled. Rows with
 no finding get a soft score below 1: how far the most extreme value sits from the
 median towards the bound.
 """
@@ -42,6 +44,9 @@ RARE = 1.0
 MAX_FINDINGS_IN_REASON = 3
 #: Values other than the mode needed to learn the range of a column that one value dominates.
 MIN_TAIL_VALUES = 5
+#: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
+#: a column before its range is fenced there.
+LOG_SCALE_GAIN = 0.25
 #: Characters of a cell value quoted in a reason.
 MAX_VALUE_CHARS = 40
 
@@ -124,24 +129,32 @@ class BoundsCheck(Check):
         median = float(np.quantile(values, 0.5))
         uniques, counts = np.unique(values, return_counts=True)
         mode = float(uniques[np.argmax(counts)])
+        never_negative = (values < 0).sum() <= max(1.0, 0.001 * values.size)
         if counts.max() >= (1 - 2 * q) * values.size:
             # One value covers the inner quantiles (a flag, a sparse count): learn the
             # range from the other values; with too few of them, only the mode is normal.
             others = values[values != mode]
             if others.size >= MIN_TAIL_VALUES:
-                low, high = (float(v) for v in np.quantile(others, [q, 1 - q]))
+                low, high = self._fence(others)
                 low, high = min(low, mode), max(high, mode)
             else:
                 low = high = mode
+        elif never_negative and _asymmetry(np.log1p(np.maximum(values, 0)), q) + LOG_SCALE_GAIN \
+                < _asymmetry(values, q):
+            # right-skewed amounts (incomes, durations): fence on the log scale
+            low, high = (float(v) for v in np.expm1(self._fence(np.log1p(np.maximum(values, 0)))))
         else:
-            low, high = (float(v) for v in np.quantile(values, [q, 1 - q]))
+            low, high = self._fence(values)
+        if never_negative and _zero_is_a_wall(values, high - low):
+            low = max(low, 0.0)  # a column (almost) never negative: a sign is a bound
         width = high - low
-        pad = self.margin * width
-        floor = low - pad
-        if low >= 0 and (values < 0).sum() <= max(1.0, 0.001 * values.size):
-            floor = max(floor, 0.0)  # a column (almost) never negative: a sign is a bound
-        return NumericRange(floor, high + pad, median,
-                            width if width > 0 else max(abs(low), 1.0))
+        return NumericRange(low, high, median, width if width > 0 else max(abs(low), 1.0))
+
+    def _fence(self, values: np.ndarray) -> tuple[float, float]:
+        """``(Q(q) - margin * W, Q(1 - q) + margin * W)`` with ``W = Q(1 - q) - Q(q)``."""
+        low, high = (float(v) for v in np.quantile(values, [self.quantile, 1 - self.quantile]))
+        pad = self.margin * (high - low)
+        return low - pad, high + pad
 
     def _rare(self, counts: dict[str, int], n_rows: int) -> dict[str, int]:
         limit = max(1.0, self.rare_fraction * n_rows)
@@ -249,6 +262,23 @@ class BoundsCheck(Check):
                        for c, r in self.ranges_.items()},
             "rare_values": {c: dict(sorted(v.items())[:20]) for c, v in self.counts_.items()},
         }
+
+
+def _zero_is_a_wall(values: np.ndarray, width: float) -> bool:
+    """Whether 0 bounds a never-negative column, rather than lying in its thin tail.
+
+    True when values pile up at exactly 0 (counts, amounts), or when the bulk stays far
+    from 0 (ages, scores); false for a continuous column that merely rarely dips below 0.
+    """
+    return bool((values == 0).mean() >= 0.001 or np.quantile(values, 0.001) >= 0.1 * width)
+
+
+def _asymmetry(values: np.ndarray, q: float) -> float:
+    """How lopsided the inner quantiles are around the median (0 = symmetric)."""
+    low, median, high = np.quantile(values, [q, 0.5, 1 - q])
+    if high - median <= 0 or median - low <= 0:
+        return math.inf
+    return abs(math.log((high - median) / (median - low)))
 
 
 def _quote(value: Any) -> str:
