@@ -316,12 +316,6 @@ def test_input_error_exits_2_with_one_line_and_writes_nothing(cwd, capsys, case,
         assert (out / "keep-me.txt").read_text() == "a file of the user's\n"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "poisonscan/io/sources.py CsvSource.tables: a malformed row found while streaming is "
-    "reported as 'after data row <start of the current chunk/block>' (here 'after data row 0' "
-    "for a bad row at data row 110000, because pyarrow's streaming reader gives no row number "
-    "and the 4 MiB block fails before any chunk is yielded); the message should name the "
-    "actual row (data row 110000 / file line 110002)"))
 def test_malformed_row_far_down_names_its_row(cwd, capsys):
     args, _ = _ragged_row_far_down(cwd)
     code, _, err = run(["scan", *args, "-o", "out"], capsys)

@@ -13,7 +13,9 @@ reports, never a crash.
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -219,6 +221,9 @@ class CsvSource(Source):
             except StopIteration:
                 batch = reader.schema.empty_table()
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            if "Empty CSV file" in str(exc):
+                raise InputError("the file is empty (no header, no data rows)",
+                                 path=str(path)) from None
             raise InputError(f"cannot read CSV file: {_one_line(exc)}", path=str(path)) from None
         types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
         return list(batch.schema.names), types
@@ -250,9 +255,9 @@ class CsvSource(Source):
             except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
                 if problems:
                     bad = problems[0]
-                    message = (f"malformed CSV row after data row {start}: expected "
-                               f"{bad.expected_columns} fields, got {bad.actual_columns}: "
-                               f"{bad.text[:60]!r}")
+                    where = _locate_malformed_row(path, bad.expected_columns)
+                    message = (f"malformed CSV row{where}: expected {bad.expected_columns} "
+                               f"fields, got {bad.actual_columns}: {bad.text[:60]!r}")
                 else:
                     message = f"cannot read CSV file after data row {start}: {_one_line(exc)}"
                 raise InputError(message, path=str(path)) from None
@@ -401,6 +406,25 @@ def _parse_cell(value: str, target: pa.DataType):
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return _UNPARSEABLE
     return value
+
+
+def _locate_malformed_row(path: Path, expected: int) -> str:
+    """`` at data row N (line L)`` of the first row with the wrong number of fields.
+
+    pyarrow's streaming reader does not say where a malformed row is; this second,
+    slow read runs only after the scan has already failed.
+    """
+    try:
+        with pa.input_stream(str(path), compression="detect") as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
+            reader = csv.reader(text)
+            next(reader, None)  # header
+            for index, fields in enumerate(reader):
+                if len(fields) != expected:
+                    return f" at data row {index} (line {reader.line_num})"
+    except (OSError, csv.Error, pa.ArrowException):
+        pass
+    return ""
 
 
 def _check_column_names(names: Sequence[str], where: str) -> None:
