@@ -195,6 +195,8 @@ class Profile:
     columns: dict[str, NumericStats | CategoryStats]
     labels: CategoryStats | None
     sample: RowSample
+    #: Artefacts fitted once on the final profile and shared by checks (see :meth:`encoder`).
+    shared: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, chunk: Chunk, *, sample_rows: int, seed: int) -> "Profile":
@@ -213,8 +215,17 @@ class Profile:
                        self.sample.merge(other.sample))
 
     def sample_chunk(self) -> Chunk:
-        """The row sample as a chunk."""
-        return self.sample.as_chunk(self.schema)
+        """The row sample as a chunk (built once; its conversions are cached)."""
+        if "sample" not in self.shared:
+            self.shared["sample"] = self.sample.as_chunk(self.schema)
+        return self.shared["sample"]
+
+    def encoder(self):
+        """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks."""
+        if "encoder" not in self.shared:
+            from .encode import FeatureEncoder
+            self.shared["encoder"] = FeatureEncoder().fit(self.sample_chunk())
+        return self.shared["encoder"]
 
 
 def _round(x: float, digits: int = 10) -> float:

@@ -56,7 +56,7 @@ class Chunk:
         self.schema = schema
         self.errors = dict(errors or {})
         self.source = source
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._cache: dict[tuple[str, str], object] = {}
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -66,8 +66,9 @@ class Chunk:
         state["_cache"] = {}
         return state
 
-    def _cached(self, what: str, column: str, make) -> np.ndarray:
-        key = (what, column)
+    def cached(self, what: str, key: str, make):
+        """``make()``, computed once per chunk for each ``(what, key)``."""
+        key = (what, key)
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
@@ -88,7 +89,7 @@ class Chunk:
                 return np.asarray(micros.to_numpy(zero_copy_only=False)) / 1e6
             return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False),
                               dtype=np.float64)
-        return self._cached("numeric", column, make)
+        return self.cached("numeric", column, make)
 
     def missing(self, column: str) -> np.ndarray:
         """Boolean mask of null (missing) cells, parse failures excluded."""
@@ -100,7 +101,7 @@ class Chunk:
                 mask = mask.copy()
                 mask[err.positions] = False
             return mask
-        return self._cached("missing", column, make)
+        return self.cached("missing", column, make)
 
     def strings(self, column: str) -> np.ndarray:
         """Object array of the column's values as text (``None`` for nulls)."""
@@ -111,7 +112,7 @@ class Chunk:
             if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
                 arr = pc.cast(arr, pa.string())
             return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
-        return self._cached("strings", column, make)
+        return self.cached("strings", column, make)
 
     def labels(self) -> np.ndarray | None:
         """The label column as text, or ``None`` when the scan has no label."""

@@ -1,0 +1,131 @@
+"""Numeric encoding of mixed-type rows, fitted once on the row sample.
+
+Checks that need a feature matrix (outlier detectors, neighbour and model-based label
+checks, class geometry, near duplicates) share one :class:`FeatureEncoder`: fitted on
+the sample at fit time, applied to every chunk in pass 2 (and cached on the chunk, so
+the matrix is built once per chunk whatever the number of checks).
+
+* numeric and datetime columns: non-finite values count as missing; missing values are
+  imputed with the median and flagged in an indicator column; values are robust-scaled
+  (median and interquartile range) and clipped to ``±clip`` so that one absurd value
+  cannot dominate a distance;
+* categorical columns: one-hot of the frequent levels, rare and unseen levels share an
+  "infrequent" column; missing is a level of its own;
+* identifier-like columns (almost every sampled value distinct) are left out and listed
+  in :attr:`FeatureEncoder.skipped_`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder, RobustScaler
+
+from .io.chunk import Chunk
+from .io.schema import CATEGORICAL
+
+_MISSING = "\x00missing"
+
+
+class FeatureEncoder:
+    """Encode the feature columns of chunks into a dense float matrix.
+
+    Parameters
+    ----------
+    max_categories : int, default 20
+        One-hot columns per categorical column at most (frequent levels + "infrequent").
+    min_frequency : float, default 0.005
+        Levels rarer than this share of the sample go to "infrequent".
+    identifier_ratio : float, default 0.5
+        A categorical column whose distinct values exceed this share of the sampled rows
+        is treated as an identifier and left out.
+    clip : float, default 20.0
+        Scaled numeric values are clipped to ``[-clip, clip]``.
+
+    Attributes
+    ----------
+    numeric_ : list of str
+        Numeric and datetime columns encoded.
+    categorical_ : list of str
+        Categorical columns one-hot encoded.
+    skipped_ : dict of str to str
+        Feature columns left out, with the reason.
+    feature_names_ : list of str
+        Names of the output columns.
+    """
+
+    def __init__(self, *, max_categories: int = 20, min_frequency: float = 0.005,
+                 identifier_ratio: float = 0.5, clip: float = 20.0):
+        self.max_categories = max_categories
+        self.min_frequency = min_frequency
+        self.identifier_ratio = identifier_ratio
+        self.clip = clip
+
+    def fit(self, sample: Chunk) -> "FeatureEncoder":
+        schema = sample.schema
+        n = max(len(sample), 1)
+        self.skipped_ = {}
+        self.numeric_, self.categorical_ = [], []
+        for column in schema.features:
+            if schema.kinds[column] != CATEGORICAL:
+                values = sample.numeric(column)
+                if not np.isfinite(values).any():
+                    self.skipped_[column] = "no finite value in the sample"
+                else:
+                    self.numeric_.append(column)
+                continue
+            distinct = len(set(sample.strings(column).tolist()))
+            if distinct > self.identifier_ratio * n and distinct > self.max_categories:
+                self.skipped_[column] = f"identifier-like ({distinct} distinct of {n} sampled)"
+            else:
+                self.categorical_.append(column)
+        names: list[str] = []
+        if self.numeric_:
+            X = self._numeric_matrix(sample)
+            self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
+                                          keep_empty_features=True).fit(X)
+            self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(
+                self.imputer_.transform(X)[:, :len(self.numeric_)])
+            self.scaler_.scale_[self.scaler_.scale_ == 0] = 1.0
+            names += self.numeric_
+            indicator = self.imputer_.indicator_
+            if indicator is not None:
+                names += [f"{self.numeric_[i]}__missing" for i in indicator.features_]
+        if self.categorical_:
+            self.onehot_ = OneHotEncoder(
+                handle_unknown="infrequent_if_exist", min_frequency=self.min_frequency,
+                max_categories=self.max_categories, sparse_output=False, dtype=np.float64,
+            ).fit(self._categorical_matrix(sample))
+            names += [str(f) for f in self.onehot_.get_feature_names_out(self.categorical_)]
+        self.feature_names_ = names
+        return self
+
+    def transform(self, chunk: Chunk) -> np.ndarray:
+        """The encoded matrix of ``chunk`` (rows x :attr:`feature_names_`), cached on it."""
+        return chunk.cached("encoded", str(id(self)), lambda: self._transform(chunk))
+
+    def _transform(self, chunk: Chunk) -> np.ndarray:
+        parts = []
+        if self.numeric_:
+            imputed = self.imputer_.transform(self._numeric_matrix(chunk))
+            k = len(self.numeric_)
+            scaled = np.clip(self.scaler_.transform(imputed[:, :k]), -self.clip, self.clip)
+            parts += [scaled, imputed[:, k:]]
+        if self.categorical_:
+            parts.append(self.onehot_.transform(self._categorical_matrix(chunk)))
+        if not parts:
+            return np.zeros((len(chunk), 0))
+        return np.ascontiguousarray(np.hstack(parts), dtype=np.float64)
+
+    def _numeric_matrix(self, chunk: Chunk) -> np.ndarray:
+        X = np.column_stack([chunk.numeric(c) for c in self.numeric_]).astype(np.float64)
+        X[~np.isfinite(X)] = np.nan
+        return X
+
+    def _categorical_matrix(self, chunk: Chunk) -> np.ndarray:
+        columns = []
+        for c in self.categorical_:
+            values = chunk.strings(c).copy()
+            values[values == None] = _MISSING  # noqa: E711 - elementwise on an object array
+            columns.append(values)
+        return np.column_stack(columns)
