@@ -46,6 +46,9 @@ class Option:
         Inclusive bounds for numbers (``low_open`` / ``high_open`` make them strict).
     choices : tuple of str, optional
         Allowed values of a string option.
+    family : str, optional
+        The option is a shortcut for the parameter of the same name of this check family
+        (``--detectors`` sets ``[outliers] detectors``); when given, it wins over the table.
     nullable : bool
         Whether ``None`` (unset) is a valid value.
     """
@@ -62,6 +65,7 @@ class Option:
     nullable: bool = False
     metavar: str | None = None
     short: str | None = None
+    family: str | None = None
 
     @property
     def flag(self) -> str:
@@ -136,6 +140,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_above", "float", None,
            "exit 1 when the quarantined fraction exceeds RATE (outputs are still written)",
            low=0.0, high=1.0, nullable=True, metavar="RATE"),
+    Option("detectors", "list", None, "outlier detectors to run (e.g. iforest,hbos)",
+           nullable=True, metavar="A,B", family="outliers"),
+    Option("reference", "str", None, "trusted reference profile (JSON) to check bounds against",
+           nullable=True, metavar="FILE", family="bounds"),
     Option("overwrite", "bool", False, "replace a scan already in the output directory"),
     Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)",
            short="-q"),
@@ -165,6 +173,8 @@ class ScanConfig:
     max_suspects: int | None = None
     contamination: float | None = None
     fail_above: float | None = None
+    detectors: tuple[str, ...] | None = None
+    reference: str | None = None
     overwrite: bool = False
     quiet: bool = False
     json: bool = False
@@ -220,6 +230,10 @@ class ScanConfig:
             origins[key] = "argument"
         for option in OPTIONS:
             origins.setdefault(option.name, "default")
+            if option.family is not None and values.get(option.name) is not None:
+                value = values[option.name]
+                families.setdefault(option.family, {})[option.name] = \
+                    list(value) if isinstance(value, tuple) else value
         if values.get("max_suspects") is not None and values.get("contamination") is not None \
                 and origins["max_suspects"] == origins["contamination"] == "argument":
             raise ConfigError("give at most one of max_suspects and contamination")
@@ -229,7 +243,9 @@ class ScanConfig:
     def as_dict(self) -> dict[str, Any]:
         """The options as plain JSON-able values (for ``summary.json``)."""
         out = {o.name: getattr(self, o.name) for o in OPTIONS}
-        out["checks"] = list(self.checks) if self.checks is not None else None
+        for option in OPTIONS:
+            if option.kind == "list" and out[option.name] is not None:
+                out[option.name] = list(out[option.name])
         out["families"] = {k: dict(v) for k, v in self.families.items()}
         out["config_file"] = self.config_file
         return out

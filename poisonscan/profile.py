@@ -195,6 +195,7 @@ class Profile:
     columns: dict[str, NumericStats | CategoryStats]
     labels: CategoryStats | None
     sample: RowSample
+    seed: int = 0
     #: Artefacts fitted once on the final profile and shared by checks (see :meth:`encoder`).
     shared: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -206,13 +207,13 @@ class Profile:
         labels = CategoryStats.of_array(chunk.table.column(schema.label), MAX_LABELS) \
             if schema.label is not None else None
         return cls(schema, len(chunk), columns, labels,
-                   RowSample.of(chunk, sample_rows, seed))
+                   RowSample.of(chunk, sample_rows, seed), seed)
 
     def merge(self, other: "Profile") -> "Profile":
         return Profile(self.schema, self.n_rows + other.n_rows,
                        {c: s.merge(other.columns[c]) for c, s in self.columns.items()},
                        self.labels.merge(other.labels) if self.labels is not None else None,
-                       self.sample.merge(other.sample))
+                       self.sample.merge(other.sample), self.seed)
 
     def sample_chunk(self) -> Chunk:
         """The row sample as a chunk (built once; its conversions are cached)."""

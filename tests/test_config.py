@@ -462,3 +462,20 @@ def test_load_config_table(tmp_path):
     assert load_config_table(conf) == (conf, {"seed": 3})
     with pytest.raises(ConfigError, match="not found"):
         load_config_table(tmp_path / "missing.toml")
+
+
+def test_every_option_is_a_config_field_and_a_cli_flag():
+    import dataclasses
+    from poisonscan.cli import build_parser
+    from poisonscan.config import OPTIONS, ScanConfig
+    fields = {f.name for f in dataclasses.fields(ScanConfig)}
+    assert {o.name for o in OPTIONS} <= fields
+    scan_help = build_parser()._subparsers._group_actions[0].choices["scan"].format_help()
+    for option in OPTIONS:
+        assert option.flag in scan_help
+
+
+def test_family_shortcut_options_feed_the_family_table():
+    from poisonscan.config import ScanConfig
+    cfg = ScanConfig.resolve({"detectors": "iforest,hbos", "families": {"outliers": {"x": 1}}})
+    assert cfg.families["outliers"] == {"x": 1, "detectors": ["iforest", "hbos"]}
