@@ -12,8 +12,10 @@ PyOD gets (see :func:`real_datasets.encode_features`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import tempfile
 import time
 import warnings
@@ -164,10 +166,16 @@ def run_datalab(case: Case) -> dict[str, Ranking]:
     from cleanlab import Datalab
 
     data = pd.DataFrame({case.label: case.labels()})
-    with warnings.catch_warnings():
+    printed = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
         warnings.simplefilter("ignore")
         lab = Datalab(data=data, label_name=case.label, verbosity=0)
         lab.find_issues(features=case.features(), pred_probs=case.pred_probs())
+    # Datalab catches an issue type's exception, prints it and goes on without that type:
+    # turn that into an error so a crippled peer is never reported as a weak one.
+    failures = [line for line in printed.getvalue().splitlines() if line.startswith("Error in")]
+    if failures:
+        raise RuntimeError("Datalab skipped issue types: " + "; ".join(failures))
     issues = lab.get_issues()
     columns = [c for c in issues.columns if c.endswith("_score")]
     suspicion = 1.0 - issues[columns].to_numpy(dtype=float)

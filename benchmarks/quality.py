@@ -16,10 +16,16 @@ output file. Nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import functools
 import importlib.metadata
+import importlib.util
+import itertools
+import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import time
 import zlib
@@ -120,9 +126,8 @@ def run_case(ds: data_lib.Dataset, attack: str, rate: float, seed: int, plan: Pl
         poisoned = attack_lib.poison(ds, attack, rate, case_rng(seed, ds.name, attack, rate))
     except attack_lib.AttackNotApplicable as exc:
         log(f"  skip {ds.name}/{attack}/{rate:g}/seed {seed}: {exc}")
-        return [dict(base, method=m, error=f"not applicable: {exc}") for m in method_lib.
-                ranking_labels() if any(m in method_lib.METHODS[x].rankings
-                                        for x in plan.methods)]
+        return [dict(base, method=ranking, error=f"not applicable: {exc}")
+                for name in plan.methods for ranking in method_lib.METHODS[name].rankings]
     case, tmp = method_lib.scratch_case(poisoned.frame, poisoned.via_csv, label=ds.label,
                                         numeric=ds.numeric, categorical=ds.categorical,
                                         seed=seed, model=plan.model)
@@ -149,9 +154,45 @@ def available_methods(requested: Iterable[str], log: Callable[[str], None]) -> l
     return kept
 
 
-def run_benchmark(plan: Plan, log: Callable[[str], None] = print) -> tuple[pd.DataFrame,
-                                                                          pd.DataFrame]:
-    """Run every case of the plan.
+def stderr(message: str) -> None:
+    """Progress goes to stderr (picklable, so worker processes can use it)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@functools.lru_cache(maxsize=None)
+def cached_dataset(name: str, max_rows: int | None) -> data_lib.Dataset:
+    """Each dataset is loaded once per process."""
+    return data_lib.load_dataset(name, max_rows=max_rows)
+
+
+def case_keys(plan: Plan) -> list[tuple[str, str, float, int]]:
+    """Every ``(dataset, attack, rate, seed)`` of the plan, in reporting order."""
+    return list(itertools.product(plan.datasets, plan.attacks, plan.rates, plan.seeds))
+
+
+def run_key(key: tuple[str, str, float, int], plan: Plan,
+            log: Callable[[str], None] = stderr) -> list[dict]:
+    """Run one case with single-threaded BLAS/OpenMP.
+
+    The cases are small: thread pools only fight each other (and any parallel case
+    process), which made cleanlab's cross-validation 4-7x slower on 2 cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    name, attack, rate, seed = key
+    started = time.perf_counter()
+    with threadpool_limits(limits=1):
+        records = run_case(cached_dataset(name, plan.max_rows), attack, rate, seed, plan, log)
+    log(f"  {name}/{attack}/{rate:g}/seed {seed}: {time.perf_counter() - started:.1f}s")
+    return records
+
+
+def run_benchmark(plan: Plan, log: Callable[[str], None] = stderr,
+                  jobs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every case of the plan, in ``jobs`` processes.
+
+    Every case draws from its own keyed generator, so the records are the same for any
+    ``jobs`` (only the timings change); they come back in reporting order.
 
     Returns
     -------
@@ -160,18 +201,18 @@ def run_benchmark(plan: Plan, log: Callable[[str], None] = print) -> tuple[pd.Da
     datasets : pandas.DataFrame
         One row per dataset with its shape facts.
     """
-    records, facts = [], []
-    for name in plan.datasets:
-        ds = data_lib.load_dataset(name, max_rows=plan.max_rows)
-        facts.append(ds.describe())
-        for attack in plan.attacks:
-            for rate in plan.rates:
-                for seed in plan.seeds:
-                    started = time.perf_counter()
-                    rows = run_case(ds, attack, rate, seed, plan, log)
-                    records.extend(rows)
-                    log(f"  {name}/{attack}/{rate:g}/seed {seed}: "
-                        f"{time.perf_counter() - started:.1f}s")
+    facts = [cached_dataset(name, plan.max_rows).describe() for name in plan.datasets]
+    keys = case_keys(plan)
+    if jobs <= 1:
+        results = [run_key(key, plan, log) for key in keys]
+    else:
+        # fork, not spawn: cleanlab's label check runs its own process pool, which relies on
+        # module globals that only a forked child inherits (in a spawned worker the check
+        # fails, and Datalab would silently drop it).
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            results = list(pool.map(run_key, keys, itertools.repeat(plan)))
+    records = [record for result in results for record in result]
     return pd.DataFrame.from_records(records), pd.DataFrame.from_records(facts)
 
 
@@ -291,14 +332,36 @@ def failures_table(records: pd.DataFrame) -> str:
                           grouped.astype(str).values.tolist())
 
 
+def source_revision(module: str) -> str:
+    """``git <sha>`` of the checkout a module is imported from (``+ uncommitted changes``
+    when its folder is dirty), or ``""`` outside a git checkout."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        return ""
+    folder = str(Path(spec.origin).parent)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True)
+
+    sha = git("rev-parse", "--short", "HEAD")
+    if sha.returncode != 0:
+        return ""
+    dirty = git("status", "--porcelain", "--", ".").stdout.strip()
+    return f"git {sha.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+
+
 def versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the results."""
+    """Installed versions of the packages that shape the results (poisonscan with the
+    revision it was imported from)."""
     found = {}
     for name in VERSIONED:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
+    revision = source_revision("poisonscan")
+    if revision and found["poisonscan"] != "not installed":
+        found["poisonscan"] += f" ({revision})"
     return found
 
 
@@ -370,6 +433,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="row cap per dataset (seeded subsample)")
     parser.add_argument("--model", choices=("logreg", "hgb"), default="logreg",
                         help="classifier behind cleanlab's out-of-fold pred_probs")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cases run in parallel processes (results do not change)")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 2 small datasets, 3 attacks, 1 rate (seconds)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -392,10 +457,10 @@ def plan_from_args(args: argparse.Namespace, log: Callable[[str], None]) -> Plan
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the results section. Returns the exit code."""
     args = parse_args(argv)
-    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    log = stderr
     plan = plan_from_args(args, log)
     started = time.perf_counter()
-    records, facts = run_benchmark(plan, log)
+    records, facts = run_benchmark(plan, log, jobs=args.jobs)
     seconds = time.perf_counter() - started
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.records:

@@ -347,3 +347,41 @@ def test_cleanlab_peers_on_a_quick_case(wine):
         best = records[records.method == "datalab_best_type"].iloc[0]
         assert best["detail"] in {"label", "outlier", "near_duplicate", "non_iid",
                                   "class_imbalance", "underperforming_group", "null"}
+
+
+def test_cases_are_deterministic_for_any_number_of_jobs():
+    plan = quality.Plan(datasets=["wine"], attacks=["random_flip", "bounds"], rates=[0.1],
+                        seeds=[0], methods=["poisonscan", "iforest"])
+    timing = ["seconds", "pred_probs_seconds"]
+    serial, _ = quality.run_benchmark(plan, log=lambda _: None, jobs=1)
+    again, _ = quality.run_benchmark(plan, log=lambda _: None, jobs=1)
+    parallel, _ = quality.run_benchmark(plan, log=lambda _: None, jobs=2)
+    pd.testing.assert_frame_equal(serial.drop(columns=timing), again.drop(columns=timing))
+    pd.testing.assert_frame_equal(serial.drop(columns=timing), parallel.drop(columns=timing))
+
+
+def test_case_rng_is_keyed_on_the_case():
+    draw = lambda *key: quality.case_rng(*key).integers(1 << 30)  # noqa: E731
+    assert draw(0, "wine", "random_flip", 0.1) == draw(0, "wine", "random_flip", 0.1)
+    assert draw(0, "wine", "random_flip", 0.1) != draw(1, "wine", "random_flip", 0.1)
+    assert draw(0, "wine", "random_flip", 0.1) != draw(0, "wine", "outliers", 0.1)
+
+
+def test_datalab_failure_is_an_error_not_a_weaker_peer(wine, monkeypatch):
+    pytest.importorskip("cleanlab")
+    if peers.METHODS["datalab"].missing():
+        pytest.skip("Datalab needs cleanlab[datalab]")
+    from cleanlab.datalab.internal.issue_manager.label import LabelIssueManager
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(LabelIssueManager, "find_issues", broken)
+    poisoned = make(wine, "random_flip")
+    case, tmp = peers.scratch_case(poisoned.frame, False, label=wine.label, numeric=wine.numeric,
+                                   categorical=wine.categorical, seed=0)
+    try:
+        with pytest.raises(RuntimeError, match="label"):
+            peers.run_datalab(case)
+    finally:
+        tmp.cleanup()
