@@ -238,17 +238,14 @@ class Method:
 
 #: The registry, in reporting order. Add a method by adding one entry.
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("poisonscan", run_poisonscan, {"poisonscan": "poisonscan (default decision)"},
-           requires=("poisonscan",)),
+    Method("poisonscan", run_poisonscan, {"poisonscan": "poisonscan"}, requires=("poisonscan",)),
     Method("datalab", run_datalab,
-           {"datalab_worst": "cleanlab Datalab, worst issue",
-            "datalab_best_type": "cleanlab Datalab, best issue type (hindsight)"},
+           {"datalab_worst": "Datalab worst", "datalab_best_type": "Datalab best type*"},
            requires=("cleanlab", "datasets"), uses_pred_probs=True),
-    Method("label_quality", run_label_quality,
-           {"label_quality": "cleanlab get_label_quality_scores"},
+    Method("label_quality", run_label_quality, {"label_quality": "cleanlab label quality"},
            requires=("cleanlab",), uses_pred_probs=True),
-    Method("iforest", run_iforest, {"iforest": "PyOD IForest"}, requires=("pyod",)),
-    Method("ecod", run_ecod, {"ecod": "PyOD ECOD"}, requires=("pyod",)),
+    Method("iforest", run_iforest, {"iforest": "IForest"}, requires=("pyod",)),
+    Method("ecod", run_ecod, {"ecod": "ECOD"}, requires=("pyod",)),
 )}
 
 

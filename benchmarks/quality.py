@@ -245,13 +245,27 @@ def _cell(summary: pd.DataFrame, where: dict, metric: str) -> str:
 
 
 def headline_table(records: pd.DataFrame, methods: list[str]) -> str:
-    """Average precision per attack (rows) and method (columns)."""
+    """Average precision per attack (rows) and method (columns), with the AP of a random
+    ranking (the mean poison share) for scale."""
     summary = metric_lib.seed_spread(records, ["attack", "method"], ["ap"])
+    cases = records.drop_duplicates(["dataset", "attack", "rate", "seed"])
+    chance = (cases["poisons"] / cases["rows"]).groupby(cases["attack"]).mean()
     labels = method_lib.ranking_labels()
-    rows = [[attack, f"{records.loc[records.attack == attack, 'poisons'].sum() / records.loc[records.attack == attack, 'rows'].sum():.3f}"]
+    rows = [[attack, f"{chance[attack]:.3f}"]
             + [_cell(summary, {"attack": attack, "method": m}, "ap") for m in methods]
             for attack in records["attack"].unique()]
-    return markdown_table(["attack", "poison share"] + [labels[m] for m in methods], rows)
+    return markdown_table(["attack", "chance"] + [labels[m] for m in methods], rows)
+
+
+def legend(methods: list[str]) -> str:
+    """One line per reported ranking: its label and what it is (the method's docstring)."""
+    lines = []
+    for method in method_lib.METHODS.values():
+        summary = " ".join(method.run.__doc__.split("\n\n")[0].split())
+        for name, label in method.rankings.items():
+            if name in methods:
+                lines.append(f"* **{label}**: {summary}")
+    return "\n".join(lines)
 
 
 def attack_table(records: pd.DataFrame, attack: str, methods: list[str]) -> str:
@@ -285,7 +299,7 @@ def dataset_table(records: pd.DataFrame, facts: pd.DataFrame, methods: list[str]
                     + [_cell(summary, {"dataset": fact.dataset, "method": m}, "ap")
                        for m in methods])
     header = ["dataset", "source", "rows", "num", "cat", "classes", "missing %"] \
-        + [f"AP {labels[m]}" for m in methods]
+        + [labels[m] for m in methods]
     return markdown_table(header, rows)
 
 
@@ -316,7 +330,7 @@ def timing_table(records: pd.DataFrame, methods: list[str]) -> str:
     if "pred_probs_seconds" in cases:
         rows.append(["(shared)", "out-of-fold pred_probs for cleanlab",
                      f"{cases['pred_probs_seconds'].sum():.1f}"])
-    return markdown_table(["method", "rankings", "seconds"], rows)
+    return markdown_table(["method", "rankings", "seconds (summed over cases)"], rows)
 
 
 def failures_table(records: pd.DataFrame) -> str:
@@ -384,8 +398,9 @@ def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
         "recall / clean lost = the suspect set poisonscan quarantines by default (other "
         "methods have no default decision here). In-place attacks change rate × n rows; "
         "inserting attacks add rows so poisons are `rate` of the scanned data. The "
-        "hindsight row picks, per case, the Datalab issue type with the best AP: an upper "
-        "bound no user can reach without the ground truth.",
+        "starred row (Datalab best type*) picks, per case, the Datalab issue type with the "
+        "best AP: an upper bound no user can reach without the ground truth.",
+        legend(methods),
         "### Average precision per attack",
         headline_table(records, methods),
     ]

@@ -317,7 +317,7 @@ def test_quick_run_end_to_end(tmp_path):
     assert poisonscan_rows[["precision", "recall", "clean_lost"]].notna().any().all()
     text = out.read_text(encoding="utf-8")
     assert "scale here" in text and text.count(quality.START) == 1
-    assert "### Average precision per attack" in text and "PyOD ECOD" in text
+    assert "### Average precision per attack" in text and "| ECOD |" in text
     # rerunning replaces the section instead of appending
     quality.write_section(out, "replaced")
     text = out.read_text(encoding="utf-8")
