@@ -146,10 +146,16 @@ def detection(out: Path, truth: Path) -> dict:
     scores = pq.read_table(scores_path, columns=["row", "suspect"])
     suspect = np.zeros(scores.num_rows, bool)
     suspect[scores["row"].to_numpy()] = scores["suspect"].to_numpy(zero_copy_only=False)
-    poisoned = pq.read_table(truth, columns=["row"])["row"].to_numpy()
-    hits = int(suspect[poisoned].sum())
+    truth_table = pq.read_table(truth, columns=["row", "attack"])
+    poisoned = truth_table["row"].to_numpy()
+    attacks = np.asarray(truth_table["attack"].to_pylist(), dtype=object)
+    found = suspect[poisoned]
+    hits = int(found.sum())
+    by_attack = {a: float(found[attacks == a].mean()) for a in make_data.ATTACKS
+                 if (attacks == a).any()}
     return {"suspects": int(suspect.sum()), "poisoned": len(poisoned),
-            "recall": hits / max(len(poisoned), 1), "precision": hits / max(int(suspect.sum()), 1)}
+            "recall": hits / max(len(poisoned), 1), "precision": hits / max(int(suspect.sum()), 1),
+            "recall_by_attack": by_attack}
 
 
 def scan_timings(summary: dict) -> dict:
@@ -305,6 +311,21 @@ def scan_table(results: list[CaseResult]) -> list[str]:
     return lines
 
 
+def attack_table(results: list[CaseResult]) -> list[str]:
+    """Return a table of the share of each attack's poisons the scan quarantined."""
+    found = [(r, r.detection.get("recall_by_attack")) for r in results]
+    found = [(r, by) for r, by in found if by]
+    if not found:
+        return []
+    attacks = [a for a in make_data.ATTACKS if any(a in by for _, by in found)]
+    lines = ["| rows | format | " + " | ".join(attacks) + " |",
+             "|---:|---|" + "---:|" * len(attacks)]
+    for r, by in found:
+        cells = " | ".join(_pct(by.get(a)) for a in attacks)
+        lines.append(f"| {r.case.rows:,} | {r.case.fmt} | {cells} |")
+    return lines
+
+
 def timings_table(results: list[CaseResult]) -> list[str]:
     """Return a table of the scan's own phase timings from ``summary.json``."""
     timed = [(r, scan_timings(r.summary)) for r in results]
@@ -332,7 +353,7 @@ def peer_table(peers: list[dict]) -> list[str]:
         timings = p.get("timings", {})
         lines.append(
             f"| {p['rows']:,} | {p['status']} | {p['wall_s']:,.1f} | "
-            f"{p['rows'] / p['wall_s']:,.0f} | {p['peak_mb']:,.0f} | "
+            f"{_rate(p)} | {p['peak_mb']:,.0f} | "
             f"{_num(timings.get('pred_probs'))} | {_num(timings.get('find_issues'))} | "
             f"{_int(p.get('flagged'))} | {_pct(p.get('recall'))} | {_pct(p.get('precision'))} |")
     return lines
@@ -340,6 +361,10 @@ def peer_table(peers: list[dict]) -> list[str]:
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _rate(peer: dict) -> str:
+    return f"{peer['rows'] / peer['wall_s']:,.0f}" if peer["status"] == "ok" else "–"
 
 
 def _int(value) -> str:
@@ -387,6 +412,10 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
         *scan_table(results), "",
         *growth_checks(results), "",
     ]
+    attacks = attack_table(results)
+    if attacks:
+        lines += ["Share of each attack's poisons among the quarantined rows (recall):", "",
+                  *attacks, ""]
     timings = timings_table(results)
     if timings:
         lines += ["Phase timings reported by the scan (`summary.json`):", "", *timings, ""]
@@ -444,11 +473,18 @@ def plot(results: list[CaseResult], peers: list[dict], path: Path) -> None:
         kw = dict(color="C2", ls=":", marker="^", label="cleanlab Datalab")
         ax_time.plot([p["rows"] for p in done], [p["wall_s"] for p in done], **kw)
         ax_mem.plot([p["rows"] for p in done], [p["peak_mb"] for p in done], **kw)
+    stopped = [p for p in peers if p["status"] != "ok"]
+    for p in stopped:
+        kw = dict(color="C2", marker="x", ls="none", ms=9,
+                  label=f"cleanlab stopped ({p['status']})")
+        ax_time.plot([p["rows"]], [p["wall_s"]], **kw)
+        ax_mem.plot([p["rows"]], [p["peak_mb"]], **kw)
     ax_mem.axhline(PEAK_LIMIT_MB, color="grey", lw=0.8, ls=":",
                    label=f"issue 2 limit ({PEAK_LIMIT_MB:,} MB)")
+    ax_time.set_yscale("log")
+    ax_mem.set_ylim(bottom=0)
     for ax, ylabel in ((ax_time, "wall time (s)"), (ax_mem, "peak resident memory (MB)")):
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel("rows")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)

@@ -220,6 +220,7 @@ def test_scale_benchmark_end_to_end(tmp_path):
         assert entry["scan"]["peak_mb"] > entry["floor"]["peak_mb"] * 0.5 > 10
         assert entry["detection"]["poisoned"] == 40
         assert entry["detection"]["recall"] > 0
+        assert set(entry["detection"]["recall_by_attack"]) == set(make_data.ATTACKS)
     text = results.read_text()
     assert "| 4,000 | parquet |" in text and "| 4,000 | csv |" in text
     assert (tmp_path / "scale.png").stat().st_size > 10_000
