@@ -1,8 +1,10 @@
-"""The library entry point: :func:`scan` and its :class:`ScanResult`."""
+"""The library entry points: :func:`scan` (and its :class:`ScanResult`) and :func:`profile`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -10,13 +12,14 @@ from typing import Any, Callable
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .checks.registry import build_checks
-from .config import ScanConfig
-from .engines.local import ScanRun
-from .errors import InputError
+from .config import ScanConfig, locate_key
+from .engines.local import PASS2_FILE, ScanRun
+from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
 from .io.sinks import OutputDir, TableWriter
 from .io.sources import open_source
@@ -66,6 +69,29 @@ class ScanResult:
     def quarantine(self) -> pd.DataFrame:
         """The quarantined rows with ``_row``, ``_score`` and ``_reason``."""
         return self._data("quarantine")
+
+
+@contextlib.contextmanager
+def _located(cfg: ScanConfig):
+    """Prefix a :class:`ConfigError` about a config-file key with ``FILE:LINE``."""
+    try:
+        yield
+    except ConfigError as exc:
+        where = locate_key(cfg.config_file, getattr(exc, "key_path", None))
+        if where and not str(exc).startswith(where):
+            raise ConfigError(f"{where}: {exc}") from None
+        raise
+
+
+def _bounds_tally(plan, outdir: OutputDir, schema: ScanSchema) -> dict | None:
+    """Rows per column and broken bound, read back from the pass-2 reasons."""
+    check = next((c for c in plan.checks if c.name == "bounds"), None)
+    path = outdir.file(PASS2_FILE)
+    if check is None or not path.exists() or not hasattr(check, "tally"):
+        return None
+    reasons = pq.read_table(path, columns=["reason"]).column("reason").drop_null()
+    reasons = pc.filter(reasons, pc.match_substring(reasons, "bounds:"))
+    return check.tally(reasons.to_pylist(), schema.columns)
 
 
 def scan(source, label: str | None = None, out: str | Path | None = None, *,
@@ -118,14 +144,21 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
             raise InputError(f"{role} column {column!r} not found (columns: "
                              f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
     schema = ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
-    checks, skipped = build_checks(cfg.checks, cfg.families, has_label=cfg.label is not None)
+    with _located(cfg):
+        checks, skipped = build_checks(cfg.checks, cfg.families, has_label=cfg.label is not None)
+        for check in checks:
+            validate = getattr(check, "validate_schema", None)
+            if validate is not None:
+                validate(schema)  # declared columns and the reference, before any pass
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
 
     with OutputDir(cfg.out, overwrite=cfg.overwrite) as outdir:
         engine = ScanRun(source, schema, checks, cfg, outdir, fmt, progress)
-        run = engine.run()
+        with _located(cfg):
+            run = engine.run()
+        run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
         suspects: pa.Table = run["suspects"]
         with TableWriter(outdir.file("suspects.csv"), suspects.schema, "csv",
                          guard_formulas=True) as writer:
@@ -141,3 +174,68 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outdir.commit()
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
 
+
+
+def profile(source, label: str | None = None, out: str | os.PathLike | None = None, *,
+            config: str | Path | None = None,
+            progress: Callable[[str, int, int | None], None] | None = None,
+            **options: Any) -> dict:
+    """Profile trusted data into a reference for later scans (``scan(..., reference=...)``).
+
+    Streams ``source`` through pass 1 (the same sources, chunking and keyed sample as a
+    scan), fits the bounds check on it and returns the profile document of
+    :mod:`poisonscan.reference`: per column its type, robust range (the bound a scan
+    applies), quantiles, categories with frequencies and null rate; the same per class; a
+    layout version. The document is plain JSON, meant to be read, edited and committed.
+
+    Parameters
+    ----------
+    source : path, glob, directory, list of those, pandas.DataFrame or pyarrow.Table
+        The trusted data.
+    label : str, optional
+        Label column (per-class ranges and the class mix are recorded).
+    out : path, optional
+        Write the profile there (refused if it exists, unless ``overwrite=True``).
+    config : path, optional
+        A TOML file; its ``[bounds]`` parameters (``quantile``, ``margin``, ...) shape the
+        learned ranges.
+    progress : callable, optional
+        ``progress(stage, rows_done, rows_total_or_None)`` after every chunk.
+    **options
+        ``id_column``, ``chunk_rows``, ``sample_rows``, ``seed``, ``overwrite`` and
+        ``families`` as for :func:`scan`.
+
+    Returns
+    -------
+    dict
+        The profile document.
+
+    Raises
+    ------
+    ConfigError, InputError, OutputExistsError
+    """
+    from . import reference
+    from .checks.bounds import BoundsCheck
+
+    arguments = dict(options, label=label)
+    cfg = ScanConfig.resolve(arguments, config_file=config)
+    if out is not None and Path(out).exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{out}: already exists; use --overwrite to replace it")
+    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
+    for role, column in (("label", cfg.label), ("id", cfg.id_column)):
+        if column is not None and column not in source.arrow_schema.names:
+            raise InputError(f"{role} column {column!r} not found (columns: "
+                             f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
+    schema = ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    params = {k: v for k, v in cfg.families.get("bounds", {}).items()
+              if k not in ("reference", "columns", "by_label") and not isinstance(v, dict)}
+    with _located(cfg):
+        check = BoundsCheck(**params)
+        check._validate_params()
+    engine = ScanRun(source, schema, [check], cfg, None, None, progress)
+    state = engine.pass_one()
+    check.fit(state.states[check.name], state.profile)
+    doc = reference.build(check, state.profile, inputs=source.names, seed=cfg.seed)
+    if out is not None:
+        reference.write(doc, out, overwrite=cfg.overwrite)
+    return doc

@@ -19,6 +19,10 @@ from .config import OPTIONS, ScanConfig, discover_config_file
 from .errors import PoisonscanError
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: Options of ``poisonscan profile`` (besides ``-o FILE`` and ``--config``).
+PROFILE_OPTIONS = ("label", "id_column", "chunk_rows", "sample_rows", "seed", "overwrite",
+                   "quiet", "json")
+DEFAULT_PROFILE_FILE = "profile.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--config", metavar="FILE",
                       help="config file (default: ./poisonscan.toml, or [tool.poisonscan] "
                            "in ./pyproject.toml)")
+    prof = commands.add_parser(
+        "profile", help="profile trusted data into a reference for scan --reference",
+        description="Stream trusted INPUT (files, globs or directories of CSV or Parquet) and "
+                    "write a human-readable JSON profile: per column its type, robust range, "
+                    "quantiles, categories with frequencies and null rate, and the same per "
+                    "class. Check new data against it with 'poisonscan scan ... --reference "
+                    "FILE'.")
+    prof.add_argument("inputs", nargs="+", metavar="INPUT")
+    prof.add_argument("-o", "--out", dest="out", metavar="FILE", default=None,
+                      help="where to write the profile (default: profile.json)")
+    for option in OPTIONS:
+        if option.name not in PROFILE_OPTIONS:
+            continue
+        kwargs = {"dest": option.name, "default": None, "help": option.help}
+        if option.kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float}.get(option.kind, str)
+            kwargs["metavar"] = option.metavar or option.name.upper()
+        prof.add_argument(*filter(None, (option.short, option.flag)), **kwargs)
+    prof.add_argument("--config", metavar="FILE",
+                      help="config file (its [bounds] parameters shape the learned ranges)")
     return parser
 
 
@@ -60,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return _scan(args)
+        return _profile(args) if args.command == "profile" else _scan(args)
     except PoisonscanError as exc:
         print(f"poisonscan: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -94,6 +120,27 @@ def _scan(args: argparse.Namespace) -> int:
     return EXIT_POLICY if result.policy_exceeded else EXIT_OK
 
 
+def _profile(args: argparse.Namespace) -> int:
+    from .api import profile  # heavy imports only when it runs
+
+    options = {name: getattr(args, name) for name in PROFILE_OPTIONS}
+    config_file = args.config if args.config is not None else discover_config_file()
+    cfg = ScanConfig.resolve(options, config_file=config_file)
+    progress = None if cfg.quiet else StderrProgress()
+    out = args.out or DEFAULT_PROFILE_FILE
+    doc = profile(args.inputs, config=config_file, progress=progress, out=out, **options)
+    if progress is not None:
+        progress.finish()
+    if cfg.json:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    if not cfg.quiet:
+        classes = len(doc.get("labels", {}).get("classes", {})) if doc.get("labels") else 0
+        print(f"poisonscan: profiled {doc['rows']:,} rows, {len(doc['columns'])} columns"
+              + (f", {classes} classes" if classes else "") + f" -> {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _print_summary(summary: dict, result) -> None:
     rows = summary["rows"]
     lines = [f"poisonscan: {rows['in']:,} rows scanned: {rows['clean']:,} clean, "
@@ -104,6 +151,10 @@ def _print_summary(summary: dict, result) -> None:
                      f"{check['rows_quarantined']:,} quarantined")
     for name, why in summary["checks_skipped"].items():
         lines.append(f"  {name}: skipped ({why})")
+    drift = summary.get("drift")
+    if drift and drift.get("flagged"):
+        lines.append(f"  drift against the reference (PSI > {drift['threshold']:g}): "
+                     + ", ".join(drift["flagged_items"]))
     if summary["policy_exceeded"]:
         lines.append(f"  policy exceeded: quarantined fraction > --fail-above "
                      f"{summary['fail_above']}")

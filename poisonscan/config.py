@@ -311,3 +311,83 @@ def _line_of(text: str, key: str, table: str | None = None) -> str:
         if in_scope and assign.match(line):
             return f":{number}"
     return ""
+
+
+def locate_key(config_file: str | Path | None, key_path) -> str:
+    """``"FILE:LINE"`` where a (possibly nested) key is set in a config file, else ``""``.
+
+    ``key_path`` is the key's path below the poisonscan table, e.g. ``("bounds", "age",
+    "min")`` or ``("bounds", "by_label", "spam", "links", "max")``. The key is looked up
+    under the header of its table (``[bounds.age]``), then, walking up, as a dotted or
+    inline-table key of a parent table (``age = {min = 0}`` or ``age.min = 0`` under
+    ``[bounds]``); when no line assigns the key itself, the line of its nearest table
+    header is reported.
+    """
+    if config_file is None or not key_path:
+        return ""
+    path = Path(config_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    prefix = ["tool", "poisonscan"] if path.name == "pyproject.toml" else []
+    keys = [str(k) for k in key_path]
+    for split in range(len(keys) - 1, -1, -1):
+        table = ".".join(_toml_key(k) for k in prefix + keys[:split]) or None
+        line = _line_of_dotted(text, keys[split:], table)
+        if line:
+            return f"{path}{line}"
+    for split in range(len(keys), 0, -1):
+        line = _header_line(text, prefix + keys[:split])
+        if line:
+            return f"{path}{line}"
+    return ""
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f'"{key}"'
+
+
+def _key_pattern(key: str) -> str:
+    return rf"""(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')"""
+
+
+def _header_line(text: str, keys: list[str]) -> str:
+    """``":LINE"`` of the ``[a.b.c]`` header of a table, or ``""``."""
+    header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(_key_pattern(k) for k in keys)
+                        + r"\s*\]\s*(#.*)?$")
+    for number, line in enumerate(text.split("\n"), start=1):
+        if header.match(line):
+            return f":{number}"
+    return ""
+
+
+def _line_of_dotted(text: str, keys: list[str], table: str | None) -> str:
+    """``":LINE"`` of the line assigning ``keys[0]`` (or dotted ``keys[0].keys[1]...``) in
+    ``[table]``; an inline table counts when the remaining keys appear on that line."""
+    if len(keys) == 1:
+        return _line_of(text, keys[0], table)
+    header = re.compile(r"^\s*\[")
+    wanted = None if table is None else re.compile(
+        r"^\s*\[\s*" + r"\s*\.\s*".join(
+            _key_pattern(k.strip('"')) for k in _split_table(table)) + r"\s*\]\s*(#.*)?$")
+    dotted = re.compile(r"^\s*" + r"\s*\.\s*".join(_key_pattern(k) for k in keys) + r"\s*=")
+    inline = re.compile(r"^\s*" + _key_pattern(keys[0]) + r"\s*=\s*\{")
+    in_scope = table is None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if header.match(line):
+            if wanted is None:
+                break
+            in_scope = wanted.match(line) is not None
+            continue
+        if not in_scope:
+            continue
+        if dotted.match(line):
+            return f":{number}"
+        if inline.match(line) and re.search(_key_pattern(keys[-1]) + r"\s*=", line):
+            return f":{number}"
+    return ""
+
+
+def _split_table(table: str) -> list[str]:
+    return re.findall(r'"[^"]*"|[^.]+', table)

@@ -1,24 +1,47 @@
-"""Bound checks: values a clean row cannot hold.
+"""Bound checks: values a clean row cannot, or almost never does, hold.
 
-Findings (each is a hard violation: the row is a suspect by default):
+Bounds come from three places, most trusted first:
 
-* a cell that does not parse as its column's type (CSV);
-* NaN or ±inf in a numeric column;
-* a numeric value outside the robust range learned from the data;
-* a category seen almost never (in at most ``rare_fraction`` of the rows) in a
-  column whose categories are otherwise well populated;
-* a missing or almost never seen label.
+* **declared** in the config file, per column (``[bounds.age] min = 0``) and per class
+  (``[bounds.by_label.spam.links] max = 400``): ``min``/``max`` (inclusive),
+  ``min_exclusive``/``max_exclusive`` (strict), ``allowed`` values, a ``pattern`` (regular
+  expression a text cell must match in full), ``nullable``, ``max_length``/``min_length``
+  (characters) and ``integer``;
+* a **reference** profile of trusted data (``reference = "profile.json"``, see
+  :mod:`poisonscan.reference`): its robust ranges per column and per class, its categories
+  and its classes;
+* **learned** from the data being scanned, robustly (below).
 
-The robust range comes from quantiles of the row sample, never from the minimum and
-maximum, so that the outliers themselves do not widen it:
-``[Q(q) - margin * W, Q(1 - q) + margin * W]`` with ``W = Q(1 - q) - Q(q)``. A column
-whose sample is non-negative but for at most one value or 0.1%, and whose values pile up
-at 0 or stay far from it, gets 0 as its lower bound. A non-negative column is fenced on the ``log1p`` scale when that makes its inner quantiles more
-symmetric (right-skewed amounts such as incomes). When one value covers the inner
-quantiles (a flag, a sparse count), the range is learned from the other values, or is
-that single value when fewer than five others were sampled. Rows with
-no finding get a soft score below 1: how far the most extreme value sits from the
-median towards the bound.
+A declared or reference bound that is broken is a **hard** finding: the row is a suspect
+by default. Cells that are not valid values at all (unparseable, NaN, ±inf, a missing
+label) and categories or labels seen almost never in an otherwise well-populated column are
+hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
+outside the value lies, unless it is gross: set apart from every value of the column by a
+gap of more than ``gross`` inner widths (see :func:`_reach`), or of a sign that the column
+never has.
+
+Learned ranges
+--------------
+A column's range comes from quantiles, never from its minimum and maximum, so that the
+outliers themselves do not widen it: with ``Q`` the quantiles of the column's sampled
+values, ``W = Q(1 - q) - Q(q)`` and ``M`` the median, the fence is
+``[Q(q) - pad_low, Q(1 - q) + pad_high]`` where each pad is ``margin * max(2 * arm, W / 2)``
+times a tail factor: ``arm`` is that side's distance from the median to its inner quantile
+(so a skewed column gets a longer arm on its long side) and the tail factor
+``max(1, min(5, (W / IQR) / 3.45))`` widens the fence of heavy-tailed columns (3.45 is the
+ratio for a normal distribution at ``q = 0.01``). A non-negative column is fenced on the
+``log1p`` scale when that makes its inner quantiles more symmetric (incomes, durations).
+A column that is (almost) never negative gets 0 as a hard wall when its values pile up at
+0, stay far from it, or hug it. When one value covers the inner quantiles (a flag, a sparse
+count), the range is learned from the other values, or is that single value when fewer than
+five others were seen. Integer columns get integer bounds. Classes with at least
+``min_class_rows`` sampled rows also get their own ranges; a value inside the column's range
+but outside its class's range is evidence. Rows with no finding get a soft score below
+0.5: how far the most extreme value sits from the median towards the fence.
+
+Quantiles come from the keyed row sample (every row below ``sample_rows``, a uniform
+chunk-invariant sample above); whether a column is integral or ever negative is counted
+over the whole data in pass 1 (:meth:`BoundsCheck.summarize`).
 """
 
 from __future__ import annotations
@@ -26,64 +49,315 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-from typing import Any
+import re
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import Option
+from ..errors import ConfigError
 from ..io.schema import CATEGORICAL, DATETIME
 from .base import Check, CheckScores
 
 #: Severity of a cell that is not a valid value at all (unparseable, NaN, inf, no label).
 INVALID = 2.0
+#: Severity of a declared or reference bound broken (plus up to 0.5 by distance).
+HARD = 1.5
 #: Severity of a category or label almost never seen.
 RARE = 1.0
+#: Severity of a sign a never-negative column does not have (plus up to 0.5 by distance).
+SIGN = 1.0
+#: Learned-range violations that stand apart score ``0.5 * d / (1 + d)`` (``d`` in inner
+#: widths beyond the fence): they rank below every other hard finding.
 #: Findings spelled out per row before "(+N more)".
 MAX_FINDINGS_IN_REASON = 3
 #: Values other than the mode needed to learn the range of a column that one value dominates.
 MIN_TAIL_VALUES = 5
+#: Finite sampled values a column needs before a range is learned for it.
+MIN_LEARN_VALUES = 20
 #: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
 #: a column before its range is fenced there.
 LOG_SCALE_GAIN = 0.25
+#: ``(Q(0.99) - Q(0.01)) / IQR`` of a normal distribution: the tail factor's unit.
+NORMAL_TAIL_RATIO = 3.45
+#: Largest tail factor (widening of the fence for heavy-tailed columns).
+MAX_TAIL_FACTOR = 5.0
+#: A category of at most this many rows is rare in a column of 1000 times as many rows
+#: (however small ``rare_fraction`` is): one injected value may repeat.
+RARE_MIN_ROWS = 3
 #: Characters of a cell value quoted in a reason.
 MAX_VALUE_CHARS = 40
+#: Longest declared ``pattern`` accepted, and longest cell a pattern is tried on.
+MAX_PATTERN_CHARS = 1000
+MAX_PATTERN_INPUT = 10_000
+#: Keys of a declared column table.
+SPEC_KEYS = ("min", "max", "min_exclusive", "max_exclusive", "allowed", "pattern", "nullable",
+             "max_length", "min_length", "integer")
+#: Where a bound came from, as written in reasons and the summary.
+DECLARED, REFERENCE, LEARNED = "declared", "reference", "learned"
+
+
+# ============================================================================ declared specs
+
+
+def _config_error(message: str, *path: str) -> ConfigError:
+    """A :class:`ConfigError` carrying the config key path it is about (for the line number)."""
+    exc = ConfigError(message)
+    exc.key_path = ("bounds",) + tuple(str(p) for p in path)
+    return exc
 
 
 @dataclasses.dataclass(frozen=True)
-class NumericRange:
-    """Learned range of one numeric column."""
+class ColumnSpec:
+    """The declared bounds of one column (or of one column for one class).
+
+    ``low``/``high`` are the raw declared values (numbers, or dates for datetime columns)
+    and ``low_strict``/``high_strict`` say whether they came from ``min_exclusive`` /
+    ``max_exclusive``.
+    """
+
+    low: Any = None
+    high: Any = None
+    low_strict: bool = False
+    high_strict: bool = False
+    allowed: tuple | None = None
+    pattern: str | None = None
+    nullable: bool | None = None
+    max_length: int | None = None
+    min_length: int | None = None
+    integer: bool | None = None
+
+    @property
+    def numeric_keys(self) -> list[str]:
+        keys = []
+        if self.low is not None:
+            keys.append("min_exclusive" if self.low_strict else "min")
+        if self.high is not None:
+            keys.append("max_exclusive" if self.high_strict else "max")
+        if self.integer is not None:
+            keys.append("integer")
+        return keys
+
+    @property
+    def text_keys(self) -> list[str]:
+        return [k for k in ("pattern", "max_length", "min_length")
+                if getattr(self, k) is not None]
+
+    @classmethod
+    def parse(cls, spec: Any, path: tuple[str, ...]) -> "ColumnSpec":
+        """Validate one declared table; errors name the key (``bounds.age.min``)."""
+        name = ".".join(("bounds",) + path)
+        if not isinstance(spec, Mapping):
+            raise _config_error(f"{name} must be a table of bounds, not {spec!r}", *path)
+        unknown = sorted(set(spec) - set(SPEC_KEYS))
+        if unknown:
+            raise _config_error(f"{name}: unknown key {unknown[0]!r} "
+                                f"(known: {', '.join(SPEC_KEYS)})", *path, unknown[0])
+        values: dict[str, Any] = {}
+        for side in ("min", "max"):
+            given = [k for k in (side, f"{side}_exclusive") if k in spec]
+            if len(given) == 2:
+                raise _config_error(f"{name}: give {side} or {side}_exclusive, not both",
+                                    *path, given[1])
+            if given:
+                key = given[0]
+                values["low" if side == "min" else "high"] = _bound_value(spec[key], name, key,
+                                                                          path)
+                values[f"{'low' if side == 'min' else 'high'}_strict"] = key.endswith("exclusive")
+        low, high = values.get("low"), values.get("high")
+        numbers = all(isinstance(v, (int, float)) for v in (low, high))
+        if numbers and low > high:
+            raise _config_error(f"{name}: min {low!r} is above max {high!r}", *path,
+                                "max" if "max" in spec else "max_exclusive")
+        if "allowed" in spec:
+            allowed = spec["allowed"]
+            if not isinstance(allowed, (list, tuple)) or not allowed or not all(
+                    isinstance(v, (str, int, float, bool)) for v in allowed):
+                raise _config_error(f"{name}.allowed must be a non-empty list of values, "
+                                    f"not {allowed!r}", *path, "allowed")
+            values["allowed"] = tuple(allowed)
+        if "pattern" in spec:
+            pattern = spec["pattern"]
+            if not isinstance(pattern, str) or not pattern:
+                raise _config_error(f"{name}.pattern must be a regular expression (a string), "
+                                    f"not {pattern!r}", *path, "pattern")
+            if len(pattern) > MAX_PATTERN_CHARS:
+                raise _config_error(f"{name}.pattern is longer than {MAX_PATTERN_CHARS} "
+                                    "characters", *path, "pattern")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _config_error(f"{name}.pattern is not a valid regular expression: {exc}",
+                                    *path, "pattern") from None
+            values["pattern"] = pattern
+        for key in ("nullable", "integer"):
+            if key in spec:
+                if not isinstance(spec[key], bool):
+                    raise _config_error(f"{name}.{key} must be true or false, not {spec[key]!r}",
+                                        *path, key)
+                values[key] = spec[key]
+        for key in ("max_length", "min_length"):
+            if key in spec:
+                v = spec[key]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise _config_error(f"{name}.{key} must be an integer >= 0, not {v!r}",
+                                        *path, key)
+                values[key] = v
+        return cls(**values)
+
+
+def _bound_value(value: Any, name: str, key: str, path: tuple[str, ...]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, _dt.date, _dt.datetime)):
+        raise _config_error(f"{name}.{key} must be a number or a date, not {value!r}", *path, key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _config_error(f"{name}.{key} must be finite, not {value!r}", *path, key)
+    return value
+
+
+def _to_seconds(value: Any) -> float | None:
+    """A declared datetime bound as seconds since the epoch (UTC), or ``None`` if not a date."""
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).timestamp()
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with dates as ISO text and tuples as lists (JSON-ready)."""
+    if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ============================================================================ learned fences
+
+
+@dataclasses.dataclass(frozen=True)
+class Fence:
+    """Learned range of one numeric or datetime column (or of one class of it).
+
+    ``low``/``high`` are in the column's units (integers for integer columns). The fence
+    is placed on the ``log1p`` scale when ``log``; ``t_low``, ``t_high``, ``t_median``
+    and ``width`` (the inner width ``W``) are on that scale. ``wall`` means 0 is a hard
+    lower bound (a sign the column never has). How far a value lies beyond the fence is
+    measured in inner widths on the ``g`` scale: ``log1p`` for a never-negative column
+    (``g_log``: counts and amounts vary by ratios), the column's own otherwise.
+    """
 
     low: float
     high: float
-    median: float
-    width: float  # scale used to measure how far outside a value lies
+    t_low: float
+    t_high: float
+    t_median: float
+    width: float
+    log: bool = False
+    wall: bool = False
+    integer: bool = False
+    g_low: float = 0.0
+    g_high: float = 0.0
+    g_width: float = 1.0
+    g_log: bool = False
+    mirror: float = math.inf
+    reach_low: float = -math.inf
+    reach_high: float = math.inf
+    low_step: float = 1.0
+    high_step: float = 1.0
+
+    def g(self, values: np.ndarray) -> np.ndarray:
+        """Values on the scale distances beyond the fence are measured on."""
+        if not self.g_log:
+            return values
+        with np.errstate(invalid="ignore"):
+            return np.log1p(np.maximum(values, 0.0))
+
+    def t(self, values: np.ndarray) -> np.ndarray:
+        """Values on the fence's scale."""
+        if not self.log:
+            return values
+        with np.errstate(invalid="ignore"):
+            return np.log1p(np.maximum(values, 0.0))
+
+
+def _quantiles(values: np.ndarray, probs) -> np.ndarray:
+    return np.quantile(values, probs)
+
+
+def _asymmetry(values: np.ndarray, q: float) -> float:
+    """How lopsided the inner quantiles are around the median (0 = symmetric)."""
+    low, median, high = _quantiles(values, [q, 0.5, 1 - q])
+    if high - median <= 0 or median - low <= 0:
+        return math.inf
+    return abs(math.log((high - median) / (median - low)))
+
+
+# ============================================================================ the check
 
 
 class BoundsCheck(Check):
-    """Type, NaN/inf, robust-range and rare-category checks.
+    """Declared, reference and learned bounds; type, NaN/inf and rare-category checks.
 
     Parameters
     ----------
     quantile : float, default 0.01
-        Inner quantile ``q`` of the robust range.
+        Inner quantile ``q`` of the learned ranges.
     margin : float, default 1.0
-        Allowance beyond the inner quantiles, in units of their distance.
+        Allowance beyond the inner quantiles, in units of their (shape-adapted) distance.
+    gross : float, default 1.5
+        A learned-range violation is a hard finding when it stands apart: separated from
+        every sampled value the column's bulk reaches (through gaps of at most ``gross``
+        inner widths) by a gap of more than ``gross`` inner widths. Nearer ones are
+        evidence scored by distance.
     rare_fraction : float, default 1e-4
-        A category is rare when it holds at most ``max(1, rare_fraction * rows)`` rows.
+        A category is rare when it holds at most ``max(1, rare_fraction * rows)`` rows (or
+        up to 3 rows in a column of 3,000 rows or more).
     rare_mass : float, default 0.01
-        Rare categories are reported only in columns where all of them together hold at
-        most this fraction of the rows (otherwise the column is long-tailed by nature).
+        Rare categories are reported in a column where together they hold at most this
+        share of the rows, or where they stand apart from the populated categories (almost
+        no category of a few rows between them); otherwise the column is long-tailed by nature.
+    min_class_rows : int, default 200
+        Sampled rows a class needs to get its own learned ranges.
+    drift_threshold : float, default 0.2
+        Population stability index above which a column or the class mix counts as
+        shifted from the reference profile.
+    reference : str, optional
+        A reference profile (JSON, :mod:`poisonscan.reference`) of trusted data.
+    columns : dict, optional
+        Declared bounds per column (``{"age": {"min": 0, "max": 120}}``); any other
+        table-valued keyword is taken as a column too (``age={"min": 0}``), which is how
+        ``[bounds.age]`` arrives from the config file.
+    by_label : dict, optional
+        Declared bounds per class and column (``{"spam": {"links": {"max": 400}}}``).
 
     Attributes
     ----------
-    ranges_ : dict of str to NumericRange
+    fences_ : dict of str to Fence
         Learned range per numeric or datetime column.
-    rare_ : dict of str to frozenset of str
-        Rare categories per categorical column (and the label, under its column name).
-    counts_ : dict of str to dict of str to int
-        Row counts of the rare categories (for the reasons).
+    class_fences_ : dict of str to dict of str to Fence
+        Learned ranges per class (only classes with ``min_class_rows`` sampled rows).
+    rare_ : dict of str to dict of str to int
+        Rare categories (with their row counts) per categorical column and the label.
+    hard_rare_ : dict of str to bool
+        Whether a column's rare categories are hard findings.
+    declared_ : dict of str to ColumnSpec
+    declared_by_label_ : dict of str to dict of str to ColumnSpec
+    reference_ : dict or None
+        The validated reference profile.
+    drift_ : dict or None
+        Shift of the scanned data against the reference (see :func:`reference.drift`).
     n_rows_ : int
         Rows seen in pass 1.
     """
@@ -93,150 +367,675 @@ class BoundsCheck(Check):
         Option("quantile", "float", 0.01, "inner quantile of the robust range",
                low=0.0, high=0.25, low_open=True),
         Option("margin", "float", 1.0, "allowance beyond the inner quantiles", low=0.0),
+        Option("gross", "float", 1.5,
+               "gap, in inner widths, that sets a learned-range violation apart (hard)",
+               low=0.0),
         Option("rare_fraction", "float", 1e-4, "share of rows under which a category is rare",
                low=0.0, high=0.5),
         Option("rare_mass", "float", 0.01, "max share of rows in rare categories per column",
                low=0.0, high=1.0),
+        Option("min_class_rows", "int", 200, "sampled rows a class needs for its own ranges",
+               low=1),
+        Option("drift_threshold", "float", 0.2,
+               "population stability index above which a shift is flagged", low=0.0,
+               low_open=True),
+        Option("reference", "str", None, "trusted reference profile (JSON)", nullable=True),
+        Option("columns", "table", None, "declared bounds per column", nullable=True),
+        Option("by_label", "table", None, "declared bounds per class and column",
+               nullable=True),
     )
 
+    def __init__(self, **params: Any):
+        known = {p.name for p in self.parameters}
+        columns = dict(params.pop("columns", None) or {})
+        for key in [k for k, v in params.items() if k not in ("by_label",)
+                    and isinstance(v, Mapping)]:
+            columns[key] = params.pop(key)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise _config_error(f"bounds: unknown parameter(s) "
+                                f"{', '.join(f'bounds.{k}' for k in unknown)}", unknown[0])
+        super().__init__(**params, **({"columns": columns} if columns else {}))
+
+    # ------------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        for p in self.parameters:
+            if p.kind == "table":
+                continue
+            try:
+                p.validate(getattr(self, p.name), where="[bounds]")
+            except ConfigError as exc:
+                exc.key_path = ("bounds", p.name)
+                raise
+        self._declared()
+
+    def _declared(self) -> tuple[dict[str, ColumnSpec], dict[str, dict[str, ColumnSpec]]]:
+        """Parse (and so validate) the declared tables."""
+        columns = self.columns or {}
+        if not isinstance(columns, Mapping):
+            raise _config_error(f"bounds.columns must be a table, not {columns!r}", "columns")
+        declared = {str(c): ColumnSpec.parse(s, (str(c),)) for c, s in columns.items()}
+        by_label: dict[str, dict[str, ColumnSpec]] = {}
+        if self.by_label is not None:
+            if not isinstance(self.by_label, Mapping):
+                raise _config_error(f"bounds.by_label must be a table of classes, "
+                                    f"not {self.by_label!r}", "by_label")
+            for label, table in self.by_label.items():
+                if not isinstance(table, Mapping):
+                    raise _config_error(f"bounds.by_label.{label} must be a table of columns, "
+                                        f"not {table!r}", "by_label", label)
+                by_label[str(label)] = {str(c): ColumnSpec.parse(s, ("by_label", str(label),
+                                                                     str(c)))
+                                        for c, s in table.items()}
+        return declared, by_label
+
+    def validate_schema(self, schema) -> None:
+        """Check the declared bounds against the data's columns (before any pass runs).
+
+        Raises
+        ------
+        ConfigError
+            A declared column not in the data, a bound that does not suit the column's
+            kind, or per-class bounds without a label column.
+        """
+        from .. import reference as reference_lib
+
+        declared, by_label = self._declared()
+        if self.reference:
+            reference_lib.load(self.reference)
+        if by_label and schema.label is None:
+            raise _config_error("bounds.by_label needs a label column (give --label)",
+                                "by_label")
+        items = [((c,), c, s) for c, s in declared.items()]
+        items += [(("by_label", label, c), c, s) for label, t in by_label.items()
+                  for c, s in t.items()]
+        for path, column, spec in items:
+            name = ".".join(("bounds",) + path)
+            if column not in schema.columns:
+                raise _config_error(f"{name}: column {column!r} is not in the data (columns: "
+                                    f"{', '.join(schema.columns[:20])})", *path)
+            if column in schema.skipped:
+                raise _config_error(f"{name}: column {column!r} is not checked "
+                                    f"({schema.skipped[column]})", *path)
+            kind = _kind(schema, column)
+            if kind == CATEGORICAL and spec.numeric_keys:
+                key = spec.numeric_keys[0]
+                raise _config_error(f"{name}.{key} needs a numeric or datetime column; "
+                                    f"{column!r} holds text", *path, key)
+            if kind != CATEGORICAL and spec.text_keys:
+                key = spec.text_keys[0]
+                raise _config_error(f"{name}.{key} needs a text column; {column!r} is {kind}",
+                                    *path, key)
+            if kind == DATETIME and spec.integer is not None:
+                raise _config_error(f"{name}.integer does not apply to a datetime column",
+                                    *path, "integer")
+            for key, value in (("min", spec.low), ("max", spec.high)):
+                if value is None:
+                    continue
+                if kind == DATETIME and _to_seconds(value) is None:
+                    raise _config_error(f"{name}.{key} must be a date for datetime column "
+                                        f"{column!r}, not {value!r}", *path, key)
+                if kind != DATETIME and not isinstance(value, (int, float)):
+                    raise _config_error(f"{name}.{key} must be a number, not {value!r}",
+                                        *path, key)
+            if kind == DATETIME and spec.low is not None and spec.high is not None \
+                    and _to_seconds(spec.low) > _to_seconds(spec.high):
+                raise _config_error(f"{name}: min is after max", *path, "max")
+            if kind != CATEGORICAL and spec.allowed is not None and not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec.allowed):
+                raise _config_error(f"{name}.allowed must hold numbers for numeric column "
+                                    f"{column!r}", *path, "allowed")
+
+    # ------------------------------------------------------------------------ pass 1
+    def summarize(self, chunk) -> dict[str, np.ndarray]:
+        """Whole-data counts per numeric column: finite, negative, zero, non-integer values."""
+        out = {}
+        for column in chunk.schema.features:
+            if chunk.schema.kinds[column] != CATEGORICAL:
+                v = chunk.numeric(column)
+                f = v[np.isfinite(v)]
+                out[column] = np.array([f.size, int((f < 0).sum()), int((f == 0).sum()),
+                                        int((f != np.floor(f)).sum())], dtype=np.int64)
+        return out
+
+    def _merge(self, a, b):
+        return {c: a[c] + b[c] for c in a}
+
+    # ------------------------------------------------------------------------ fit
     def fit(self, state, profile) -> "BoundsCheck":
+        """Learn ranges and rare categories; resolve declared and reference bounds."""
+        from .. import reference as reference_lib
+
         self._validate_params()
         schema = profile.schema
-        sample = profile.sample_chunk()
+        self.validate_schema(schema)
+        self.declared_, self.declared_by_label_ = self._declared()
+        self.reference_ = reference_lib.load(self.reference) if self.reference else None
         self.n_rows_ = profile.n_rows
-        self.ranges_ = {}
+        self._kinds = {c: _kind(schema, c) for c in schema.columns if c not in schema.skipped}
+        self._label = schema.label
+        state = state or {}
+        sample = profile.sample_chunk()
+        labels = sample.labels()
+        self.fences_, self.class_fences_ = {}, {}
+        class_rows: dict[str, np.ndarray] = {}
+        if labels is not None:
+            codes, classes = _codes(labels)
+            for k, cls in enumerate(classes):
+                rows = np.flatnonzero(codes == k)
+                if rows.size >= self.min_class_rows and len(classes) > 1:
+                    class_rows[cls] = rows
         for column in schema.features:
-            if schema.kinds[column] != CATEGORICAL:
-                values = sample.numeric(column)
-                values = values[np.isfinite(values)]
-                if values.size:
-                    self.ranges_[column] = self._range(values)
-        self.rare_, self.counts_ = {}, {}
+            if schema.kinds[column] == CATEGORICAL:
+                continue
+            values = sample.numeric(column)
+            whole = state.get(column)
+            fence = self.learn_fence(values, whole, datetime=schema.kinds[column] == DATETIME)
+            if fence is None:
+                continue
+            self.fences_[column] = fence
+            for cls, rows in class_rows.items():
+                own = self.learn_fence(values[rows], whole, datetime=schema.kinds[column]
+                                       == DATETIME, scale=fence)
+                if own is not None:
+                    self.class_fences_.setdefault(cls, {})[column] = own
+        self.rare_, self.hard_rare_ = {}, {}
         stats = {c: profile.columns[c] for c in schema.of_kind(CATEGORICAL)}
         if profile.labels is not None:
             stats[schema.label] = profile.labels
         for column, st in stats.items():
-            rare = self._rare(st.counts, profile.n_rows) if st.counts is not None else {}
+            rare, hard = self._rare(st.counts, profile.n_rows, column, schema)
             if rare:
-                self.rare_[column] = frozenset(rare)
-                self.counts_[column] = rare
-        self._kinds = dict(schema.kinds)
-        self._label = schema.label
+                self.rare_[column], self.hard_rare_[column] = rare, hard
+        self._build_rules(schema, profile)
+        self.drift_ = None
+        if self.reference_ is not None:
+            self.drift_ = reference_lib.drift(self.reference_, profile, self.drift_threshold)
         return self
 
-    def _range(self, values: np.ndarray) -> NumericRange:
+    def learn_fence(self, values: np.ndarray, whole: np.ndarray | None = None, *,
+                    datetime: bool = False, scale: Fence | None = None) -> Fence | None:
+        """The learned range of a column's sampled ``values`` (``None`` if too few).
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            Sampled values (non-finite ones are ignored).
+        whole : numpy.ndarray, optional
+            Whole-data counts from :meth:`summarize` (finite, negative, zero, non-integer).
+        datetime : bool
+            Datetime column: no sign wall, no integer rounding, no log scale.
+        scale : Fence, optional
+            Reuse this fence's scale, wall and integrality (for a class of the column).
+        """
+        values = values[np.isfinite(values)]
+        if values.size < (MIN_LEARN_VALUES if scale is None else 1):
+            return None
+        if whole is not None and whole[0] > 0:
+            count, negative, zero, nonint = (int(x) for x in whole)
+        else:
+            count, negative = values.size, int((values < 0).sum())
+            zero, nonint = int((values == 0).sum()), int((values != np.floor(values)).sum())
         q = self.quantile
-        median = float(np.quantile(values, 0.5))
+        if scale is not None:
+            never_negative, integer, log = scale.g_log, scale.integer, scale.log
+        else:
+            never_negative = not datetime and _never_negative(values, negative, count, q)
+            integer = not datetime and nonint == 0
         uniques, counts = np.unique(values, return_counts=True)
         mode = float(uniques[np.argmax(counts)])
-        never_negative = (values < 0).sum() <= max(1.0, 0.001 * values.size)
-        if counts.max() >= (1 - 2 * q) * values.size:
-            # One value covers the inner quantiles (a flag, a sparse count): learn the
-            # range from the other values; with too few of them, only the mode is normal.
-            others = values[values != mode]
-            if others.size >= MIN_TAIL_VALUES:
-                low, high = self._fence(others)
-                low, high = min(low, mode), max(high, mode)
+        dominated = counts.max() >= (1 - 2 * q) * values.size
+        if scale is None:
+            log = (not datetime and never_negative and not dominated
+                   and _asymmetry(np.log1p(np.maximum(values, 0)), q) + LOG_SCALE_GAIN
+                   < _asymmetry(values, q))
+        t = np.log1p(np.maximum(values, 0.0)) if log else values
+        t_mode = math.log1p(max(mode, 0.0)) if log else mode
+        basis = values
+        if dominated:
+            # one value covers the inner quantiles (a flag, a sparse count): learn the range
+            # from the other values; with too few of them, only the mode is normal
+            basis = values[values != mode]
+            if basis.size >= MIN_TAIL_VALUES:
+                t_low, t_high, width = self._fence(t[values != mode])
+                t_low, t_high = min(t_low, t_mode), max(t_high, t_mode)
             else:
-                low = high = mode
-        elif never_negative and _asymmetry(np.log1p(np.maximum(values, 0)), q) + LOG_SCALE_GAIN \
-                < _asymmetry(values, q):
-            # right-skewed amounts (incomes, durations): fence on the log scale
-            low, high = (float(v) for v in np.expm1(self._fence(np.log1p(np.maximum(values, 0)))))
+                t_low = t_high = t_mode
+                width = 0.0
         else:
-            low, high = self._fence(values)
-        if never_negative and _zero_is_a_wall(values, high - low):
-            low = max(low, 0.0)  # a column (almost) never negative: a sign is a bound
-        width = high - low
-        return NumericRange(low, high, median, width if width > 0 else max(abs(low), 1.0))
+            t_low, t_high, width = self._fence(t)
+        t_median = float(np.median(t))
+        if width <= 0:
+            width = max(t_high - t_low, abs(t_mode), 1.0)
+        low, high = (float(np.expm1(t_low)), float(np.expm1(t_high))) if log else (t_low, t_high)
+        if scale is not None:
+            wall = scale.wall
+        else:
+            wall = never_negative and (log or _zero_is_a_wall(
+                values[values >= 0], zero / max(count, 1), high - low, width))
+        if wall:
+            low = max(low, 0.0)
+            t_low = max(t_low, 0.0)
+        if integer:
+            low, high = float(math.ceil(low - 1e-9)), float(math.floor(high + 1e-9))
+            if low > high:
+                low = high = float(round(mode))
+        # the scale on which "how far outside" is measured: ratios for never-negative columns
+        if log or not never_negative:
+            g_low, g_high, g_width = t_low, t_high, width
+        else:
+            g_low, g_high = math.log1p(max(low, 0.0)), math.log1p(max(high, 0.0))
+            g_width = 0.0
+            if basis.size >= MIN_TAIL_VALUES:
+                ql, qh = np.quantile(np.log1p(np.maximum(basis, 0.0)), [q, 1 - q])
+                g_width = float(qh - ql)
+            if g_width <= 0:
+                g_width = max(g_high - g_low, math.log1p(abs(mode)), 1.0)
+        reach_low, reach_high, low_step, high_step = -math.inf, math.inf, width, width
+        if scale is None:
+            reach_low, reach_high = _reach(t, t_low, t_high, width, self.gross, q)
+            inner_low, inner_high = (float(v) for v in np.quantile(t, [q, 1 - q]))
+            low_step = max(width, inner_low - reach_low)
+            high_step = max(width, reach_high - inner_high)
+        mirror = math.inf
+        if never_negative:
+            mirror = scale.mirror if scale is not None else \
+                float(np.quantile(values[values >= 0], 1 - q)) if (values >= 0).any() else 0.0
+        return Fence(low, high, t_low, t_high, t_median, width, log=log, wall=wall,
+                     integer=integer, g_low=g_low, g_high=g_high, g_width=g_width,
+                     g_log=never_negative, mirror=mirror, reach_low=reach_low,
+                     reach_high=reach_high, low_step=low_step, high_step=high_step)
 
-    def _fence(self, values: np.ndarray) -> tuple[float, float]:
-        """``(Q(q) - margin * W, Q(1 - q) + margin * W)`` with ``W = Q(1 - q) - Q(q)``."""
-        low, high = (float(v) for v in np.quantile(values, [self.quantile, 1 - self.quantile]))
-        pad = self.margin * (high - low)
-        return low - pad, high + pad
+    def _fence(self, t: np.ndarray) -> tuple[float, float, float]:
+        """``(low, high, W)``: the shape-adapted fence of values ``t`` (see module docstring)."""
+        q = self.quantile
+        ql, q25, med, q75, qh = (float(v) for v in _quantiles(t, [q, 0.25, 0.5, 0.75, 1 - q]))
+        width = qh - ql
+        iqr = q75 - q25
+        tail = 1.0 if iqr <= 0 else min(MAX_TAIL_FACTOR, max(1.0, width / iqr / NORMAL_TAIL_RATIO))
+        pad_low = self.margin * tail * max(2 * (med - ql), width / 2)
+        pad_high = self.margin * tail * max(2 * (qh - med), width / 2)
+        return ql - pad_low, qh + pad_high, width
 
-    def _rare(self, counts: dict[str, int], n_rows: int) -> dict[str, int]:
-        limit = max(1.0, self.rare_fraction * n_rows)
+    def _rare(self, counts: dict[str, int] | None, n_rows: int, column: str,
+              schema) -> tuple[dict[str, int], bool]:
+        """Rare categories of a column and whether they are hard findings."""
+        if not counts:
+            return {}, False
+        limit = max(1.0, self.rare_fraction * n_rows, min(RARE_MIN_ROWS, 0.001 * n_rows))
         rare = {value: n for value, n in counts.items() if n <= limit}
-        if sum(rare.values()) > self.rare_mass * n_rows:
-            return {}
-        return rare
+        if not rare:
+            return {}, False
+        populated = {v: n for v, n in counts.items() if n > limit}
+        if not populated:
+            return {}, False  # every category is rare: an identifier-like column
+        mass = sum(rare.values())
+        near = sum(1 for n in populated.values() if n <= 10 * limit)
+        apart = near <= 0.25 * len(rare)  # no continuum of small categories: not a long tail
+        if mass > self.rare_mass * n_rows and not apart:
+            return {}, False
+        boolean = column != schema.label and (pa.types.is_boolean(schema.types[column])
+                                              or len(counts) <= 2)
+        return rare, not boolean
 
-    # ------------------------------------------------------------------------- scoring
+    # ------------------------------------------------------------------------ rules
+    def _build_rules(self, schema, profile) -> None:
+        """Freeze, per column, the arrays that :meth:`score` looks bounds up in by class."""
+        ref = self.reference_
+        classes = set(self.class_fences_) | set(self.declared_by_label_)
+        if ref is not None and self._label is not None:
+            classes |= set(ref.get("by_label", {}))
+        self.classes_ = sorted(classes)
+        slot = {c: i for i, c in enumerate(self.classes_)}
+        k = len(self.classes_)
+        self._numeric_rules, self._text_rules = {}, {}
+        columns = [c for c in schema.columns if c in self._kinds]
+        for column in columns:
+            kind = self._kinds[column]
+            specs = [(None, self.declared_.get(column))] + [
+                (cls, self.declared_by_label_.get(cls, {}).get(column)) for cls in self.classes_]
+            if kind == CATEGORICAL:
+                rules = []
+                for cls, spec in specs:
+                    if spec is not None and (spec.allowed is not None or spec.text_keys
+                                             or spec.nullable is False):
+                        rules.append((cls, spec, DECLARED))
+                if ref is not None:
+                    info = ref["columns"].get(column)
+                    if info is not None and info["type"] == "categorical":
+                        allowed = info["allowed"]
+                        spec = ColumnSpec(allowed=tuple(allowed) if allowed is not None else None,
+                                          nullable=info["nullable"])
+                        if spec.allowed is not None or spec.nullable is False:
+                            if not any(c is None and s.allowed is not None for c, s, _ in rules):
+                                rules.append((None, spec, REFERENCE))
+                    elif column == self._label and ref.get("labels"):
+                        rules.append((None, ColumnSpec(allowed=tuple(ref["labels"]["classes"])),
+                                      REFERENCE))
+                if rules:
+                    self._text_rules[column] = rules
+                continue
+            # numeric / datetime: per side, the most specific declared bound, then reference
+            lo = np.full(k + 1, -np.inf)
+            hi = np.full(k + 1, np.inf)
+            lo_strict = np.zeros(k + 1, dtype=bool)
+            hi_strict = np.zeros(k + 1, dtype=bool)
+            lo_src = np.zeros(k + 1, dtype=np.int8)  # 0 none, 1 declared, 2 reference
+            hi_src = np.zeros(k + 1, dtype=np.int8)
+            conv = (lambda v: _to_seconds(v)) if kind == DATETIME else float
+            ref_cols = ref["columns"] if ref is not None else {}
+            ref_by = ref.get("by_label", {}) if ref is not None else {}
+
+            def ref_range(info):
+                if info is None or info["type"] == "categorical":
+                    return None, None
+                return info["range"]["min"], info["range"]["max"]
+
+            g_lo, g_hi = ref_range(ref_cols.get(column))
+            for s in range(k + 1):
+                cls = self.classes_[s] if s < k else None
+                c_lo, c_hi = ref_range(ref_by.get(cls, {}).get("columns", {}).get(column)) \
+                    if cls is not None else (None, None)
+                own = self.declared_by_label_.get(cls, {}).get(column) if cls is not None else None
+                glob = self.declared_.get(column)
+                for side, arr, strict, src, r_class, r_glob in (
+                        ("low", lo, lo_strict, lo_src, c_lo, g_lo),
+                        ("high", hi, hi_strict, hi_src, c_hi, g_hi)):
+                    for spec in (own, glob):
+                        if spec is not None and getattr(spec, side) is not None:
+                            arr[s] = conv(getattr(spec, side))
+                            strict[s] = getattr(spec, f"{side}_strict")
+                            src[s] = 1
+                            break
+                    else:
+                        for value in (r_class, r_glob):
+                            if value is not None:
+                                arr[s] = float(value)
+                                src[s] = 2
+                                break
+            flags = {}
+            for key in ("nullable", "integer"):
+                values = []
+                for cls, spec in specs:
+                    if spec is not None and getattr(spec, key) is not None:
+                        values.append((cls, getattr(spec, key), DECLARED))
+                flags[key] = values
+            allowed = [(cls, np.asarray(sorted(float(v) for v in spec.allowed)), DECLARED)
+                       for cls, spec in specs if spec is not None and spec.allowed is not None]
+            if ref is not None and not any(c is None for c, _, _ in flags["nullable"]):
+                info = ref_cols.get(column)
+                if info is not None and info["nullable"] is False:
+                    flags["nullable"].append((None, False, REFERENCE))
+            # learned fences per slot (class fences; NaN = none)
+            t_low = np.full(k + 1, np.nan)
+            t_high = np.full(k + 1, np.nan)
+            width = np.full(k + 1, np.nan)
+            c_low = np.full(k + 1, np.nan)
+            c_high = np.full(k + 1, np.nan)
+            for cls, fences in self.class_fences_.items():
+                f = fences.get(column)
+                if f is not None:
+                    s = slot[cls]
+                    t_low[s], t_high[s], width[s] = f.t_low, f.t_high, f.width
+                    c_low[s], c_high[s] = f.low, f.high
+            self._numeric_rules[column] = dict(
+                lo=lo, hi=hi, lo_strict=lo_strict, hi_strict=hi_strict, lo_src=lo_src,
+                hi_src=hi_src, flags=flags, allowed=allowed, c_t_low=t_low, c_t_high=t_high,
+                c_width=width, c_low=c_low, c_high=c_high,
+                has_class=bool(np.isfinite(width).any()))
+
+    # ------------------------------------------------------------------------ scoring
     def score(self, chunk) -> CheckScores:
         n = len(chunk)
         severity = np.zeros(n)
         soft = np.zeros(n)
         findings: list[tuple[np.ndarray, np.ndarray, Any]] = []  # (positions, severity, text)
 
-        def add(positions, sev, text):
+        def add(positions, sev, text, hard=True):
             positions = np.asarray(positions, dtype=np.int64)
             if positions.size:
                 sev = np.broadcast_to(np.asarray(sev, dtype=np.float64), positions.shape)
-                np.add.at(severity, positions, sev)
-                findings.append((positions, sev, text))
+                if hard:
+                    np.add.at(severity, positions, sev)
+                    findings.append((positions, sev + 10.0, text))
+                else:
+                    np.maximum.at(soft, positions, sev)
+                    findings.append((positions, sev, text))
 
-        for column in chunk.schema.features:
-            kind = chunk.schema.kinds[column]
+        slots, class_names = self._slots(chunk)
+        for column in chunk.schema.columns:
+            kind = self._kinds.get(column)
+            if kind is None:
+                continue
             errors = chunk.errors.get(column)
-            if errors is not None and len(errors.positions):
+            if column in chunk.schema.kinds and errors is not None and len(errors.positions):
                 add(errors.positions, INVALID,
                     lambda i, j, c=column, e=errors: f"bounds:{c} unparseable {_quote(e.values[j])}")
             if kind == CATEGORICAL:
-                self._score_rare(chunk, column, add)
+                if column in self.rare_:
+                    self._score_rare(chunk, column, add)
+                if column in self._text_rules:
+                    self._score_text(chunk, column, add, slots, class_names)
             else:
-                self._score_numeric(chunk, column, add, soft)
+                self._score_numeric(chunk, column, add, soft, slots, class_names)
         if self._label is not None:
             labels = chunk.table.column(self._label)
             add(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False)), INVALID,
                 lambda i, j, c=self._label: f"bounds:label {c!r} missing")
-            self._score_rare(chunk, self._label, add, what="label")
         violation = severity > 0
-        scores = np.where(violation, severity, np.minimum(soft, 0.999))
+        scores = np.where(violation, 1.0 + severity, np.minimum(soft, 0.999))
         return CheckScores(scores, violation, self._reasons(n, findings))
 
-    def _score_numeric(self, chunk, column, add, soft) -> None:
+    def _slots(self, chunk) -> tuple[np.ndarray, list[str]]:
+        """Class slot of every row (``len(classes_)`` for rows of no tracked class)."""
+        k = len(self.classes_)
+        if self._label is None or not k:
+            return np.full(len(chunk), k, dtype=np.int64), self.classes_
+        labels = chunk.table.column(self._label)
+        if not pa.types.is_string(labels.type):
+            labels = pc.cast(labels, pa.string())
+        index = pc.index_in(labels, value_set=pa.array(self.classes_, pa.string()))
+        return np.asarray(index.fill_null(k).to_numpy(zero_copy_only=False),
+                          dtype=np.int64), self.classes_
+
+    def _score_numeric(self, chunk, column, add, soft, slots, classes) -> None:
         values = chunk.numeric(column)
         missing = chunk.missing(column)
+        finite = np.isfinite(values)
         nan = np.isnan(values) & ~missing
         errors = chunk.errors.get(column)
         if errors is not None and len(errors.positions):
             nan[errors.positions] = False
         add(np.flatnonzero(nan), INVALID, lambda i, j, c=column: f"bounds:{c} is NaN")
-        inf = np.isinf(values)
-        add(np.flatnonzero(inf), INVALID,
+        add(np.flatnonzero(np.isinf(values)), INVALID,
             lambda i, j, c=column, v=values: f"bounds:{c}={'-' if v[i] < 0 else ''}inf")
-        rng = self.ranges_.get(column)
-        if rng is None:
-            return
+        rules = self._numeric_rules.get(column)
+        fence = self.fences_.get(column)
         fmt = _format_datetime if self._kinds[column] == DATETIME else _format_number
-        with np.errstate(invalid="ignore"):
-            below = np.flatnonzero(np.isfinite(values) & (values < rng.low))
-            above = np.flatnonzero(np.isfinite(values) & (values > rng.high))
-            add(below, 1.0 + np.log1p((rng.low - values[below]) / rng.width),
-                lambda i, j, c=column, v=values: f"bounds:{c}={fmt(v[i])}<min({fmt(rng.low)})")
-            add(above, 1.0 + np.log1p((values[above] - rng.high) / rng.width),
-                lambda i, j, c=column, v=values: f"bounds:{c}={fmt(v[i])}>max({fmt(rng.high)})")
-            up = (values - rng.median) / max(rng.high - rng.median, 1e-300)
-            down = (rng.median - values) / max(rng.median - rng.low, 1e-300)
-            position = np.where(values >= rng.median, up, down)
-        np.fmax(soft, np.where(np.isfinite(position), position, 0.0), out=soft)
+        k = len(classes)
 
-    def _score_rare(self, chunk, column, add, what="") -> None:
-        rare = self.rare_.get(column)
-        if not rare:
+        def for_class(s):
+            return f" for label {classes[s]!r}" if s < k else ""
+
+        if rules is None:
             return
+        for cls, flag, src in rules["flags"]["nullable"]:
+            if flag is False:
+                rows = missing if cls is None else missing & (slots == classes.index(cls))
+                add(np.flatnonzero(rows), INVALID,
+                    lambda i, j, c=column, s=src, t=for_class: (
+                        f"bounds:{c} missing, not nullable{t(slots[i])} ({s})"))
+        hard_lo = np.zeros(len(values), dtype=bool)
+        hard_hi = np.zeros(len(values), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            # declared / reference ranges: hard
+            lo, hi = rules["lo"][slots], rules["hi"][slots]
+            below = finite & np.where(rules["lo_strict"][slots], values <= lo, values < lo)
+            above = finite & np.where(rules["hi_strict"][slots], values >= hi, values > hi)
+            scale = self._hard_scale(column, fence)
+            names = {1: DECLARED, 2: REFERENCE}
+            for mask, side in ((below, "lo"), (above, "hi")):
+                pos = np.flatnonzero(mask)
+                if not pos.size:
+                    continue
+                bound = rules[side][slots[pos]]
+                dist = np.abs(values[pos] - bound) / scale
+                op = "<" if side == "lo" else ">"
+                word = "min" if side == "lo" else "max"
+                add(pos, HARD + 0.5 * dist / (1.0 + dist), lambda i, j, c=column, v=values, o=op, w=word, r=rules,
+                    sd=side, t=for_class: (
+                        f"bounds:{c}={fmt(v[i])}{o}{'=' if r[sd + '_strict'][slots[i]] else ''}"
+                        f"{w}{'_exclusive' if r[sd + '_strict'][slots[i]] else ''}"
+                        f"({fmt(r[sd][slots[i]])}){t(slots[i])} ({names[int(r[sd + '_src'][slots[i]])]})"))
+            hard_lo, hard_hi = below, above
+            for cls, allowed, src in rules["allowed"]:
+                rows = finite & ~np.isin(values, allowed)
+                if cls is not None:
+                    rows &= slots == classes.index(cls)
+                add(np.flatnonzero(rows), HARD, lambda i, j, c=column, v=values, s=src,
+                    t=for_class: f"bounds:{c}={fmt(v[i])} not allowed{t(slots[i])} ({s})")
+            declared_int = {cls: flag for cls, flag, _ in rules["flags"]["integer"]}
+            nonint = finite & (values != np.floor(values))
+            if declared_int:
+                want = np.zeros(len(values), dtype=bool)
+                for cls, flag in declared_int.items():
+                    if cls is None:
+                        want[:] = flag
+                for cls, flag in declared_int.items():
+                    if cls is not None:
+                        want[slots == classes.index(cls)] = flag
+                add(np.flatnonzero(nonint & want), HARD, lambda i, j, c=column, v=values,
+                    t=for_class: f"bounds:{c}={fmt(v[i])} not an integer{t(slots[i])} (declared)")
+                nonint &= ~want
+            if fence is None:
+                return
+            if fence.integer and not declared_int:
+                add(np.flatnonzero(nonint), 0.6, lambda i, j, c=column, v=values: (
+                    f"bounds:{c}={fmt(v[i])} not an integer (learned)"), hard=False)
+            # learned column fence: evidence by distance, hard when gross or of the wrong sign
+            free_lo = rules["lo_src"][slots] == 0
+            free_hi = rules["hi_src"][slots] == 0
+            t = fence.t(values)
+            g = fence.g(values)
+            out_lo = finite & free_lo & ~hard_lo & (values < fence.low)
+            out_hi = finite & free_hi & ~hard_hi & (values > fence.high)
+            d_lo = np.where(out_lo, np.maximum((fence.g_low - g) / fence.g_width, 0.0), 0.0)
+            d_hi = np.where(out_hi, np.maximum((g - fence.g_high) / fence.g_width, 0.0), 0.0)
+            # a negative value in a never-negative column is of the wrong sign when 0 is a
+            # wall, or when it is as large as almost every positive value of the column
+            wrong_sign = finite & free_lo & ~hard_lo & (values < 0) & (
+                (fence.wall & out_lo) | (fence.g_log & (-values >= fence.mirror)))
+            out_lo |= wrong_sign
+            if fence.g_log:  # below 0 the ratio scale says nothing: use the column's width
+                d_lo = np.where(out_lo & (values < 0),
+                                (np.maximum(fence.low, 0.0) - values) / fence.width, d_lo)
+            for mask, dist, op, bound in ((out_lo, d_lo, "<", f"min({fmt(fence.low)})"),
+                                          (out_hi, d_hi, ">", f"max({fmt(fence.high)})")):
+                text = (lambda i, j, c=column, v=values, o=op, b=bound:
+                        f"bounds:{c}={fmt(v[i])}{o}{b} (learned)")
+                sign = wrong_sign if op == "<" else np.zeros_like(mask)
+                pos = np.flatnonzero(sign)
+                add(pos, SIGN + 0.5 * dist[pos] / (1.0 + dist[pos]),
+                    lambda i, j, c=column, v=values, tx=text: (
+                        f"bounds:{c}={fmt(v[i])}<min(0) (learned)" if fence.low < 0
+                        else tx(i, j)))
+                apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
+                    else (t > fence.reach_high + self.gross * fence.high_step)
+                gross = mask & ~sign & apart
+                pos = np.flatnonzero(gross)
+                add(pos, 0.5 * dist[pos] / (1.0 + dist[pos]), text)
+                pos = np.flatnonzero(mask & ~sign & ~gross)
+                add(pos, 0.5 + 0.5 * dist[pos] / (1.0 + dist[pos]), text, hard=False)
+            inside = finite & ~out_lo & ~out_hi & ~hard_lo & ~hard_hi
+            # learned class fences: evidence only
+            if rules["has_class"]:
+                w = rules["c_width"][slots]
+                c_lo = finite & inside & free_lo & (values < rules["c_low"][slots])
+                c_hi = finite & inside & free_hi & (values > rules["c_high"][slots])
+                dist = np.where(c_lo, rules["c_t_low"][slots] - t, 0.0) \
+                    + np.where(c_hi, t - rules["c_t_high"][slots], 0.0)
+                dist = np.maximum(np.nan_to_num(dist / w), 0.0)
+                for mask, op, side in ((c_lo, "<", "c_low"), (c_hi, ">", "c_high")):
+                    pos = np.flatnonzero(mask)
+                    add(pos, 0.5 + 0.45 * dist[pos] / (1.0 + dist[pos]),
+                        lambda i, j, c=column, v=values, o=op, sd=side, tt=for_class: (
+                            f"bounds:{c}={fmt(v[i])}{o}{'min' if o == '<' else 'max'}"
+                            f"({fmt(rules[sd][slots[i]])}){tt(slots[i])} (learned)"), hard=False)
+                inside &= ~c_lo & ~c_hi
+            # rows within every bound: how far towards the fence from the median
+            up = (t - fence.t_median) / max(fence.t_high - fence.t_median, 1e-300)
+            down = (fence.t_median - t) / max(fence.t_median - fence.t_low, 1e-300)
+            position = np.where(t >= fence.t_median, up, down)
+            position = np.where(inside & np.isfinite(position), np.clip(position, 0, 1), 0.0)
+        np.fmax(soft, 0.5 * position * 0.999, out=soft)
+
+    @staticmethod
+    def _hard_scale(column, fence) -> float:
+        """Unit of the distance beyond a declared or reference bound (for its severity)."""
+        if fence is None:
+            return 1.0
+        if not fence.log:
+            return fence.width
+        return max(fence.high - fence.low, 1e-12)
+
+    def _score_rare(self, chunk, column, add) -> None:
+        rare = self.rare_[column]
         values = chunk.table.column(column)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
         if not pa.types.is_string(values.type):
             values = pc.cast(values, pa.string())
         hit = pc.is_in(values, value_set=pa.array(sorted(rare), pa.string()))
         positions = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
         texts = chunk.strings(column)
-        counts = self.counts_[column]
-        label = f"label {column!r}" if what else column
-        add(positions, RARE, lambda i, j, c=label, t=texts: (
-            f"bounds:{c} rare value {_quote(t[i])} ({counts[t[i]]} of {self.n_rows_} rows)"))
+        label = f"label {column!r}" if column == self._label else column
+        add(positions, RARE if self.hard_rare_[column] else 0.7, lambda i, j, c=label, t=texts: (
+            f"bounds:{c} rare value {_quote(t[i])} ({rare[t[i]]} of {self.n_rows_} rows)"
+            " (learned)"), hard=self.hard_rare_[column])
+
+    def _score_text(self, chunk, column, add, slots, classes) -> None:
+        values = chunk.table.column(column)
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        if not pa.types.is_string(values.type):
+            values = pc.cast(values, pa.string())
+        texts = chunk.strings(column)
+        present = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        k = len(classes)
+        name = f"label {column!r}" if column == self._label else column
+
+        def for_class(s):
+            return f" for label {classes[s]!r}" if s < k else ""
+
+        for cls, spec, src in self._text_rules[column]:
+            rows = np.ones(len(texts), dtype=bool) if cls is None \
+                else slots == classes.index(cls)
+            if spec.nullable is False:
+                add(np.flatnonzero(rows & ~present), INVALID, lambda i, j, c=name, s=src: (
+                    f"bounds:{c} missing, not nullable{for_class(slots[i])} ({s})"))
+            if spec.allowed is not None:
+                allowed = pa.array(sorted({str(v).lower() if isinstance(v, bool) else str(v)
+                                           for v in spec.allowed}), pa.string())
+                ok = np.asarray(pc.is_in(values, value_set=allowed).to_numpy(
+                    zero_copy_only=False), dtype=bool)
+                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src: (
+                    f"bounds:{c}={_quote(texts[i])} not allowed{for_class(slots[i])} ({s})"))
+            if spec.max_length is not None or spec.min_length is not None:
+                length = np.asarray(pc.utf8_length(values).fill_null(0).to_numpy(
+                    zero_copy_only=False), dtype=np.int64)
+                if spec.max_length is not None:
+                    add(np.flatnonzero(rows & present & (length > spec.max_length)), HARD,
+                        lambda i, j, c=name, s=src, m=spec.max_length, L=length: (
+                            f"bounds:{c} length {L[i]}>max_length({m}){for_class(slots[i])} ({s})"))
+                if spec.min_length is not None:
+                    add(np.flatnonzero(rows & present & (length < spec.min_length)), HARD,
+                        lambda i, j, c=name, s=src, m=spec.min_length, L=length: (
+                            f"bounds:{c} length {L[i]}<min_length({m}){for_class(slots[i])} ({s})"))
+            if spec.pattern is not None:
+                ok = _full_match(values, spec.pattern)
+                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src: (
+                    f"bounds:{c}={_quote(texts[i])} does not match pattern"
+                    f"{for_class(slots[i])} ({s})"))
 
     @staticmethod
     def _reasons(n: int, findings) -> np.ndarray:
@@ -254,39 +1053,246 @@ class BoundsCheck(Check):
             reasons[i] = "; ".join(shown)
         return reasons
 
+    # ------------------------------------------------------------------------ reporting
     def describe(self) -> dict[str, Any]:
-        fmt = {c: (_format_datetime if self._kinds.get(c) == DATETIME else _format_number)
-               for c in self.ranges_}
-        return {
-            "ranges": {c: {"min": fmt[c](r.low), "max": fmt[c](r.high)}
-                       for c, r in self.ranges_.items()},
-            "rare_values": {c: dict(sorted(v.items())[:20]) for c, v in self.counts_.items()},
+        """Learned and declared bounds (and the drift against the reference), plain JSON."""
+        def fence_dict(column, f):
+            fmt = _format_datetime if self._kinds.get(column) == DATETIME else _format_number
+            out = {"min": fmt(f.low), "max": fmt(f.high)}
+            if f.log:
+                out["scale"] = "log1p"
+            if f.integer:
+                out["integer"] = True
+            return out
+
+        out: dict[str, Any] = {
+            "ranges": {c: fence_dict(c, f) for c, f in self.fences_.items()},
+            "ranges_by_label": {cls: {c: fence_dict(c, f) for c, f in fences.items()}
+                                for cls, fences in sorted(self.class_fences_.items())[:50]},
+            "rare_values": {c: dict(sorted(v.items())[:20]) for c, v in self.rare_.items()},
         }
+        if self.declared_ or self.declared_by_label_:
+            out["declared"] = _plain({**{c: _spec_dict(s) for c, s in self.declared_.items()},
+                                      **({"by_label": {
+                                          cls: {c: _spec_dict(s) for c, s in t.items()}
+                                          for cls, t in self.declared_by_label_.items()}}
+                                         if self.declared_by_label_ else {})})
+            missing = sorted(set(self.declared_by_label_) - set(self._seen_labels()))
+            if missing:
+                out["declared_labels_not_in_data"] = missing
+        if self.reference_ is not None:
+            out["reference"] = self.reference
+        return out
+
+    def _seen_labels(self) -> list[str]:
+        return list(self.classes_)
+
+    def tally(self, reasons, columns) -> dict[str, dict[str, int]]:
+        """Rows per column and broken bound, from fused reason lines.
+
+        Parameters
+        ----------
+        reasons : iterable of str or None
+            Reason lines (``" | "``-joined across families) of the scanned rows.
+        columns : iterable of str
+            The data's column names (findings are matched to the longest one).
+
+        Returns
+        -------
+        dict
+            ``{column: {"max (learned)": rows, ...}}``; findings a row did not spell out
+            (beyond :data:`MAX_FINDINGS_IN_REASON`) count under ``"(unlisted)"``.
+        """
+        names = sorted(columns, key=len, reverse=True)
+        counts: dict[str, dict[str, int]] = {}
+        for line in reasons:
+            if not line:
+                continue
+            seen = set()
+            for segment in line.split(" | "):
+                if not segment.startswith("bounds:"):
+                    continue
+                for finding in segment.split("; "):
+                    if finding.startswith("(+"):
+                        seen.add(("(unlisted)", _parse_int(finding)))
+                        continue
+                    key = _classify(finding, names, self._label)
+                    if key is not None:
+                        seen.add(key)
+            for column, kind in seen:
+                if column == "(unlisted)":
+                    bucket = counts.setdefault("(unlisted)", {})
+                    bucket["findings"] = bucket.get("findings", 0) + kind
+                    continue
+                bucket = counts.setdefault(column, {})
+                bucket[kind] = bucket.get(kind, 0) + 1
+        return {c: dict(sorted(v.items())) for c, v in sorted(counts.items())}
 
 
-def _zero_is_a_wall(values: np.ndarray, width: float) -> bool:
+# ============================================================================ helpers
+
+
+def _kind(schema, column: str) -> str:
+    """Kind of any checked column; the label and the id column are text."""
+    return schema.kinds.get(column, CATEGORICAL)
+
+
+def _codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    present = np.array([v is not None for v in labels], dtype=bool) if labels.dtype == object \
+        else np.ones(len(labels), dtype=bool)
+    text = np.where(present, labels, "")
+    classes, codes = np.unique(text.astype(str), return_inverse=True)
+    codes = np.where(present, codes, -1)
+    return codes, [str(c) for c in classes]
+
+
+def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
+           gross: float, q: float) -> tuple[float, float]:
+    """How far a column's values extend beyond its fence without a gap that sets them apart.
+
+    Starting from the outermost value inside the fence, walk outwards over the distinct
+    values beyond it. A step is a gap when it is longer than ``gross`` times the larger of
+    the inner width and how far the walk has already come from the inner quantile (a
+    long, thinly populated tail tolerates longer steps than a bounded column). A value
+    beyond the result by such a gap is set apart: an isolated value, not a tail.
+    """
+    inside = t[(t >= t_low) & (t <= t_high)]
+    if not inside.size:
+        return t_low, t_high
+    inner_low, inner_high = (float(v) for v in np.quantile(t, [q, 1 - q]))
+
+    def walk(start: float, beyond: np.ndarray, inner: float) -> float:
+        reach = start
+        for value in np.unique(beyond).tolist():
+            if value - reach > gross * max(width, reach - inner):
+                break
+            reach = value
+        return reach
+
+    high = walk(float(inside.max()), t[t > t_high], inner_high)
+    low = -walk(-float(inside.min()), -t[t < t_low], -inner_low)
+    return low, high
+
+
+def _never_negative(values: np.ndarray, negative: int, count: int, q: float) -> bool:
+    """Whether a column is (almost) never negative.
+
+    True when negative values are a trace (at most one, or 0.1% of the whole data), or
+    when they are rarer than the inner quantile and stand apart: their typical magnitude
+    exceeds the ``1 - q`` quantile of the column's non-negative values, so that they are
+    not a tail of the column but values of the wrong sign.
+    """
+    if negative <= max(1.0, 0.001 * count):
+        return True
+    if negative > max(q * count, MIN_TAIL_VALUES):
+        return False
+    neg = values[values < 0]
+    pos = values[values >= 0]
+    if not neg.size or not pos.size:
+        return False
+    return bool(np.median(-neg) >= np.quantile(pos, 1 - q))
+
+
+def _zero_is_a_wall(values: np.ndarray, zero_share: float, span: float, width: float) -> bool:
     """Whether 0 bounds a never-negative column, rather than lying in its thin tail.
 
-    True when values pile up at exactly 0 (counts, amounts), or when the bulk stays far
-    from 0 (ages, scores); false for a continuous column that merely rarely dips below 0.
+    True when values pile up at exactly 0 (counts, amounts), when the bulk stays far from
+    0 (ages, scores), or when the bulk hugs 0 (a uniform or decaying density starting at
+    0); false for a continuous column whose bulk sits at a moderate distance from 0, so
+    that a small negative value merely continues its tail.
     """
-    return bool((values == 0).mean() >= 0.001 or np.quantile(values, 0.001) >= 0.1 * width)
+    low = float(np.quantile(values, 0.001))
+    return bool(zero_share >= 0.001 or low >= 0.1 * span or low <= 0.02 * width)
 
 
-def _asymmetry(values: np.ndarray, q: float) -> float:
-    """How lopsided the inner quantiles are around the median (0 = symmetric)."""
-    low, median, high = np.quantile(values, [q, 0.5, 1 - q])
-    if high - median <= 0 or median - low <= 0:
-        return math.inf
-    return abs(math.log((high - median) / (median - low)))
+def _full_match(values: pa.Array, pattern: str) -> np.ndarray:
+    """Which text cells match ``pattern`` in full (nulls: ``True``).
+
+    RE2 (linear time, vectorised) runs the pattern; a pattern RE2 does not support (back
+    references, look-around) runs with Python's :mod:`re` on each distinct value, and cells
+    longer than :data:`MAX_PATTERN_INPUT` characters never match.
+    """
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    short = pc.less_equal(pc.utf8_length(values), MAX_PATTERN_INPUT)
+    try:
+        hit = pc.match_substring_regex(values, pattern=f"^(?:{pattern})$")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        compiled = re.compile(pattern)
+        encoded = pc.dictionary_encode(values)
+        dictionary = encoded.dictionary.to_pylist()
+        ok = np.array([len(v) <= MAX_PATTERN_INPUT and compiled.fullmatch(v) is not None
+                       for v in dictionary], dtype=bool)
+        indices = np.asarray(encoded.indices.fill_null(0).to_numpy(zero_copy_only=False))
+        result = ok[indices] if len(dictionary) else np.ones(len(values), dtype=bool)
+        return result | ~np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    hit = pc.and_kleene(hit, short)
+    return np.asarray(hit.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.low is not None:
+        out["min_exclusive" if spec.low_strict else "min"] = spec.low
+    if spec.high is not None:
+        out["max_exclusive" if spec.high_strict else "max"] = spec.high
+    for key in ("allowed", "pattern", "nullable", "max_length", "min_length", "integer"):
+        if getattr(spec, key) is not None:
+            out[key] = getattr(spec, key)
+    return out
+
+
+_KIND_PATTERNS = (
+    (re.compile(r"^ unparseable "), "unparseable"),
+    (re.compile(r"^ is NaN"), "nan"),
+    (re.compile(r"^=-?inf$"), "inf"),
+    (re.compile(r"^ missing, not nullable"), "nullable"),
+    (re.compile(r"^ missing$"), "missing"),
+    (re.compile(r"^ rare value "), "rare"),
+    (re.compile(r" not an integer"), "integer"),
+    (re.compile(r" not allowed"), "allowed"),
+    (re.compile(r" does not match pattern"), "pattern"),
+    (re.compile(r"^ length \d+>max_length"), "max_length"),
+    (re.compile(r"^ length \d+<min_length"), "min_length"),
+    (re.compile(r"^=\S*<=min_exclusive\("), "min_exclusive"),
+    (re.compile(r"^=\S*>=max_exclusive\("), "max_exclusive"),
+    (re.compile(r"^=\S*<min\("), "min"),
+    (re.compile(r"^=\S*>max\("), "max"),
+)
+_SOURCE = re.compile(r"(?:( for label .*))? \((declared|reference|learned)\)$")
+
+
+def _classify(finding: str, names: list[str], label: str | None) -> tuple[str, str] | None:
+    """``(column, "max (learned)")`` of one finding text, or ``None``."""
+    body = finding[len("bounds:"):]
+    if label is not None and body.startswith(f"label {label!r}"):
+        column, rest = label, body[len(f"label {label!r}"):]
+    else:
+        column = next((c for c in names if body.startswith(c)), None)
+        if column is None:
+            return None
+        rest = body[len(column):]
+    kind = next((k for p, k in _KIND_PATTERNS if p.search(rest)), "other")
+    source = _SOURCE.search(rest)
+    suffix = ""
+    if source is not None:
+        suffix = f" ({source.group(2)}{', per class' if source.group(1) else ''})"
+    return column, kind + suffix
+
+
+def _parse_int(text: str) -> int:
+    digits = re.search(r"\d+", text)
+    return int(digits.group()) if digits else 1
 
 
 def _quote(value: Any) -> str:
-    """A cell value, quoted and escaped onto one line, cut to a readable length."""
+    """A cell value, quoted and escaped onto one line, cut to a readable length.
+
+    ``;`` and ``|`` (which separate findings and families in a reason) are escaped too.
+    """
     text = str(value)
     if len(text) > MAX_VALUE_CHARS:
         text = text[:MAX_VALUE_CHARS] + "…"
-    return repr(text)
+    return repr(text).replace(";", "\\x3b").replace("|", "\\x7c")
 
 
 def _format_number(x: float) -> str:

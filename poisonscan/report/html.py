@@ -57,8 +57,14 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
            if decision["min_suspect_score"] is not None else "") + ".</p>",
         f"<h2>Top suspects ({min(top, suspects.num_rows)} of {suspects.num_rows})</h2>",
         _suspects_table(suspects.slice(0, top)),
-        "<h2>Learned bounds</h2>",
+    ]
+    drift = summary.get("drift")
+    if drift:
+        parts += ["<h2>Drift against the reference</h2>", _drift(drift)]
+    parts += [
+        "<h2>Bounds</h2>",
         _bounds(summary),
+        _violations(summary),
         "<h2>Configuration</h2>",
         f"<pre class=\"reason\">{_e(json.dumps(summary['config'], indent=2))}</pre>",
         "</body></html>",
@@ -101,6 +107,60 @@ def _suspects_table(suspects: pa.Table) -> str:
 def _bounds(summary: dict) -> str:
     learned = summary["checks"].get("bounds", {}).get("learned", {})
     ranges = learned.get("ranges", {})
-    if not ranges:
-        return "<p>No numeric ranges learned.</p>"
-    return _table(["column", "min", "max"], [[c, r["min"], r["max"]] for c, r in ranges.items()])
+    parts = []
+    if ranges:
+        parts.append("<p>Learned ranges (a value outside is evidence; far outside, or of a "
+                     "sign the column never has, is a hard finding):</p>")
+        parts.append(_table(["column", "min", "max", "notes"],
+                            [[c, r["min"], r["max"], ", ".join(
+                                k if v is True else f"{k} {v}" for k, v in r.items()
+                                if k not in ("min", "max"))] for c, r in ranges.items()]))
+    else:
+        parts.append("<p>No numeric ranges learned.</p>")
+    declared = learned.get("declared")
+    if declared:
+        rows = [[c, "", json.dumps(spec, ensure_ascii=False)]
+                for c, spec in declared.items() if c != "by_label"]
+        rows += [[c, label, json.dumps(spec, ensure_ascii=False)]
+                 for label, table in declared.get("by_label", {}).items()
+                 for c, spec in table.items()]
+        parts += ["<p>Declared bounds (hard):</p>", _table(["column", "label", "bounds"], rows)]
+    if learned.get("reference"):
+        parts.append(f"<p>Reference profile (hard bounds): {_e(learned['reference'])}</p>")
+    return "".join(parts)
+
+
+def _violations(summary: dict) -> str:
+    counts = summary["checks"].get("bounds", {}).get("violations_by_column")
+    if not counts:
+        return ""
+    rows = [[c, kind, n] for c, kinds in counts.items() for kind, n in kinds.items()]
+    return "<p>Rows per column and broken bound:</p>" + _table(["column", "bound", "rows"], rows)
+
+
+def _drift(drift: dict) -> str:
+    parts = []
+    flag = "<b>shift flagged</b>: " + _e(", ".join(drift.get("flagged_items", []))) \
+        if drift.get("flagged") else "no shift above the threshold"
+    parts.append(f"<p>Population stability index threshold {_e(drift['threshold'])}; "
+                 f"{flag}.</p>")
+    labels = drift.get("labels")
+    if labels:
+        parts.append(f"<p>Class mix of {_e(labels['column'])}: PSI {_e(labels['psi'])}"
+                     + (" — <b>flagged</b>" if labels["flag"] else "") + "</p>")
+        parts.append(_table(["class", "reference rows", "rows", "reference share", "share",
+                             "ratio"],
+                            [[c, v["reference_rows"], v["rows"], v["reference_share"],
+                              v["share"], "–" if v["ratio"] is None else v["ratio"]]
+                             for c, v in labels["classes"].items()]))
+    columns = drift.get("columns", {})
+    if columns:
+        parts.append(_table(["column", "PSI", "KS", "null rate", "reference null rate", "flag"],
+                            [[c, v.get("psi"), v.get("ks", "–"), v.get("null_rate"),
+                              v.get("reference_null_rate"), "FLAG" if v.get("flag") else ""]
+                             for c, v in columns.items()]))
+    for key, text in (("missing_columns", "Columns of the reference missing here"),
+                      ("new_columns", "Columns not in the reference")):
+        if drift.get(key):
+            parts.append(f"<p>{text}: {_e(', '.join(drift[key]))}</p>")
+    return "".join(parts)

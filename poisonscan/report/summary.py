@@ -1,7 +1,13 @@
-"""``summary.json``: counts, decision, learned bounds, config, timings and version."""
+"""``summary.json``: counts, decision, learned bounds, drift, config, timings and version.
+
+The ``bounds`` check adds ``violations_by_column`` (rows per column and broken bound, e.g.
+``{"age": {"min (learned)": 3, "max (declared)": 1}}``) and, with a reference profile, the
+top-level ``drift`` (class mix and per-column shift against it, with flags).
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -46,18 +52,39 @@ def build_summary(*, config, source, schema, fmt: str, run: dict, checks_skipped
         "checks": {
             c.name: {"rows_flagged": run["fired"].get(c.name, 0),
                      "rows_quarantined": quarantined_by.get(c.name, 0),
-                     "params": c.get_params(), "learned": c.describe()}
+                     "params": _plain(c.get_params()), "learned": c.describe(),
+                     **({"violations_by_column": run["bounds_tally"]}
+                        if c.name == "bounds" and run.get("bounds_tally") is not None else {})}
             for c in plan.checks},
+        "drift": _drift(plan),
         "checks_skipped": dict(checks_skipped),
         "decision": run["decision"],
         "fail_above": config.fail_above,
         "policy_exceeded": policy_exceeded(config.fail_above, run["rows_quarantined"], n),
         "sample_rows": len(profile.sample),
         "seed": config.seed,
-        "config": config.as_dict(),
+        "config": _plain(config.as_dict()),
         "outputs": outputs,
         "timings_seconds": timings,
     }
+
+
+def _drift(plan) -> dict | None:
+    """Shift against the reference profile (``None`` without a reference)."""
+    bounds = next((c for c in plan.checks if c.name == "bounds"), None)
+    return getattr(bounds, "drift_", None)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with dates/times as ISO text and tuples as lists (config tables may hold
+    TOML dates)."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def policy_exceeded(fail_above: float | None, quarantined: int, rows: int) -> bool:
