@@ -239,3 +239,4 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
     if out is not None:
         reference.write(doc, out, overwrite=cfg.overwrite)
     return doc
+

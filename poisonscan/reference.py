@@ -15,7 +15,8 @@ Layout (``poisonscan_profile`` is the layout version; keys not listed are ignore
         "age": {"type": "numeric", "integer": true, "nullable": false, "null_rate": 0.0,
                 "count": 2000, "min": 18, "max": 90, "mean": 41.2, "std": 12.0,
                 "range": {"min": 0, "max": 120},          <- the bound; edit it freely
-                "quantiles": {"0.01": 19, "0.5": 40, ...}},
+                "quantiles": {"0.01": 19, "0.5": 40, ...},
+                "bins": {"edges": [24, 31, ...], "shares": [0.1, ...]}},  <- drift
         "colour": {"type": "categorical", "nullable": true, "null_rate": 0.01,
                    "count": 1980, "categories": {"red": {"rows": 700, "share": 0.354}, ...}},
         "when": {"type": "datetime", "range": {"min": "2024-01-01T00:00:00", ...}, ...}
@@ -27,7 +28,8 @@ Layout (``poisonscan_profile`` is the layout version; keys not listed are ignore
 A numeric ``range`` bound may be ``null`` on either side (no bound). A categorical column's
 ``categories`` are its allowed values (``null``: any value); a listed class is an allowed
 label. ``nullable: false`` makes a missing cell a finding. Per-class ranges are bounds for
-the rows of that class; per-class categories are informational.
+the rows of that class (on top of the column's range); per-class categories are
+informational. An identifier-like column (most values distinct) gets no category bound.
 """
 
 from __future__ import annotations
@@ -140,7 +142,10 @@ def build(check, profile, *, inputs=(), seed: int = 0) -> dict[str, Any]:
 
 
 def _categories(counts: Mapping[str, int] | None, count: int) -> dict[str, Any]:
-    if counts is None or len(counts) > MAX_PROFILE_CATEGORIES:
+    """Categories with frequencies; ``None`` (any value allowed) for a column with too many
+    distinct values or an identifier-like one (most values unique: new data has new ones)."""
+    if counts is None or len(counts) > MAX_PROFILE_CATEGORIES \
+            or (len(counts) > 20 and len(counts) > 0.5 * count):
         return {"count": count, "distinct": None if counts is None else len(counts),
                 "categories": None}
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -168,6 +173,11 @@ def _numeric(values: np.ndarray, stats, fence, kind: str) -> dict[str, Any]:
     if finite.size:
         qs = np.quantile(finite, QUANTILES)
         out["quantiles"] = {_p(p): fmt(float(v)) for p, v in zip(QUANTILES, qs)}
+        edges = np.unique(np.quantile(finite, DECILES, method="inverted_cdf"))
+        cdf = np.searchsorted(np.sort(finite), edges, side="right") / finite.size
+        out["bins"] = {"edges": [fmt(float(e)) for e in edges],
+                       "shares": [_r(float(x)) for x in np.diff(np.concatenate([[0.0], cdf,
+                                                                                 [1.0]]))]}
     return out
 
 
@@ -338,6 +348,20 @@ def _load_column(info: Any, key: str, bad, *, full: bool, kind: str | None = Non
                                               f"not {v!r}")
         pairs.append((prob, value))
     col["quantiles"] = sorted(pairs)
+    bins = info.get("bins")
+    col["bins"] = None
+    if bins is not None:
+        edges = bins.get("edges") if isinstance(bins, dict) else None
+        shares = bins.get("shares") if isinstance(bins, dict) else None
+        if not isinstance(edges, list) or not isinstance(shares, list) \
+                or len(shares) != len(edges) + 1:
+            raise bad(f"{key}.bins", "must hold edges and one more share than edges")
+        edges = [conv(e) for e in edges]
+        if any(e is None for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise bad(f"{key}.bins.edges", "must be increasing values")
+        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in shares):
+            raise bad(f"{key}.bins.shares", "must be shares >= 0")
+        col["bins"] = (np.asarray(edges, dtype=float), np.asarray(shares, dtype=float))
     return col
 
 
@@ -349,8 +373,10 @@ def drift(ref: Mapping[str, Any], profile, threshold: float) -> dict[str, Any]:
 
     Class mix: rows and share per class against the reference, and the population
     stability index (PSI) of the class shares. Numeric columns: PSI over the reference's
-    decile bins and a Kolmogorov-Smirnov distance at the reference's stored quantiles (on
-    the scanned data's row sample). Categorical columns: PSI of category shares (whole
+    decile bins (``bins``: their edges and the reference's exact share in each) and the
+    largest gap between the two distribution functions at those edges (a Kolmogorov-Smirnov
+    distance), on the scanned data's row sample; a profile without ``bins`` is compared at
+    its stored quantiles. Categorical columns: PSI of category shares (whole
     data). A PSI above ``threshold`` flags the column (or the class mix).
 
     Returns
@@ -377,7 +403,7 @@ def drift(ref: Mapping[str, Any], profile, threshold: float) -> dict[str, Any]:
                             "rows": counts.get(c, 0), "reference_share": _r(e),
                             "share": _r(a), "ratio": _r(a / e) if e > 0 else None}
         flag = bool(value > threshold)
-        out["labels"] = {"column": schema.label, "psi": _r(value), "flag": flag,
+        out["labels"] = {"column": schema.label, "psi": _d(value), "flag": flag,
                          "classes": per_class}
         if flag:
             flagged.append(f"labels (PSI {value:.3g})")
@@ -399,18 +425,26 @@ def drift(ref: Mapping[str, Any], profile, threshold: float) -> dict[str, Any]:
             total = sum(stats.counts.values())
             expected = np.array([info["shares"].get(v, 0.0) for v in cats])
             actual = np.array([stats.counts.get(v, 0) / total if total else 0.0 for v in cats])
-            entry["psi"] = _r(psi(expected, actual))
+            entry["psi"] = _d(psi(expected, actual))
             unseen = sum(stats.counts.get(v, 0) for v in cats if v not in info["shares"])
             entry["unseen_share"] = _r(unseen / total) if total else 0.0
         else:
-            if info["type"] == "categorical" or len(info["quantiles"]) < 2:
+            if info["type"] == "categorical" or (len(info["quantiles"]) < 2
+                                                 and info["bins"] is None):
                 continue
             values = sample.numeric(column)
             values = values[np.isfinite(values)]
             if not values.size:
                 continue
-            entry["psi"] = _r(numeric_psi(info["quantiles"], values))
-            entry["ks"] = _r(quantile_ks(info["quantiles"], values))
+            if info["bins"] is not None:
+                edges, shares = info["bins"]
+                cur = np.diff(np.concatenate([[0.0], np.searchsorted(
+                    np.sort(values), edges, side="right") / values.size, [1.0]]))
+                entry["psi"] = _d(psi(shares, cur))
+                entry["ks"] = _d(float(np.max(np.abs(np.cumsum(cur) - np.cumsum(shares)))))
+            else:
+                entry["psi"] = _d(numeric_psi(info["quantiles"], values))
+                entry["ks"] = _d(quantile_ks(info["quantiles"], values))
         entry["flag"] = bool(entry["psi"] > threshold)
         if entry["flag"]:
             flagged.append(f"{column} (PSI {entry['psi']:.3g})")
@@ -464,6 +498,11 @@ def quantile_ks(quantiles: list[tuple[float, float]], values: np.ndarray) -> flo
 
 def _r(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
+
+
+def _d(x: float) -> float:
+    """A distance rounded to 6 decimals (so that no shift reads as 0.0)."""
+    return round(float(x), 6) + 0.0
 
 
 def _p(p: float) -> str:

@@ -113,3 +113,323 @@ def test_infinity_spellings(tmp_path, value):
     res = _scan(tmp_path, df)
     assert res.suspects["row"].tolist() == [5]
     assert "x=" in res.suspects["reason"][0] and "inf" in res.suspects["reason"][0]
+
+
+# ============================================================================ declared bounds
+
+from pathlib import Path  # noqa: E402
+
+from poisonscan.checks.bounds import BoundsCheck  # noqa: E402
+from poisonscan.cli import main  # noqa: E402
+from poisonscan.errors import ConfigError  # noqa: E402
+
+
+def _toml(tmp_path, text, name="bounds.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _reasons(res) -> dict[int, str]:
+    return dict(zip(res.suspects["row"], res.suspects["reason"]))
+
+
+def test_declared_min_max_are_inclusive_and_exclusive_variants_strict(tmp_path):
+    df = make_frame(500)
+    df.loc[[1, 2, 3, 4], "x"] = [0.0, 100.0, -0.5, 100.5]
+    df.loc[[5, 6], "count"] = [0, 12]
+    conf = _toml(tmp_path, "[bounds.x]\nmin = 0\nmax = 100\n"
+                           "[bounds.count]\nmin_exclusive = 0\nmax_exclusive = 12\n")
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert 1 not in reasons and 2 not in reasons  # inclusive bounds
+    assert reasons[3] == "bounds:x=-0.5<min(0) (declared)"
+    assert reasons[4] == "bounds:x=100.5>max(100) (declared)"
+    assert "bounds:count=0<=min_exclusive(0) (declared)" in reasons[5]
+    assert "bounds:count=12>=max_exclusive(12) (declared)" in reasons[6]
+    # count is Poisson(3): other zeros are quarantined too (the user said count > 0)
+    zeros = set(np.flatnonzero(df["count"].to_numpy() == 0))
+    assert zeros <= set(reasons)
+    counts = res.summary["checks"]["bounds"]["violations_by_column"]
+    assert counts["x"] == {"max (declared)": 1, "min (declared)": 1}
+    assert counts["count"]["min_exclusive (declared)"] == len(zeros)
+
+
+def test_declared_bound_is_hard_even_inside_the_learned_range(tmp_path):
+    df = make_frame(1000)
+    df.loc[10, "x"] = 71.0  # 2 sigma: normal for the data, not for the user
+    conf = _toml(tmp_path, "[bounds.x]\nmax = 70\n")
+    res = _scan(tmp_path, df, config=conf)
+    assert 10 in _reasons(res)
+    assert res.scores()["bounds"].to_numpy()[10] >= 1.0
+
+
+def test_declared_allowed_values_for_text_and_numbers(tmp_path):
+    df = make_frame(400)
+    df.loc[7, "colour"] = "teal"
+    df.loc[8, "count"] = 4
+    conf = _toml(tmp_path, '[bounds.colour]\nallowed = ["red", "green", "blue"]\n'
+                           "[bounds.count]\nallowed = [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12]\n")
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert "bounds:colour='teal' not allowed (declared)" in reasons[7]
+    fours = set(np.flatnonzero(df["count"].to_numpy() == 4))
+    assert 8 in fours and fours <= set(reasons)
+    assert "bounds:count=4 not allowed (declared)" in reasons[8]
+
+
+def test_declared_pattern_and_lengths(tmp_path):
+    df = make_frame(300)
+    df.loc[3, "uid"] = "u0x003"
+    df.loc[4, "uid"] = "u" + "0" * 30
+    df.loc[5, "colour"] = "r"
+    conf = _toml(tmp_path, '[bounds.uid]\npattern = "u[0-9]{5}"\nmax_length = 12\n'
+                           "[bounds.colour]\nmin_length = 2\n")
+    res = _scan(tmp_path, df, config=conf, id_column="uid")
+    reasons = _reasons(res)
+    assert set(reasons) == {3, 4, 5}
+    assert reasons[3].startswith("bounds:uid='u0x003' does not match pattern (declared)")
+    assert "bounds:uid length 31>max_length(12) (declared)" in reasons[4]
+    assert "does not match pattern" in reasons[4]
+    assert reasons[5].startswith("bounds:colour length 1<min_length(2) (declared)")
+
+
+def test_pattern_that_re2_cannot_run_falls_back_to_python_re(tmp_path):
+    df = make_frame(200)
+    df["code"] = ["aa", "bb"] * 100
+    df.loc[9, "code"] = "ab"
+    conf = _toml(tmp_path, '[bounds.code]\npattern = "(.)\\\\1"\n')  # a back reference
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert set(reasons) == {9}
+    assert reasons[9].startswith("bounds:code='ab' does not match pattern (declared)")
+
+
+def test_declared_not_nullable_and_integer(tmp_path):
+    df = make_frame(300)
+    df.loc[11, "x"] = None
+    df.loc[12, "colour"] = None
+    df.loc[13, "x"] = 50.0
+    df["whole"] = np.arange(300, dtype=float)
+    df.loc[14, "whole"] = 2.5
+    conf = _toml(tmp_path, "[bounds.x]\nnullable = false\n[bounds.colour]\nnullable = false\n"
+                           "[bounds.whole]\ninteger = true\n")
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert reasons[11] == "bounds:x missing, not nullable (declared)"
+    assert reasons[12] == "bounds:colour missing, not nullable (declared)"
+    assert reasons[14] == "bounds:whole=2.5 not an integer (declared)"
+    assert set(reasons) == {11, 12, 14}
+
+
+def test_declared_datetime_bounds_take_toml_dates_and_iso_text(tmp_path):
+    df = make_frame(200)
+    df["when"] = pd.date_range("2024-01-01", periods=200, freq="D").strftime("%Y-%m-%d")
+    df.loc[0, "when"] = "2019-12-31"
+    conf = _toml(tmp_path, '[bounds.when]\nmin = 2020-01-01\nmax = "2030-01-01T00:00:00"\n')
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert reasons[0] == "bounds:when=2019-12-31T00:00:00<min(2020-01-01T00:00:00) (declared)"
+    assert res.summary["checks"]["bounds"]["params"]["columns"]["when"]["min"] == "2020-01-01"
+
+
+def test_per_class_overrides_win_for_their_class_only(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 600
+    df = pd.DataFrame({"links": rng.integers(0, 300, n), "y": np.where(np.arange(n) % 3, "ham",
+                                                                         "spam")})
+    df.loc[0, "links"] = 950  # spam
+    df.loc[1, "links"] = 450  # ham: above the spam bound, below the column bound
+    df.loc[2, "links"] = 1200  # ham
+    conf = _toml(tmp_path, "[bounds.links]\nmax = 1000\n"
+                           "[bounds.by_label.spam.links]\nmax = 400\n")
+    res = _scan(tmp_path, df, config=conf)
+    reasons = _reasons(res)
+    assert reasons[0] == "bounds:links=950>max(400) for label 'spam' (declared)"
+    assert reasons[2] == "bounds:links=1200>max(1000) (declared)"
+    assert set(reasons) == {0, 2}
+    counts = res.summary["checks"]["bounds"]["violations_by_column"]["links"]
+    assert counts == {"max (declared)": 1, "max (declared, per class)": 1}
+
+
+def test_declared_bounds_in_the_report(tmp_path):
+    df = make_frame(300)
+    df.loc[5, "x"] = 1e3
+    conf = _toml(tmp_path, "[bounds.x]\nmax = 200\n[bounds.by_label.pos.count]\nmax = 50\n")
+    res = _scan(tmp_path, df, config=conf)
+    page = (res.out / "report.html").read_text(encoding="utf-8")
+    assert "Declared bounds" in page and "Rows per column and broken bound" in page
+    learned = res.summary["checks"]["bounds"]["learned"]["declared"]
+    assert learned == {"x": {"max": 200}, "by_label": {"pos": {"count": {"max": 50}}}}
+
+
+# ============================================================================ config errors
+
+
+def _cli(argv, capsys):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("toml,line,words", [
+    ('[bounds.x]\nmin = 0\nmaximum = 3\n', 3, ["bounds.x", "unknown key 'maximum'"]),
+    ('[bounds.x]\nmin = "zero"\n', 2, ["bounds.x.min", "number", "'zero'"]),
+    ('[bounds.x]\nmin = 5\nmax = 1\n', 3, ["bounds.x", "min 5 is above max 1"]),
+    ('[bounds.x]\nmin = 0\nmin_exclusive = 1\n', 3, ["bounds.x", "min or min_exclusive"]),
+    ('[bounds.colour]\npattern = "(unclosed"\n', 2, ["bounds.colour.pattern", "regular"]),
+    ('[bounds.colour]\nnullable = "no"\n', 2, ["bounds.colour.nullable", "true or false"]),
+    ('[bounds.colour]\nmax_length = -1\n', 2, ["bounds.colour.max_length", ">= 0"]),
+    ('[bounds.colour]\nallowed = []\n', 2, ["bounds.colour.allowed", "non-empty"]),
+    ('[bounds.colour]\nmin = 0\n', 2, ["bounds.colour.min", "numeric or datetime"]),
+    ('[bounds.x]\npattern = "a"\n', 2, ["bounds.x.pattern", "text column"]),
+    ('\n[bounds.colr]\nallowed = ["red"]\n', 2, ["bounds.colr", "'colr' is not in the data"]),
+    ('[bounds]\nmargin = 1\nage = {min = 0}\n', 3, ["bounds.age", "'age' is not in the data"]),
+    ('[bounds.by_label.pos.x]\nmax = 1\nbogus = 2\n', 3,
+     ["bounds.by_label.pos.x", "unknown key 'bogus'"]),
+    ('[bounds]\nquantile = 0.9\n', 2, ["quantile", "<= 0.25"]),
+    ('[bounds]\nbogus = 1\n', 2, ["bounds.bogus"]),
+], ids=["unknown-key", "text-min", "min-above-max", "min-and-exclusive", "bad-regex",
+        "bad-nullable", "negative-length", "empty-allowed", "min-on-text", "pattern-on-number",
+        "unknown-column", "unknown-inline-column", "unknown-key-per-class", "bad-parameter",
+        "unknown-parameter"])
+def test_bound_file_with_errors_names_line_and_key_exit_2(tmp_path, capsys, toml, line, words):
+    data = tmp_path / "d.csv"
+    make_frame(200).to_csv(data, index=False)
+    conf = _toml(tmp_path, 'label = "y"\n' + toml)
+    code, err = _cli(["scan", data, "-o", tmp_path / "out", "--config", conf], capsys)
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("poisonscan: error: "), err
+    assert f"{conf}:{line + 1}: " in err[0], err[0]
+    for word in words:
+        assert word in err[0], err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_per_class_bounds_need_a_label(tmp_path):
+    df = make_frame(100).drop(columns="y")
+    with pytest.raises(ConfigError, match="by_label needs a label column"):
+        _scan(tmp_path, df, label=None, families={"bounds": {"by_label": {"a": {"x": {"max": 1}}}}})
+
+
+def test_declared_tables_arrive_as_keyword_parameters():
+    check = BoundsCheck(age={"min": 0}, margin=2.0)
+    assert check.get_params()["columns"] == {"age": {"min": 0}}
+    check._validate_params()
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        BoundsCheck(agee=3)
+    with pytest.raises(ConfigError, match=r"bounds\.age: unknown key 'mn'") as info:
+        BoundsCheck(age={"mn": 0})._validate_params()
+    assert info.value.key_path == ("bounds", "age", "mn")
+
+
+# ============================================================================ learned bounds
+
+
+def _learned(tmp_path, df, name="out"):
+    res = _scan(tmp_path, df, name=name, checks=["bounds"])
+    return res, res.summary["checks"]["bounds"]["learned"]["ranges"]
+
+
+def test_learned_violation_is_evidence_scored_by_distance_not_a_suspect(tmp_path):
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"x": np.round(rng.normal(0, 10, 2000), 3),
+                       "y": rng.choice(["a", "b"], 2000)})  # classes alike: no class ranges
+    df.loc[[5, 6], "x"] = [80.0, 95.0]  # beyond the fence, but not set apart by a gap
+    df.loc[7, "x"] = 1e6  # set apart: hard
+    res = _scan(tmp_path, df, families={"bounds": {"min_class_rows": 5000}})
+    assert res.suspects["row"].tolist() == [7]
+    assert res.suspects["reason"][0].endswith("(learned)")
+    scores = res.scores().set_index("row")["bounds"]
+    assert 1.0 > scores[6] > scores[5] > 0.5 > scores.drop([5, 6, 7]).max()
+    counts = res.summary["checks"]["bounds"]["violations_by_column"]["x"]
+    assert counts == {"max (learned)": 3}
+    assert res.summary["checks"]["bounds"]["rows_flagged"] == 3
+
+
+def test_skewed_and_heavy_tailed_columns_do_not_flood_the_suspects(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 20_000
+    df = pd.DataFrame({"income": np.round(rng.lognormal(10, 1.0, n), 2),
+                       "returns": rng.standard_t(2, n),
+                       "wait": np.round(rng.exponential(30, n), 1),
+                       "visits": rng.negative_binomial(1, 0.1, n),
+                       "y": rng.choice(["a", "b"], n)})
+    res, ranges = _learned(tmp_path, df)
+    assert res.summary["rows"]["quarantined"] <= 0.001 * n
+    assert ranges["income"].get("scale") == "log1p"
+    assert float(ranges["income"]["min"]) >= 0 and float(ranges["wait"]["min"]) == 0
+    df.loc[[1, 2, 3], ["income", "returns", "visits"]] = [[1e10, 0, 0], [1e4, 1e6, 0],
+                                                          [1e4, 0, 100_000]]
+    res, _ = _learned(tmp_path, df, "poisoned")
+    assert {1, 2, 3} <= set(res.suspects["row"])
+
+
+def test_integer_columns_get_integer_bounds(tmp_path):
+    df = make_frame(1000)
+    _, ranges = _learned(tmp_path, df)
+    assert ranges["count"]["integer"] is True
+    assert float(ranges["count"]["min"]).is_integer() and float(ranges["count"]["max"]).is_integer()
+    assert "integer" not in ranges["x"]
+
+
+def test_constant_all_null_boolean_and_mostly_null_columns(tmp_path):
+    df = make_frame(3000)
+    df["const"] = 7
+    df["empty"] = None
+    df["flag"] = np.where(np.arange(3000) % 2, "true", "false")
+    df.loc[3, "flag"] = "true"
+    sparse = np.full(3000, np.nan)
+    sparse[:10] = np.arange(10)
+    df["sparse"] = sparse  # mostly null: too few values to learn a range
+    res, ranges = _learned(tmp_path, df)
+    assert len(res.suspects) == 0
+    assert ranges["const"] == {"min": "7", "max": "7", "integer": True}
+    assert "sparse" not in ranges and "empty" not in ranges
+    df.loc[9, "const"] = 700
+    res, _ = _learned(tmp_path, df, "poisoned")
+    assert _reasons(res) == {9: "bounds:const=700>max(7) (learned)"}
+
+
+def test_rare_true_in_a_boolean_column_is_evidence_not_a_suspect(tmp_path):
+    df = make_frame(20_000)
+    df["flag"] = "false"
+    df.loc[17, "flag"] = "true"
+    res = _scan(tmp_path, df)
+    assert 17 not in set(res.suspects["row"])
+    assert res.scores().set_index("row").loc[17, "bounds"] > 0.5
+
+
+def test_per_class_learned_ranges_are_evidence(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 4000
+    y = np.where(np.arange(n) % 2, "a", "b")
+    x = np.where(y == "a", rng.normal(0, 1, n), rng.normal(20, 1, n))
+    df = pd.DataFrame({"x": np.round(x, 4), "y": y})
+    df.loc[1, "x"] = 20.0  # a class-'b' value labelled 'a': inside the column's range
+    res = _scan(tmp_path, df)
+    assert 1 not in set(res.suspects["row"])
+    learned = res.summary["checks"]["bounds"]["learned"]["ranges_by_label"]
+    assert set(learned) == {"a", "b"} and float(learned["a"]["x"]["max"]) < 10
+    scores = res.scores().set_index("row")["bounds"]
+    assert scores[1] == scores.max()
+    assert res.summary["checks"]["bounds"]["violations_by_column"]["x"] == \
+        {"max (learned, per class)": 1}
+
+
+def test_negative_values_of_a_never_negative_column_are_hard(tmp_path):
+    df = make_frame(2000)
+    df["amount"] = np.round(np.random.default_rng(4).uniform(0, 10, 2000), 2)
+    rows = [5, 50, 500]
+    df.loc[rows, "amount"] = [-12.0, -15.0, -19.0]  # 0.15% of rows, larger than any value
+    res = _scan(tmp_path, df)
+    reasons = _reasons(res)
+    assert set(reasons) == set(rows)
+    assert all("amount=" in reasons[r] and "<min(" in reasons[r] for r in rows)
+
+
+def test_unseen_category_repeated_a_few_times_is_still_rare(tmp_path):
+    df = make_frame(5000)
+    df.loc[[10, 20], "colour"] = "UNSEEN_1"
+    res = _scan(tmp_path, df)
+    assert set(res.suspects["row"]) == {10, 20}

@@ -12,8 +12,10 @@ Bounds come from three places, most trusted first:
   and its classes;
 * **learned** from the data being scanned, robustly (below).
 
-A declared or reference bound that is broken is a **hard** finding: the row is a suspect
-by default. Cells that are not valid values at all (unparseable, NaN, ±inf, a missing
+For a numeric side (``min`` or ``max``) a class's declared bound overrides the column's;
+without a declared bound, the reference's range of the column and of the row's class both
+hold. A declared or reference bound that is broken is a **hard** finding: the row is a
+suspect by default. Cells that are not valid values at all (unparseable, NaN, ±inf, a missing
 label) and categories or labels seen almost never in an otherwise well-populated column are
 hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
 outside the value lies, unless it is gross: set apart from every value of the column by a
@@ -720,7 +722,8 @@ class BoundsCheck(Check):
             hi = np.full(k + 1, np.inf)
             lo_strict = np.zeros(k + 1, dtype=bool)
             hi_strict = np.zeros(k + 1, dtype=bool)
-            lo_src = np.zeros(k + 1, dtype=np.int8)  # 0 none, 1 declared, 2 reference
+            # 0 none, 1 declared, 2 reference, 3 declared for the class, 4 reference for it
+            lo_src = np.zeros(k + 1, dtype=np.int8)
             hi_src = np.zeros(k + 1, dtype=np.int8)
             conv = (lambda v: _to_seconds(v)) if kind == DATETIME else float
             ref_cols = ref["columns"] if ref is not None else {}
@@ -741,18 +744,18 @@ class BoundsCheck(Check):
                 for side, arr, strict, src, r_class, r_glob in (
                         ("low", lo, lo_strict, lo_src, c_lo, g_lo),
                         ("high", hi, hi_strict, hi_src, c_hi, g_hi)):
-                    for spec in (own, glob):
+                    for spec, code in ((own, 3), (glob, 1)):
                         if spec is not None and getattr(spec, side) is not None:
                             arr[s] = conv(getattr(spec, side))
                             strict[s] = getattr(spec, f"{side}_strict")
-                            src[s] = 1
+                            src[s] = code
                             break
-                    else:
-                        for value in (r_class, r_glob):
-                            if value is not None:
-                                arr[s] = float(value)
-                                src[s] = 2
-                                break
+                    else:  # reference: the column's range and its class's range both hold
+                        tight = max if side == "low" else min
+                        given = [(float(v), code) for v, code in ((r_class, 4), (r_glob, 2))
+                                 if v is not None]
+                        if given:
+                            arr[s], src[s] = tight(given, key=lambda vc: vc[0])
             flags = {}
             for key in ("nullable", "integer"):
                 values = []
@@ -809,11 +812,13 @@ class BoundsCheck(Check):
                 continue
             errors = chunk.errors.get(column)
             if column in chunk.schema.kinds and errors is not None and len(errors.positions):
-                add(errors.positions, INVALID,
-                    lambda i, j, c=column, e=errors: f"bounds:{c} unparseable {_quote(e.values[j])}")
+                add(errors.positions, INVALID, lambda i, j, c=column, e=errors: (
+                    f"bounds:{c} unparseable {_quote(e.values[j])}"))
             if kind == CATEGORICAL:
-                if column in self.rare_:
-                    self._score_rare(chunk, column, add)
+                if column in self.rare_ and not any(
+                        cls is None and spec.allowed is not None
+                        for cls, spec, _ in self._text_rules.get(column, ())):
+                    self._score_rare(chunk, column, add)  # an allowed set says it better
                 if column in self._text_rules:
                     self._score_text(chunk, column, add, slots, class_names)
             else:
@@ -863,8 +868,8 @@ class BoundsCheck(Check):
             if flag is False:
                 rows = missing if cls is None else missing & (slots == classes.index(cls))
                 add(np.flatnonzero(rows), INVALID,
-                    lambda i, j, c=column, s=src, t=for_class: (
-                        f"bounds:{c} missing, not nullable{t(slots[i])} ({s})"))
+                    lambda i, j, c=column, s=src, x="" if cls is None else f" for label {cls!r}": (
+                        f"bounds:{c} missing, not nullable{x} ({s})"))
         hard_lo = np.zeros(len(values), dtype=bool)
         hard_hi = np.zeros(len(values), dtype=bool)
         with np.errstate(invalid="ignore"):
@@ -873,7 +878,7 @@ class BoundsCheck(Check):
             below = finite & np.where(rules["lo_strict"][slots], values <= lo, values < lo)
             above = finite & np.where(rules["hi_strict"][slots], values >= hi, values > hi)
             scale = self._hard_scale(column, fence)
-            names = {1: DECLARED, 2: REFERENCE}
+            names = {1: DECLARED, 2: REFERENCE, 3: DECLARED, 4: REFERENCE}
             for mask, side in ((below, "lo"), (above, "hi")):
                 pos = np.flatnonzero(mask)
                 if not pos.size:
@@ -882,18 +887,21 @@ class BoundsCheck(Check):
                 dist = np.abs(values[pos] - bound) / scale
                 op = "<" if side == "lo" else ">"
                 word = "min" if side == "lo" else "max"
-                add(pos, HARD + 0.5 * dist / (1.0 + dist), lambda i, j, c=column, v=values, o=op, w=word, r=rules,
-                    sd=side, t=for_class: (
+                add(pos, HARD + 0.5 * dist / (1.0 + dist), lambda i, j, c=column, v=values,
+                    o=op, w=word, r=rules, sd=side, t=for_class: (
                         f"bounds:{c}={fmt(v[i])}{o}{'=' if r[sd + '_strict'][slots[i]] else ''}"
                         f"{w}{'_exclusive' if r[sd + '_strict'][slots[i]] else ''}"
-                        f"({fmt(r[sd][slots[i]])}){t(slots[i])} ({names[int(r[sd + '_src'][slots[i]])]})"))
+                        f"({fmt(r[sd][slots[i]])})"
+                        f"{t(slots[i]) if r[sd + '_src'][slots[i]] >= 3 else ''}"
+                        f" ({names[int(r[sd + '_src'][slots[i]])]})"))
             hard_lo, hard_hi = below, above
             for cls, allowed, src in rules["allowed"]:
                 rows = finite & ~np.isin(values, allowed)
                 if cls is not None:
                     rows &= slots == classes.index(cls)
                 add(np.flatnonzero(rows), HARD, lambda i, j, c=column, v=values, s=src,
-                    t=for_class: f"bounds:{c}={fmt(v[i])} not allowed{t(slots[i])} ({s})")
+                    x="" if cls is None else f" for label {cls!r}": (
+                        f"bounds:{c}={fmt(v[i])} not allowed{x} ({s})"))
             declared_int = {cls: flag for cls, flag, _ in rules["flags"]["integer"]}
             nonint = finite & (values != np.floor(values))
             if declared_int:
@@ -904,8 +912,8 @@ class BoundsCheck(Check):
                 for cls, flag in declared_int.items():
                     if cls is not None:
                         want[slots == classes.index(cls)] = flag
-                add(np.flatnonzero(nonint & want), HARD, lambda i, j, c=column, v=values,
-                    t=for_class: f"bounds:{c}={fmt(v[i])} not an integer{t(slots[i])} (declared)")
+                add(np.flatnonzero(nonint & want), HARD, lambda i, j, c=column, v=values: (
+                    f"bounds:{c}={fmt(v[i])} not an integer (declared)"))
                 nonint &= ~want
             if fence is None:
                 return
@@ -1003,39 +1011,36 @@ class BoundsCheck(Check):
         present = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         k = len(classes)
         name = f"label {column!r}" if column == self._label else column
-
-        def for_class(s):
-            return f" for label {classes[s]!r}" if s < k else ""
-
         for cls, spec, src in self._text_rules[column]:
+            sfx = "" if cls is None else f" for label {cls!r}"
             rows = np.ones(len(texts), dtype=bool) if cls is None \
                 else slots == classes.index(cls)
             if spec.nullable is False:
-                add(np.flatnonzero(rows & ~present), INVALID, lambda i, j, c=name, s=src: (
-                    f"bounds:{c} missing, not nullable{for_class(slots[i])} ({s})"))
+                add(np.flatnonzero(rows & ~present), INVALID, lambda i, j, c=name, s=src, x=sfx: (
+                    f"bounds:{c} missing, not nullable{x} ({s})"))
             if spec.allowed is not None:
                 allowed = pa.array(sorted({str(v).lower() if isinstance(v, bool) else str(v)
                                            for v in spec.allowed}), pa.string())
                 ok = np.asarray(pc.is_in(values, value_set=allowed).to_numpy(
                     zero_copy_only=False), dtype=bool)
-                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src: (
-                    f"bounds:{c}={_quote(texts[i])} not allowed{for_class(slots[i])} ({s})"))
+                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src, x=sfx: (
+                    f"bounds:{c}={_quote(texts[i])} not allowed{x} ({s})"))
             if spec.max_length is not None or spec.min_length is not None:
                 length = np.asarray(pc.utf8_length(values).fill_null(0).to_numpy(
                     zero_copy_only=False), dtype=np.int64)
                 if spec.max_length is not None:
                     add(np.flatnonzero(rows & present & (length > spec.max_length)), HARD,
-                        lambda i, j, c=name, s=src, m=spec.max_length, L=length: (
-                            f"bounds:{c} length {L[i]}>max_length({m}){for_class(slots[i])} ({s})"))
+                        lambda i, j, c=name, s=src, x=sfx, m=spec.max_length, L=length: (
+                            f"bounds:{c} length {L[i]}>max_length({m}){x} ({s})"))
                 if spec.min_length is not None:
                     add(np.flatnonzero(rows & present & (length < spec.min_length)), HARD,
-                        lambda i, j, c=name, s=src, m=spec.min_length, L=length: (
-                            f"bounds:{c} length {L[i]}<min_length({m}){for_class(slots[i])} ({s})"))
+                        lambda i, j, c=name, s=src, x=sfx, m=spec.min_length, L=length: (
+                            f"bounds:{c} length {L[i]}<min_length({m}){x} ({s})"))
             if spec.pattern is not None:
                 ok = _full_match(values, spec.pattern)
-                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src: (
+                add(np.flatnonzero(rows & present & ~ok), HARD, lambda i, j, c=name, s=src, x=sfx: (
                     f"bounds:{c}={_quote(texts[i])} does not match pattern"
-                    f"{for_class(slots[i])} ({s})"))
+                    f"{x} ({s})"))
 
     @staticmethod
     def _reasons(n: int, findings) -> np.ndarray:
