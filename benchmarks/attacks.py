@@ -128,17 +128,18 @@ def other_labels(current: np.ndarray, classes: np.ndarray,
 
 
 def choose_flip(labels: np.ndarray, k: int, rng: np.random.Generator) -> tuple[object, object]:
-    """Pick a source class with more than ``k`` rows and a different target class.
+    """Pick a source class with at least ``2 k`` rows (so the ``k`` changed rows stay a
+    minority of their class) and a different target class.
 
     Raises
     ------
     AttackNotApplicable
-        No class has more than ``k`` rows.
+        No class is big enough.
     """
     classes, counts = np.unique(labels, return_counts=True)
-    eligible = classes[counts > k]
+    eligible = classes[counts >= 2 * k]
     if len(eligible) == 0:
-        raise AttackNotApplicable(f"no class has more than {k} rows")
+        raise AttackNotApplicable(f"no class has {2 * k} rows (twice the {k} poisons)")
     source = eligible[rng.integers(len(eligible))]
     others = classes[classes != source]
     return source, others[rng.integers(len(others))]
@@ -198,12 +199,25 @@ def random_flip(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
 
 
 def class_flip(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
-    """Flip ``k`` rows of one class to one other class (class-conditional noise)."""
+    """Class-conditional (asymmetric) noise: classes are put in a random cycle and each
+    source class in turn gives up to half of its rows to the next class in the cycle until
+    ``k`` rows are flipped; usually one source class, more only when one is too small."""
     labels = ds.frame[ds.label].to_numpy()
-    source, target = choose_flip(labels, k, rng)
-    rows = rng.choice(np.flatnonzero(labels == source), size=k, replace=False)
-    return in_place(ds, rows, relabel(ds.frame, ds.label, rows, target),
-                    f"{source}->{target}")
+    cycle = rng.permutation(ds.classes)
+    rows, targets, pairs, remaining = [], [], [], k
+    for source, target in zip(cycle, np.roll(cycle, -1)):
+        members = np.flatnonzero(labels == source)
+        take = min(remaining, len(members) // 2)
+        rows.append(rng.choice(members, size=take, replace=False))
+        targets.append(np.full(take, target, dtype=labels.dtype))
+        pairs.append(f"{source}->{target} x{take}")
+        remaining -= take
+        if remaining == 0:
+            break
+    if remaining:
+        raise AttackNotApplicable(f"half of every class is fewer than {k} rows")
+    rows, targets = np.concatenate(rows), np.concatenate(targets)
+    return in_place(ds, rows, relabel(ds.frame, ds.label, rows, targets), ", ".join(pairs))
 
 
 def cluster_flip(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
@@ -375,7 +389,8 @@ def bound_violations(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
 #: The registry. Add an attack by adding one entry.
 ATTACKS: dict[str, Attack] = {a.name: a for a in (
     Attack("random_flip", random_flip, False, "random label flips"),
-    Attack("class_flip", class_flip, False, "class-conditional flips (one class to another)"),
+    Attack("class_flip", class_flip, False,
+           "class-conditional flips (one class to another; more pairs if needed)"),
     Attack("cluster_flip", cluster_flip, False, "tight same-class cluster relabelled (targeted)"),
     Attack("outliers", gross_outliers, True, "gross feature outliers inserted"),
     Attack("joint_impossible", joint_impossible, True,

