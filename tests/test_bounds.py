@@ -15,6 +15,7 @@ def _scan(tmp_path, df, name="out", **kw):
     path = tmp_path / f"{name}.csv"
     df.to_csv(path, index=False)
     kw.setdefault("label", "y")
+    kw.setdefault("checks", ["bounds"])  # this family alone (others add their own reasons)
     return poisonscan.scan(str(path), out=tmp_path / name, **kw)
 
 
@@ -297,7 +298,8 @@ def test_bound_file_with_errors_names_line_and_key_exit_2(tmp_path, capsys, toml
     data = tmp_path / "d.csv"
     make_frame(200).to_csv(data, index=False)
     conf = _toml(tmp_path, 'label = "y"\n' + toml)
-    code, err = _cli(["scan", data, "-o", tmp_path / "out", "--config", conf], capsys)
+    code, err = _cli(["scan", data, "-o", tmp_path / "out", "--config", conf, "--checks",
+                      "bounds"], capsys)
     assert code == 2
     assert len(err) == 1 and err[0].startswith("poisonscan: error: "), err
     assert f"{conf}:{line + 1}: " in err[0], err[0]
@@ -327,7 +329,7 @@ def test_declared_tables_arrive_as_keyword_parameters():
 
 
 def _learned(tmp_path, df, name="out"):
-    res = _scan(tmp_path, df, name=name, checks=["bounds"])
+    res = _scan(tmp_path, df, name=name)
     return res, res.summary["checks"]["bounds"]["learned"]["ranges"]
 
 

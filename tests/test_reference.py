@@ -76,7 +76,7 @@ def test_profile_refuses_to_overwrite_without_the_flag(profiled, capsys):
 def test_scanning_the_trusted_data_against_its_own_profile_finds_nothing(profiled, tmp_path):
     data, out = profiled
     res = poisonscan.scan(str(data), label="y", id_column="uid", out=tmp_path / "scan",
-                          reference=str(out))
+                          reference=str(out), checks=["bounds"])
     assert res.summary["rows"]["quarantined"] <= 3
     drift = res.summary["drift"]
     assert drift["flagged"] is False
@@ -95,7 +95,8 @@ def test_profile_edit_scan_round_trip(profiled, tmp_path, capsys):
     new.loc[3, "x"] = 61.5
     new.to_csv(tmp_path / "new.csv", index=False)
     code, _, err = _cli(["scan", tmp_path / "new.csv", "--label", "y", "--id-column", "uid",
-                         "-o", tmp_path / "scan", "--reference", out, "-q"], capsys)
+                         "-o", tmp_path / "scan", "--reference", out, "-q", "--checks",
+                         "bounds"], capsys)
     assert code == 0, err
     suspects = pd.read_csv(tmp_path / "scan" / "suspects.csv")
     reasons = dict(zip(suspects["row"], suspects["reason"]))
@@ -120,7 +121,8 @@ def test_unseen_label_and_missing_in_a_never_null_column_break_the_reference(pro
     new = make_frame(500, seed=2)
     new.loc[4, "y"] = "maybe"
     new.loc[5, "x"] = None
-    res = poisonscan.scan(new, label="y", id_column="uid", reference=str(out))
+    res = poisonscan.scan(new, label="y", id_column="uid", reference=str(out),
+                          checks=["bounds"])
     reasons = dict(zip(res.suspects["row"], res.suspects["reason"]))
     assert "bounds:label 'y'='maybe' not allowed (reference)" in reasons[4]
     assert "bounds:x missing, not nullable (reference)" in reasons[5]
@@ -138,7 +140,8 @@ def test_removing_most_of_one_class_raises_the_drift_flag(tmp_path, capsys):
     removed = full.drop(index=pos[: int(0.9 * len(pos))])
     removed.to_csv(tmp_path / "removed.csv", index=False)
     code, _, err = _cli(["scan", tmp_path / "removed.csv", "--label", "y", "-o",
-                         tmp_path / "scan", "--reference", tmp_path / "p.json"], capsys)
+                         tmp_path / "scan", "--reference", tmp_path / "p.json", "--checks",
+                         "bounds"], capsys)
     assert code == 0, err
     assert "drift against the reference" in err and "labels (PSI" in err
     summary = json.loads((tmp_path / "scan" / "summary.json").read_text(encoding="utf-8"))
@@ -155,7 +158,7 @@ def test_removing_most_of_one_class_raises_the_drift_flag(tmp_path, capsys):
     assert "Drift against the reference" in page and "flagged" in page
     # the same cut under a looser threshold is not flagged
     res = poisonscan.scan(str(tmp_path / "removed.csv"), label="y", reference=str(
-        tmp_path / "p.json"), families={"bounds": {"drift_threshold": 5.0}})
+        tmp_path / "p.json"), families={"bounds": {"drift_threshold": 5.0}}, checks=["bounds"])
     assert res.summary["drift"]["flagged"] is False
 
 
@@ -176,7 +179,7 @@ def test_identifier_like_columns_get_no_category_bound(tmp_path):
     doc = poisonscan.profile(df, label="y")  # uid is not declared as the id column
     assert doc["columns"]["uid"]["categories"] is None
     res = poisonscan.scan(make_frame(300, seed=9).assign(uid=lambda d: "new" + d["uid"]),
-                          label="y", reference=_write(tmp_path, doc))
+                          label="y", reference=_write(tmp_path, doc), checks=["bounds"])
     assert res.summary["rows"]["quarantined"] <= 3
 
 
@@ -205,7 +208,7 @@ def test_bad_profile_is_an_error_naming_file_and_key(tmp_path, capsys, mutate, w
     mutate(doc)
     path = _write(tmp_path, doc)
     code, _, err = _cli(["scan", tmp_path / "d.csv", "--label", "y", "-o", tmp_path / "out",
-                         "--reference", path], capsys)
+                         "--reference", path, "--checks", "bounds"], capsys)
     assert code == 2
     line = err.strip()
     assert line.startswith(f"poisonscan: error: {path}: ") and "\n" not in line

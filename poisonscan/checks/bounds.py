@@ -278,6 +278,7 @@ class Fence:
     reach_high: float = math.inf
     low_step: float = 1.0
     high_step: float = 1.0
+    median: float = 0.0
 
     def g(self, values: np.ndarray) -> np.ndarray:
         """Values on the scale distances beyond the fence are measured on."""
@@ -646,7 +647,8 @@ class BoundsCheck(Check):
         return Fence(low, high, t_low, t_high, t_median, width, log=log, wall=wall,
                      integer=integer, g_low=g_low, g_high=g_high, g_width=g_width,
                      g_log=never_negative, mirror=mirror, reach_low=reach_low,
-                     reach_high=reach_high, low_step=low_step, high_step=high_step)
+                     reach_high=reach_high, low_step=low_step, high_step=high_step,
+                     median=float(np.median(values)))
 
     def _fence(self, t: np.ndarray) -> tuple[float, float, float]:
         """``(low, high, W)``: the shape-adapted fence of values ``t`` (see module docstring)."""
@@ -785,7 +787,8 @@ class BoundsCheck(Check):
                 lo=lo, hi=hi, lo_strict=lo_strict, hi_strict=hi_strict, lo_src=lo_src,
                 hi_src=hi_src, flags=flags, allowed=allowed, c_t_low=t_low, c_t_high=t_high,
                 c_width=width, c_low=c_low, c_high=c_high,
-                has_class=bool(np.isfinite(width).any()))
+                has_class=bool(np.isfinite(width).any()),
+                has_hard=bool(lo_src.any() or hi_src.any()))
 
     # ------------------------------------------------------------------------ scoring
     def score(self, chunk) -> CheckScores:
@@ -870,31 +873,34 @@ class BoundsCheck(Check):
                 add(np.flatnonzero(rows), INVALID,
                     lambda i, j, c=column, s=src, x="" if cls is None else f" for label {cls!r}": (
                         f"bounds:{c} missing, not nullable{x} ({s})"))
-        hard_lo = np.zeros(len(values), dtype=bool)
-        hard_hi = np.zeros(len(values), dtype=bool)
+        n = len(values)
+        free_lo = free_hi = True  # sides without a declared or reference bound
+        hard_lo = hard_hi = np.zeros(n, dtype=bool)
         with np.errstate(invalid="ignore"):
-            # declared / reference ranges: hard
-            lo, hi = rules["lo"][slots], rules["hi"][slots]
-            below = finite & np.where(rules["lo_strict"][slots], values <= lo, values < lo)
-            above = finite & np.where(rules["hi_strict"][slots], values >= hi, values > hi)
-            scale = self._hard_scale(column, fence)
-            names = {1: DECLARED, 2: REFERENCE, 3: DECLARED, 4: REFERENCE}
-            for mask, side in ((below, "lo"), (above, "hi")):
-                pos = np.flatnonzero(mask)
-                if not pos.size:
-                    continue
-                bound = rules[side][slots[pos]]
-                dist = np.abs(values[pos] - bound) / scale
-                op = "<" if side == "lo" else ">"
-                word = "min" if side == "lo" else "max"
-                add(pos, HARD + 0.5 * dist / (1.0 + dist), lambda i, j, c=column, v=values,
-                    o=op, w=word, r=rules, sd=side, t=for_class: (
-                        f"bounds:{c}={fmt(v[i])}{o}{'=' if r[sd + '_strict'][slots[i]] else ''}"
-                        f"{w}{'_exclusive' if r[sd + '_strict'][slots[i]] else ''}"
-                        f"({fmt(r[sd][slots[i]])})"
-                        f"{t(slots[i]) if r[sd + '_src'][slots[i]] >= 3 else ''}"
-                        f" ({names[int(r[sd + '_src'][slots[i]])]})"))
-            hard_lo, hard_hi = below, above
+            if rules["has_hard"]:  # declared / reference ranges: hard
+                lo_strict, hi_strict = rules["lo_strict"][slots], rules["hi_strict"][slots]
+                lo, hi = rules["lo"][slots], rules["hi"][slots]
+                hard_lo = (values < lo) | (lo_strict & (values == lo))
+                hard_hi = (values > hi) | (hi_strict & (values == hi))
+                free_lo = rules["lo_src"][slots] == 0
+                free_hi = rules["hi_src"][slots] == 0
+                scale = self._hard_scale(column, fence)
+                names = {1: DECLARED, 2: REFERENCE, 3: DECLARED, 4: REFERENCE}
+                for mask, side in ((hard_lo, "lo"), (hard_hi, "hi")):
+                    pos = np.flatnonzero(mask)
+                    if not pos.size:
+                        continue
+                    dist = np.abs(values[pos] - rules[side][slots[pos]]) / scale
+                    op = "<" if side == "lo" else ">"
+                    word = "min" if side == "lo" else "max"
+                    add(pos, HARD + 0.5 * dist / (1.0 + dist), lambda i, j, c=column, v=values,
+                        o=op, w=word, r=rules, sd=side, t=for_class: (
+                            f"bounds:{c}={fmt(v[i])}{o}"
+                            f"{'=' if r[sd + '_strict'][slots[i]] else ''}"
+                            f"{w}{'_exclusive' if r[sd + '_strict'][slots[i]] else ''}"
+                            f"({fmt(r[sd][slots[i]])})"
+                            f"{t(slots[i]) if r[sd + '_src'][slots[i]] >= 3 else ''}"
+                            f" ({names[int(r[sd + '_src'][slots[i]])]})"))
             for cls, allowed, src in rules["allowed"]:
                 rows = finite & ~np.isin(values, allowed)
                 if cls is not None:
@@ -903,9 +909,10 @@ class BoundsCheck(Check):
                     x="" if cls is None else f" for label {cls!r}": (
                         f"bounds:{c}={fmt(v[i])} not allowed{x} ({s})"))
             declared_int = {cls: flag for cls, flag, _ in rules["flags"]["integer"]}
-            nonint = finite & (values != np.floor(values))
+            if declared_int or (fence is not None and fence.integer):
+                nonint = finite & (values != np.floor(values))
             if declared_int:
-                want = np.zeros(len(values), dtype=bool)
+                want = np.zeros(n, dtype=bool)
                 for cls, flag in declared_int.items():
                     if cls is None:
                         want[:] = flag
@@ -920,62 +927,79 @@ class BoundsCheck(Check):
             if fence.integer and not declared_int:
                 add(np.flatnonzero(nonint), 0.6, lambda i, j, c=column, v=values: (
                     f"bounds:{c}={fmt(v[i])} not an integer (learned)"), hard=False)
-            # learned column fence: evidence by distance, hard when gross or of the wrong sign
-            free_lo = rules["lo_src"][slots] == 0
-            free_hi = rules["hi_src"][slots] == 0
-            t = fence.t(values)
-            g = fence.g(values)
-            out_lo = finite & free_lo & ~hard_lo & (values < fence.low)
-            out_hi = finite & free_hi & ~hard_hi & (values > fence.high)
-            d_lo = np.where(out_lo, np.maximum((fence.g_low - g) / fence.g_width, 0.0), 0.0)
-            d_hi = np.where(out_hi, np.maximum((g - fence.g_high) / fence.g_width, 0.0), 0.0)
+            # learned column fence: evidence by distance, hard when set apart or of the
+            # wrong sign (transforms only on the few rows outside)
+            out_lo = finite & (values < fence.low)
+            out_hi = finite & (values > fence.high)
+            if rules["has_hard"]:
+                out_lo &= free_lo & ~hard_lo
+                out_hi &= free_hi & ~hard_hi
             # a negative value in a never-negative column is of the wrong sign when 0 is a
             # wall, or when it is as large as almost every positive value of the column
-            wrong_sign = finite & free_lo & ~hard_lo & (values < 0) & (
-                (fence.wall & out_lo) | (fence.g_log & (-values >= fence.mirror)))
-            out_lo |= wrong_sign
-            if fence.g_log:  # below 0 the ratio scale says nothing: use the column's width
-                d_lo = np.where(out_lo & (values < 0),
-                                (np.maximum(fence.low, 0.0) - values) / fence.width, d_lo)
-            for mask, dist, op, bound in ((out_lo, d_lo, "<", f"min({fmt(fence.low)})"),
-                                          (out_hi, d_hi, ">", f"max({fmt(fence.high)})")):
+            wrong_sign = np.zeros(n, dtype=bool)
+            if fence.wall or fence.g_log:
+                neg = np.flatnonzero(finite & (values < 0))
+                if neg.size:
+                    v = values[neg]
+                    hit = (fence.wall & out_lo[neg]) | (fence.g_log & (-v >= fence.mirror))
+                    if rules["has_hard"]:
+                        hit &= free_lo[neg] & ~hard_lo[neg]
+                    wrong_sign[neg[hit]] = True
+                    out_lo[neg[hit]] = True
+            for mask, op, bound in ((out_lo, "<", f"min({fmt(fence.low)})"),
+                                    (out_hi, ">", f"max({fmt(fence.high)})")):
+                pos = np.flatnonzero(mask)
+                if not pos.size:
+                    continue
+                v = values[pos]
+                g = fence.g(v)
+                dist = (fence.g_low - g) if op == "<" else (g - fence.g_high)
+                dist = np.maximum(dist / fence.g_width, 0.0)
+                if op == "<" and fence.g_log:  # below 0 the ratio scale says nothing
+                    dist = np.where(v < 0, (max(fence.low, 0.0) - v) / fence.width, dist)
+                t = fence.t(v)
+                apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
+                    else (t > fence.reach_high + self.gross * fence.high_step)
                 text = (lambda i, j, c=column, v=values, o=op, b=bound:
                         f"bounds:{c}={fmt(v[i])}{o}{b} (learned)")
-                sign = wrong_sign if op == "<" else np.zeros_like(mask)
-                pos = np.flatnonzero(sign)
-                add(pos, SIGN + 0.5 * dist[pos] / (1.0 + dist[pos]),
+                sign = wrong_sign[pos]
+                weight = dist / (1.0 + dist)
+                add(pos[sign], SIGN + 0.5 * weight[sign],
                     lambda i, j, c=column, v=values, tx=text: (
                         f"bounds:{c}={fmt(v[i])}<min(0) (learned)" if fence.low < 0
                         else tx(i, j)))
-                apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
-                    else (t > fence.reach_high + self.gross * fence.high_step)
-                gross = mask & ~sign & apart
-                pos = np.flatnonzero(gross)
-                add(pos, 0.5 * dist[pos] / (1.0 + dist[pos]), text)
-                pos = np.flatnonzero(mask & ~sign & ~gross)
-                add(pos, 0.5 + 0.5 * dist[pos] / (1.0 + dist[pos]), text, hard=False)
-            inside = finite & ~out_lo & ~out_hi & ~hard_lo & ~hard_hi
+                gross = apart & ~sign
+                add(pos[gross], 0.5 * weight[gross], text)
+                mild = ~apart & ~sign
+                add(pos[mild], 0.5 + 0.5 * weight[mild], text, hard=False)
+            inside = finite & ~out_lo & ~out_hi
+            if rules["has_hard"]:
+                inside &= ~hard_lo & ~hard_hi
             # learned class fences: evidence only
             if rules["has_class"]:
-                w = rules["c_width"][slots]
-                c_lo = finite & inside & free_lo & (values < rules["c_low"][slots])
-                c_hi = finite & inside & free_hi & (values > rules["c_high"][slots])
-                dist = np.where(c_lo, rules["c_t_low"][slots] - t, 0.0) \
-                    + np.where(c_hi, t - rules["c_t_high"][slots], 0.0)
-                dist = np.maximum(np.nan_to_num(dist / w), 0.0)
+                c_lo = inside & free_lo & (values < rules["c_low"][slots])
+                c_hi = inside & free_hi & (values > rules["c_high"][slots])
                 for mask, op, side in ((c_lo, "<", "c_low"), (c_hi, ">", "c_high")):
                     pos = np.flatnonzero(mask)
-                    add(pos, 0.5 + 0.45 * dist[pos] / (1.0 + dist[pos]),
+                    if not pos.size:
+                        continue
+                    t = fence.t(values[pos])
+                    s_pos = slots[pos]
+                    dist = (rules["c_t_low"][s_pos] - t) if op == "<" \
+                        else (t - rules["c_t_high"][s_pos])
+                    dist = np.maximum(dist / rules["c_width"][s_pos], 0.0)
+                    add(pos, 0.5 + 0.45 * dist / (1.0 + dist),
                         lambda i, j, c=column, v=values, o=op, sd=side, tt=for_class: (
                             f"bounds:{c}={fmt(v[i])}{o}{'min' if o == '<' else 'max'}"
                             f"({fmt(rules[sd][slots[i]])}){tt(slots[i])} (learned)"), hard=False)
-                inside &= ~c_lo & ~c_hi
+                    inside[pos] = False
             # rows within every bound: how far towards the fence from the median
-            up = (t - fence.t_median) / max(fence.t_high - fence.t_median, 1e-300)
-            down = (fence.t_median - t) / max(fence.t_median - fence.t_low, 1e-300)
-            position = np.where(t >= fence.t_median, up, down)
-            position = np.where(inside & np.isfinite(position), np.clip(position, 0, 1), 0.0)
-        np.fmax(soft, 0.5 * position * 0.999, out=soft)
+            d = values - fence.median
+            position = np.where(d >= 0, d * (0.5 * 0.999 / max(fence.high - fence.median, 1e-300)),
+                                d * (-0.5 * 0.999 / max(fence.median - fence.low, 1e-300)))
+            np.minimum(position, 0.5 * 0.999, out=position)
+            position *= inside  # NaN where not finite: fmax keeps the other
+        np.fmax(soft, position, out=soft)
 
     @staticmethod
     def _hard_scale(column, fence) -> float:
@@ -995,7 +1019,9 @@ class BoundsCheck(Check):
             values = pc.cast(values, pa.string())
         hit = pc.is_in(values, value_set=pa.array(sorted(rare), pa.string()))
         positions = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
-        texts = chunk.strings(column)
+        if not positions.size:
+            return
+        texts = dict(zip(positions.tolist(), values.take(pa.array(positions)).to_pylist()))
         label = f"label {column!r}" if column == self._label else column
         add(positions, RARE if self.hard_rare_[column] else 0.7, lambda i, j, c=label, t=texts: (
             f"bounds:{c} rare value {_quote(t[i])} ({rare[t[i]]} of {self.n_rows_} rows)"
