@@ -251,6 +251,10 @@ def test_per_class_overrides_win_for_their_class_only(tmp_path):
     assert set(reasons) == {0, 2}
     counts = res.summary["checks"]["bounds"]["violations_by_column"]["links"]
     assert counts == {"max (declared)": 1, "max (declared, per class)": 1}
+    assert "declared_labels_not_in_data" not in res.summary["checks"]["bounds"]["learned"]
+    typo = _toml(tmp_path, "[bounds.by_label.spma.links]\nmax = 400\n", "typo.toml")
+    res = _scan(tmp_path, df, name="typo", config=typo)
+    assert res.summary["checks"]["bounds"]["learned"]["declared_labels_not_in_data"] == ["spma"]
 
 
 def test_declared_bounds_in_the_report(tmp_path):

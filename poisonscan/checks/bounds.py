@@ -517,6 +517,8 @@ class BoundsCheck(Check):
         self.n_rows_ = profile.n_rows
         self._kinds = {c: _kind(schema, c) for c in schema.columns if c not in schema.skipped}
         self._label = schema.label
+        self._labels_seen = sorted(profile.labels.counts) \
+            if profile.labels is not None and profile.labels.counts is not None else []
         state = state or {}
         sample = profile.sample_chunk()
         labels = sample.labels()
@@ -1109,14 +1111,14 @@ class BoundsCheck(Check):
                                           for cls, t in self.declared_by_label_.items()}}
                                          if self.declared_by_label_ else {})})
             missing = sorted(set(self.declared_by_label_) - set(self._seen_labels()))
-            if missing:
+            if missing and self._seen_labels():
                 out["declared_labels_not_in_data"] = missing
         if self.reference_ is not None:
             out["reference"] = self.reference
         return out
 
     def _seen_labels(self) -> list[str]:
-        return list(self.classes_)
+        return list(self._labels_seen)
 
     def tally(self, reasons, columns) -> dict[str, dict[str, int]]:
         """Rows per column and broken bound, from fused reason lines.
