@@ -6,7 +6,23 @@
 * **Fusion.** A row's score is the strongest evidence of any family (a maximum does not
   dilute one check that fired). Hard rule violations rank first: their score is
   ``1 + v / (1 + v)`` with ``v`` the largest raw score among the violating families,
-  so every violation scores in ``[1.5, 2)`` and every other row in ``[0, 1)``.
+  so every violation scores in ``[1.5, 2)``, every finding (below) in ``[1, 1.5)`` and
+  every other row in ``[0, 1)``.
+* **Findings.** Some evidence is structural rather than a tail statistic: a family may
+  return, next to its scores, a ``finding`` array (strength in ``[0, 1)``, 0 = none).
+  Rows with a finding rank above every row with only statistical evidence:
+  ``1 + finding / 2`` in ``[1, 1.5)``, still below every hard violation.
+* **Conflicting groups** (the seam between duplicates and labels). A family may mark
+  rows with ``conflict`` (the row belongs to a group of identical rows carrying
+  different labels; its score is the group's) and give ``disagreement`` (how strongly the
+  neighbourhood outside the group prefers another label, NaN = unmeasured). The group
+  alone does not say which members are wrong; the label evidence does. Per member, the
+  label evidence is the mean of that ``disagreement`` and the calibrated evidence of
+  every label family that ran (:data:`LABEL_FAMILIES`). A member whose label evidence
+  exceeds ``0.5 + UNDECIDED`` is a finding of strength ``score * (0.5 + evidence / 2)``;
+  one below ``0.5 - UNDECIDED`` is no finding (it keeps the group's calibrated evidence,
+  like any soft score); with no label evidence, or evidence either way, the whole group
+  is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied.
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
   violation. ``max_suspects`` caps that set to the highest ranked; ``contamination``
   replaces the rule by the highest ranked fraction of all rows. Ties are broken by
@@ -21,6 +37,13 @@ from typing import Mapping
 import numpy as np
 
 from .checks.base import CheckScores
+
+#: Families whose scores say how likely a row's label is wrong (used to settle conflicts).
+LABEL_FAMILIES: tuple[str, ...] = ("labels",)
+#: Half-width of the band around 0.5 where label evidence decides nothing.
+UNDECIDED = 0.1
+#: Finding strength (times the group's score) of a conflicting member nothing decides.
+UNFLAGGED = 0.45
 
 
 class Fusion:
@@ -62,12 +85,24 @@ class Fusion:
         evidence = np.zeros(n)
         violation = np.zeros(n, dtype=bool)
         worst = np.zeros(n)
+        finding = np.zeros(n)
+        notes: dict[str, np.ndarray] = {}
         for family in families:
             r = results[family]
-            np.fmax(evidence, self.evidence(family, r.scores), out=evidence)
+            family_evidence = self.evidence(family, r.scores)
+            conflict = getattr(r, "conflict", None)
+            if conflict is not None and conflict.any():
+                strength, notes[family] = self._settle(family, r, results)
+                np.fmax(finding, strength, out=finding)
+            found = getattr(r, "finding", None)
+            if found is not None:
+                np.fmax(finding, found, out=finding)
+            np.fmax(evidence, family_evidence, out=evidence)
             violation |= r.violation
             np.fmax(worst, np.where(r.violation, r.scores, 0.0), out=worst)
-        score = np.where(violation, 1.0 + worst / (1.0 + worst), evidence)
+        finding = np.clip(finding, 0.0, 0.999)
+        score = np.where(violation, 1.0 + worst / (1.0 + worst),
+                         np.where(finding > 0, 1.0 + finding / 2.0, evidence))
         checks = np.full(n, None, dtype=object)
         reason = np.full(n, None, dtype=object)
         said = np.zeros(n, dtype=bool)
@@ -76,9 +111,62 @@ class Fusion:
         for i in np.flatnonzero(said | violation):
             fired = [f for f in families if results[f].violation[i] or results[f].reasons[i]]
             checks[i] = ",".join(fired) or None
-            reason[i] = " | ".join(results[f].reasons[i] for f in fired
-                                   if results[f].reasons[i]) or None
+            reason[i] = " | ".join(results[f].reasons[i] + (notes[f][i] if f in notes and
+                                                            notes[f][i] else "")
+                                   for f in fired if results[f].reasons[i]) or None
         return score, violation, checks, reason
+
+    def _settle(self, family: str, r: CheckScores, results: Mapping[str, CheckScores]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Decide which members of conflicting groups the label evidence points at.
+
+        Returns
+        -------
+        strength : numpy.ndarray of float64
+            Finding strength per row (0 outside conflicts and for members whose own label
+            the evidence supports: they keep only the group's calibrated evidence).
+        notes : numpy.ndarray of object
+            Text appended to the family's reason for every member.
+        """
+        conflict = np.asarray(r.conflict, dtype=bool)
+        n = len(conflict)
+        sources: dict[str, np.ndarray] = {}
+        own = getattr(r, "disagreement", None)
+        if own is not None:
+            sources["neighbours"] = np.asarray(own, dtype=np.float64)
+        for label_family in LABEL_FAMILIES:
+            if label_family in results and label_family != family \
+                    and label_family in self.reference_:
+                sources[label_family] = self.evidence(label_family,
+                                                      results[label_family].scores)
+        if sources:
+            stack = np.vstack(list(sources.values()))
+            known = ~np.isnan(stack)
+            counted = known.sum(axis=0)
+            label_evidence = np.where(counted > 0, np.where(known, stack, 0.0).sum(axis=0)
+                                      / np.maximum(counted, 1), np.nan)
+        else:
+            label_evidence = np.full(n, np.nan)
+        measured = ~np.isnan(label_evidence)
+        suspect = conflict & measured & (label_evidence >= 0.5 + UNDECIDED)
+        cleared = conflict & measured & (label_evidence <= 0.5 - UNDECIDED)
+        undecided = conflict & ~suspect & ~cleared
+        group = np.clip(r.scores, 0.0, 0.999)
+        strength = np.where(suspect, group * (0.5 + np.where(measured, label_evidence, 0) / 2),
+                            np.where(undecided, group * UNFLAGGED, 0.0))
+        notes = np.full(n, None, dtype=object)
+        for i in np.flatnonzero(conflict):
+            said = ", ".join(f"{name} {values[i]:.2f}" for name, values in sources.items()
+                             if not np.isnan(values[i]))
+            if suspect[i]:
+                notes[i] = f"; label evidence against this row's label ({said}): suspect"
+            elif cleared[i]:
+                notes[i] = f"; label evidence supports this row's label ({said}): less suspect"
+            elif said:
+                notes[i] = f"; label evidence undecided ({said}): whole group flagged"
+            else:
+                notes[i] = "; no label evidence either way: whole group flagged"
+        return strength, notes
 
 
 def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None = None,

@@ -11,9 +11,10 @@ from .base import Check
 #: Family name -> "module:Class". Order is the order of columns in ``scores.parquet``.
 REGISTRY: dict[str, str] = {
     "bounds": "poisonscan.checks.bounds:BoundsCheck",
+    "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
 }
 #: Families run when the user does not choose.
-DEFAULT_FAMILIES: tuple[str, ...] = ("bounds",)
+DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "duplicates")
 
 
 def check_class(name: str) -> type[Check]:

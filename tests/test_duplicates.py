@@ -1,0 +1,405 @@
+"""The duplicates check: fingerprints, groups over all rows, spill, conflicts, repetition."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from poisonscan import pipeline
+from poisonscan.checks import duplicates
+from poisonscan.checks.duplicates import (DuplicatesCheck, DuplicateScores, hash_numbers,
+                                          hash_strings)
+from poisonscan.fusion import Fusion
+from poisonscan.io.chunk import Chunk
+from poisonscan.io.schema import ScanSchema
+from poisonscan.io.sources import CsvSource, open_source
+
+
+# --------------------------------------------------------------------------- helpers
+
+def fit_on(source, label="y", id_column=None, chunk_rows=100, sample_rows=10_000, **params):
+    """Run pass 1 and fit over ``source`` in chunks; return the fitted check, plan, schema."""
+    source = source if hasattr(source, "chunks") else open_source(source)
+    schema = ScanSchema.build(source.arrow_schema, label=label, id_column=id_column)
+    check = DuplicatesCheck(**params)
+    state = None
+    for chunk in source.chunks(chunk_rows, schema):
+        state = pipeline.merge(state, pipeline.summarize(chunk, [check], sample_rows=sample_rows,
+                                                         seed=0), [check])
+    plan = pipeline.fit(state, [check])
+    return check, plan, source, schema
+
+
+def score_all(check, source, schema, chunk_rows=10**9) -> DuplicateScores:
+    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
+    return DuplicateScores(
+        np.concatenate([p.scores for p in parts]), np.concatenate([p.violation for p in parts]),
+        np.concatenate([p.reasons for p in parts]),
+        conflict=np.concatenate([p.conflict for p in parts]),
+        disagreement=np.concatenate([p.disagreement for p in parts]),
+        finding=np.concatenate([p.finding for p in parts]))
+
+
+def two_classes(n=400, seed=0) -> pd.DataFrame:
+    """Two well separated classes in 3 continuous features plus a categorical column."""
+    rng = np.random.default_rng(seed)
+    y = np.where(rng.random(n) < 0.5, "fox", "owl")
+    centre = np.where(y == "fox", -3.0, 3.0)[:, None]
+    x = rng.normal(size=(n, 3)) + centre
+    return pd.DataFrame({"a": np.round(x[:, 0], 6), "b": np.round(x[:, 1], 6),
+                         "c": np.round(x[:, 2], 6),
+                         "colour": rng.choice(["red", "green"], n), "y": y})
+
+
+def insert(frame: pd.DataFrame, new: pd.DataFrame, seed=1) -> tuple[pd.DataFrame, np.ndarray]:
+    """Insert ``new`` rows at random positions; returns the frame and a mask of them."""
+    rng = np.random.default_rng(seed)
+    key = np.concatenate([np.arange(len(frame)), rng.uniform(0, len(frame), len(new))])
+    order = np.argsort(key, kind="stable")
+    out = pd.concat([frame, new], ignore_index=True).iloc[order].reset_index(drop=True)
+    mask = np.zeros(len(out), dtype=bool)
+    mask[np.flatnonzero(order >= len(frame))] = True
+    return out, mask
+
+
+def table_chunk(table: pa.Table, label="y") -> Chunk:
+    schema = ScanSchema.build(table.schema, label=label, id_column=None)
+    return Chunk(table, np.arange(table.num_rows), schema)
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+def test_numbers_are_canonicalised_before_hashing():
+    h = hash_numbers(np.array([1, 1.0, 1.00, 0.1 + 0.2, 0.3, -0.0, 0.0, 1.5, 2.0]), 15)
+    assert h[0] == h[1] == h[2]
+    assert h[3] == h[4]          # 0.30000000000000004 is 0.3 at 15 significant digits
+    assert h[5] == h[6]          # -0.0 is 0.0
+    assert len({h[0], h[3], h[5], h[7], h[8]}) == 5
+
+
+def test_rounding_is_configurable():
+    x = np.array([1.234, 1.236, 1234.0, 1236.0])
+    fine, coarse = hash_numbers(x, (15, 2))
+    assert fine[0] != fine[1] and fine[2] != fine[3]
+    assert coarse[0] == coarse[1] and coarse[2] == coarse[3]   # 1.2 and 1200 at 2 digits
+    assert coarse[0] != coarse[2]                              # the exponent still counts
+
+
+def test_textual_forms_of_one_number_make_one_group(tmp_path):
+    """``1``, ``1.0`` and ``1.00`` in a CSV are one value; ``1.01`` is another."""
+    path = tmp_path / "d.csv"
+    path.write_text("v,w,y\n1,5,a\n1.0,5,b\n1.00,5,a\n1.01,5,a\n7,8,a\n")
+    check, _, source, schema = fit_on([path])
+    out = score_all(check, source, schema)
+    assert check.exact_.sizes.tolist() == [3]
+    assert out.conflict.tolist() == [True, True, True, False, False]
+
+
+def test_nan_null_and_infinities_are_distinct_but_deterministic():
+    nan_a = np.float64(np.nan)
+    nan_b = np.frombuffer(np.uint64(0x7FF8000000000123).tobytes(), dtype=np.float64)[0]
+    assert np.isnan(nan_b)
+    h = hash_numbers(np.array([nan_a, nan_b, np.inf, -np.inf, 0.0]), 15)
+    assert h[0] == h[1]                               # any NaN payload is one NaN
+    assert len({h[0], h[2], h[3], h[4]}) == 4
+    table = pa.table({"v": pa.array([np.nan, np.nan, None, None, 1.0, np.inf, np.inf]),
+                      "y": ["a"] * 7})
+    chunk = table_chunk(table)
+    check = DuplicatesCheck()
+    exact, _ = check._fingerprints(chunk)
+    assert exact[0] == exact[1] and exact[2] == exact[3] and exact[5] == exact[6]
+    assert len({exact[0], exact[2], exact[4], exact[5]}) == 4   # NaN != missing != 1 != inf
+    again, _ = DuplicatesCheck()._fingerprints(table_chunk(table))
+    assert np.array_equal(exact, again)
+
+
+def test_unparseable_cells_are_keyed_by_their_text(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("v,w,y\n" + "".join(f"{i},1,a\n" for i in range(30))
+                    + "12x,1,a\n12x,1,b\n13x,1,a\n,1,a\n")
+    source = CsvSource([path], text_columns=["y"])
+    schema = ScanSchema.build(source.arrow_schema, label="y", id_column=None)
+    chunk = next(source.chunks(100, schema))
+    assert 30 in chunk.errors["v"].positions   # the cell really failed to parse
+    exact, _ = DuplicatesCheck()._fingerprints(chunk)
+    assert exact[30] == exact[31] and exact[30] != exact[32] and exact[30] != exact[33]
+
+
+def test_string_hash_ignores_the_arrow_encoding_and_near_folds_case():
+    plain = pa.array(["Red", "red ", None, "", "blue"])
+    as_dict = plain.dictionary_encode()
+    assert np.array_equal(hash_strings(plain), hash_strings(as_dict))
+    h = hash_strings(plain)
+    assert len(set(h.tolist())) == 5
+    folded = hash_strings(plain, fold=True)
+    assert folded[0] == folded[1] and folded[0] != folded[4] and folded[2] == h[2]
+
+
+def test_label_and_id_are_not_part_of_the_fingerprint():
+    table = pa.table({"uid": ["u1", "u2"], "v": [1.0, 1.0], "y": ["a", "b"]})
+    schema = ScanSchema.build(table.schema, label="y", id_column="uid")
+    exact, _ = DuplicatesCheck()._fingerprints(Chunk(table, np.arange(2), schema))
+    assert exact[0] == exact[1]
+    no_id = ScanSchema.build(table.schema, label="y", id_column=None)
+    exact, _ = DuplicatesCheck()._fingerprints(Chunk(table, np.arange(2), no_id))
+    assert exact[0] != exact[1]
+    exact, _ = DuplicatesCheck(exclude=["uid"])._fingerprints(Chunk(table, np.arange(2), no_id))
+    assert exact[0] == exact[1]
+
+
+# --------------------------------------------------------------------------- all rows, any split
+
+def test_groups_straddle_chunks_and_files_and_do_not_depend_on_the_split(tmp_path):
+    frame = two_classes(300)
+    copies = frame.iloc[[5, 5, 5, 250]].copy()
+    copies["y"] = ["owl", "owl", "fox", "fox" if frame.y[250] == "owl" else "owl"]
+    data, mask = insert(frame, copies)
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    data.iloc[:160].to_csv(first, index=False)
+    data.iloc[160:].to_csv(second, index=False)
+    whole = tmp_path / "whole.csv"
+    data.to_csv(whole, index=False)
+    results = []
+    for files, chunk_rows, sample_rows in (([whole], 1000, 10_000), ([first, second], 37, 10_000),
+                                           ([first, second], 7, 10_000)):
+        check, _, source, schema = fit_on(files, chunk_rows=chunk_rows, sample_rows=sample_rows)
+        results.append((check, score_all(check, source, schema, chunk_rows=53)))
+    (check, out), others = results[0], results[1:]
+    members = set(np.flatnonzero(out.conflict))
+    original5 = set(np.flatnonzero((data[["a", "b", "c"]] == frame.loc[5, ["a", "b", "c"]]
+                                    .to_numpy()).all(axis=1)))
+    assert len(original5) == 4 and original5 <= members
+    assert {int(i) for i in np.flatnonzero(mask)} <= members
+    assert min(original5) < 160 <= max(original5) or min(members) < 160 <= max(members)
+    for other_check, other in others:
+        assert other_check.describe() == check.describe()
+        assert np.array_equal(other.scores, out.scores)
+        assert np.array_equal(other.finding, out.finding)
+        assert list(other.reasons) == list(out.reasons)
+
+
+def test_the_state_costs_at_most_24_bytes_per_row():
+    frame = two_classes(1000)
+    chunk = table_chunk(pa.Table.from_pandas(frame, preserve_index=False))
+    state = DuplicatesCheck().summarize(chunk)
+    assert state.nbytes / len(frame) == 21          # 8 + 8 fingerprints, 4 row offset, 1 label
+    many = frame.assign(y=[f"label{i}" for i in range(len(frame))])   # > 255 labels: 2 bytes
+    state = DuplicatesCheck().summarize(table_chunk(pa.Table.from_pandas(many,
+                                                                         preserve_index=False)))
+    assert state.nbytes / len(frame) == 22
+
+
+def test_spilled_state_fits_like_the_in_memory_state(tmp_path, monkeypatch):
+    frame = two_classes(400)
+    copies = frame.iloc[[3, 3, 9]].copy()
+    copies["y"] = ["owl", "fox", "owl" if frame.y[9] == "fox" else "fox"]
+    data, _ = insert(frame, copies)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    spill_parent = tmp_path / "spill"
+    spill_parent.mkdir()
+    memory, _, source, schema = fit_on(table, chunk_rows=50)
+    spilled_check = DuplicatesCheck(memory_mb=1e-6, spill_dir=str(spill_parent))
+    state = None
+    for chunk in source.chunks(50, schema):
+        state = spilled_check.merge(state, spilled_check.summarize(chunk))
+    assert all(run.arrays is None for run in state.runs)
+    assert state.nbytes == 0 and state.spilled_bytes == 21 * len(data)
+    files = [f for d in spill_parent.iterdir() for f in d.iterdir()]
+    assert len(files) == len(state.runs)
+    profile = None
+    for chunk in source.chunks(50, schema):
+        part = pipeline.summarize(chunk, [], sample_rows=10_000, seed=0).profile
+        profile = part if profile is None else profile.merge(part)
+    monkeypatch.setattr(duplicates, "MIN_SLICE_ROWS", 16)   # and fit it slice by slice
+    spilled_check.fit(state, profile)
+    assert spilled_check.describe() == memory.describe()
+    for key in ("keys", "sizes", "members", "label_codes", "label_counts"):
+        assert np.array_equal(getattr(spilled_check.exact_, key), getattr(memory.exact_, key))
+    chunk = next(source.chunks(10**9, schema))
+    assert np.array_equal(spilled_check.score(chunk).scores, memory.score(chunk).scores)
+    assert len(list(spill_parent.iterdir())) == 1
+    del state
+    gc.collect()
+    assert list(spill_parent.iterdir()) == []     # the spill directory goes with the state
+
+
+def test_merge_is_order_free_and_associative():
+    frame = two_classes(300)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    schema = ScanSchema.build(table.schema, label="y", id_column=None)
+    check = DuplicatesCheck()
+    a, b, c = (check.summarize(Chunk(table.slice(s, 100), np.arange(s, s + 100), schema))
+               for s in (0, 100, 200))
+    left = check.merge(check.merge(a, b), c)
+    for other in (check.merge(a, check.merge(b, c)), check.merge(check.merge(c, a), b)):
+        assert pickle.dumps(other) == pickle.dumps(left)
+    assert left.n_rows == 300
+
+
+# --------------------------------------------------------------------------- conflicts
+
+def test_conflicting_labels_flag_the_group_and_fusion_picks_the_copy():
+    frame = two_classes(400)
+    flipped = frame.iloc[[10, 20, 30]].copy()
+    flipped["y"] = np.where(flipped.y == "fox", "owl", "fox")
+    data, mask = insert(frame, flipped)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    chunk = next(source.chunks(10**9, schema))
+    out = check.score(chunk)
+    assert out.conflict.sum() == 6 and not out.violation.any()
+    # the family itself does not choose: both members of a pair score alike
+    assert len(set(out.scores[out.conflict].tolist())) == 1
+    # the neighbourhood outside the group disagrees with the copy, not with the original
+    assert (out.disagreement[mask] > 0.9).all()
+    assert (out.disagreement[out.conflict & ~mask] < 0.1).all()
+    score, violation, _, reason = plan.fusion.fuse({"duplicates": out})
+    assert not violation.any()
+    assert (score[mask] >= 1.0).all() and (score[out.conflict & ~mask] < 1.0).all()
+    copy = int(np.flatnonzero(mask)[0])
+    assert reason[copy].startswith("duplicates: 2 copies (rows ")
+    assert ": suspect" in reason[copy]
+    assert "less suspect" in reason[np.flatnonzero(out.conflict & ~mask)[0]]
+
+
+def test_reason_names_the_group_its_members_and_label_counts():
+    frame = two_classes(200)
+    copies = pd.concat([frame.iloc[[7]]] * 40, ignore_index=True)
+    copies["y"] = "fox"
+    base = frame.copy()
+    base.loc[7, "y"] = "owl"
+    data = pd.concat([base, copies], ignore_index=True)
+    check, _, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert out.reasons[7].startswith(
+        "duplicates: 41 copies (rows 200, 201, 202, 203, 204, …) — labels 'fox' ×40, 'owl' ×1")
+    assert out.reasons[200].startswith("duplicates: 41 copies (rows 7, 201, 202, 203, 204, …)")
+    assert out.reasons[0] is None
+
+
+def test_label_family_evidence_settles_conflicts_and_its_absence_flags_the_group():
+    check_scores = DuplicateScores(
+        np.array([0.9, 0.9, 0.9, 0.9, 0.0]), np.zeros(5, dtype=bool),
+        np.array(["duplicates: g1", "duplicates: g1", "duplicates: g2", "duplicates: g2", None],
+                 dtype=object),
+        conflict=np.array([True, True, True, True, False]),
+        disagreement=np.full(5, np.nan), finding=np.zeros(5))
+    reference = {"duplicates": check_scores}
+    # no label evidence at all: every member is flagged, equally, and the reason says so
+    fusion = Fusion().fit(reference)
+    score, _, _, reason = fusion.fuse({"duplicates": check_scores})
+    assert (score[:4] >= 1.0).all() and len(set(score[:4].tolist())) == 1 and score[4] < 1
+    assert all("no label evidence either way: whole group flagged" in r for r in reason[:4])
+    # a label family that ran decides: rows 1 and 2 have labels it doubts
+    labels = pa.array([0.0, 0.99, 0.98, 0.01, 0.5]).to_numpy()
+    from poisonscan.checks.base import CheckScores
+    label_scores = CheckScores(labels, np.zeros(5, dtype=bool), np.full(5, None, dtype=object))
+    ref_labels = CheckScores(np.linspace(0, 1, 101), np.zeros(101, dtype=bool),
+                             np.full(101, None, dtype=object))
+    fusion = Fusion().fit({"duplicates": check_scores, "labels": ref_labels})
+    score, _, _, reason = fusion.fuse({"duplicates": check_scores, "labels": label_scores})
+    assert score[1] >= 1.0 and score[2] >= 1.0 and score[0] < 1.0 and score[3] < 1.0
+    assert "labels 0.9" in reason[1] and ": suspect" in reason[1]
+    assert "less suspect" in reason[0]
+
+
+# --------------------------------------------------------------------------- repetition
+
+def test_concentrated_copies_inside_another_class_are_a_finding():
+    frame = two_classes(500)
+    fox = frame[frame.y == "fox"].index[:2]
+    points = frame.loc[fox].copy()
+    points["a"] += 0.01                      # new points (no host row shares them) ...
+    points["y"] = "owl"                      # ... deep inside 'fox', labelled 'owl'
+    copies = points.iloc[np.arange(30) % 2].reset_index(drop=True)
+    data, mask = insert(frame, copies)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    # the 15 copies of each point agree on 'owl' with each other; the neighbours say 'fox'
+    poisons = mask
+    assert not out.conflict.any()
+    assert (out.finding[poisons] > 0.5).all()
+    assert "neighbours disfavour 'owl'" in out.reasons[np.flatnonzero(poisons)[0]]
+    score, _, _, _ = plan.fusion.fuse({"duplicates": out})
+    assert score[poisons].min() > score[~poisons & ~out.conflict].max()
+
+
+def test_repetition_that_is_usual_around_it_is_no_finding():
+    """Rows repeat by nature in a discrete region: a large group there is no finding,
+    the same count of copies in a region where nothing repeats is."""
+    rng = np.random.default_rng(3)
+    n = 600
+    dense = rng.integers(1, 3, size=(n // 2, 3)).astype(float)       # few values: many repeats
+    sparse = rng.normal(size=(n // 2, 3)) * 3 + 20
+    x = np.vstack([dense, sparse])
+    frame = pd.DataFrame(x, columns=["a", "b", "c"]).assign(y="fox")
+    frame.loc[n // 2:, "y"] = "owl"
+    point = frame.iloc[[n - 1]]
+    planted = pd.concat([point] * 40, ignore_index=True)
+    data = pd.concat([frame, planted], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    chunk = next(source.chunks(10**9, schema))
+    out = check.score(chunk)
+    exact, _ = check._fingerprints(chunk)
+    dense_sizes = check.exact_.sizes[check.exact_.lookup(exact[: n // 2])]
+    assert dense_sizes.min() >= 25                   # natural groups about as large as the planted
+    assert (out.finding[: n // 2] == 0).all()
+    assert (out.finding[n:] > 0.3).all() and out.finding[n - 1] > 0.3
+
+
+def test_scores_are_deterministic_and_pure():
+    frame = two_classes(300)
+    extra = frame.iloc[[1, 1, 2]].copy()
+    extra["y"] = ["owl", "fox", "owl"]
+    data, _ = insert(frame, extra)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    first, _, source, schema = fit_on(table, chunk_rows=64)
+    second, _, _, _ = fit_on(table, chunk_rows=301)
+    before = pickle.dumps(first)
+    a = score_all(first, source, schema, chunk_rows=1000)
+    b = score_all(second, source, schema, chunk_rows=17)
+    assert pickle.dumps(first) == before
+    assert np.array_equal(a.scores, b.scores) and list(a.reasons) == list(b.reasons)
+    assert np.array_equal(a.disagreement, b.disagreement, equal_nan=True)
+    assert a.conflict.sum() == 3 + (2 if frame.y[2] == "fox" else 0)
+
+
+def test_runs_without_a_label():
+    frame = two_classes(200).drop(columns="y")
+    data = pd.concat([frame, pd.concat([frame.iloc[[4]]] * 12)], ignore_index=True)
+    check, _, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False),
+                                      label=None)
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert not out.conflict.any()
+    assert (out.finding[200:] > 0).all() and out.finding[:4].max() == 0
+    assert "labels" not in out.reasons[200]
+
+
+def test_near_duplicates_join_rows_equal_after_rounding():
+    frame = two_classes(300)
+    jitter = frame.iloc[[11]].copy()
+    jitter["a"] = jitter["a"] * (1 + 1e-5)
+    jitter["y"] = "owl" if frame.y[11] == "fox" else "fox"
+    jitter["colour"] = jitter["colour"].str.upper()
+    data = pd.concat([frame, jitter], ignore_index=True)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    check, _, source, schema = fit_on(table)
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert len(check.exact_.keys) == 0 and len(check.near_.keys) == 1
+    assert out.conflict[[11, 300]].all() and "2 near copies" in out.reasons[300]
+    off, _, _, _ = fit_on(table, near_digits=None)
+    assert not off.score(next(source.chunks(10**9, schema))).conflict.any()
+
+
+@pytest.mark.parametrize("param,value", [("digits", 0), ("neighbors", 0), ("memory_mb", 0.0),
+                                          ("repeat_quantile", 0.2)])
+def test_bad_parameters_are_config_errors(param, value):
+    from poisonscan.errors import ConfigError
+    check = DuplicatesCheck(**{param: value})
+    with pytest.raises(ConfigError, match=param):
+        check._validate_params()
