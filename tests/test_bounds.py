@@ -439,3 +439,15 @@ def test_unseen_category_repeated_a_few_times_is_still_rare(tmp_path):
     df.loc[[10, 20], "colour"] = "UNSEEN_1"
     res = _scan(tmp_path, df)
     assert set(res.suspects["row"]) == {10, 20}
+
+
+def test_bound_error_in_pyproject_names_the_line_of_the_nested_table(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_frame(200).to_csv("d.csv", index=False)
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.other.x]\nmax = 1\n\n[tool.poisonscan]\nlabel = "y"\n\n'
+        "[tool.poisonscan.bounds.x]\nmin = 0\nmax = true\n", encoding="utf-8")
+    code, err = _cli(["scan", "d.csv", "-o", "out", "--checks", "bounds"], capsys)
+    assert code == 2
+    assert "pyproject.toml:12: bounds.x.max must be a number or a date, not True" in err[0]

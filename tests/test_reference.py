@@ -235,3 +235,19 @@ def test_psi_and_ks_helpers():
     assert reference.numeric_psi(quantiles, rng.normal(0, 1, 20_000)) < 0.01
     assert reference.numeric_psi(quantiles, rng.normal(1, 1, 20_000)) > 0.2
     assert reference.quantile_ks(quantiles, rng.normal(1, 1, 20_000)) > 0.3
+
+
+def test_profile_json_flag_prints_the_document(tmp_path, capsys):
+    data = _trusted(tmp_path, rows=300)
+    code, out, err = _cli(["profile", data, "--label", "y", "-o", tmp_path / "p.json",
+                           "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out) == json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    assert "profiled 300 rows" in err
+
+
+def test_profile_errors_exit_2(tmp_path, capsys):
+    data = _trusted(tmp_path, rows=100)
+    code, _, err = _cli(["profile", data, "--label", "nope", "-o", tmp_path / "p.json"], capsys)
+    assert code == 2 and "label column 'nope' not found" in err
+    assert not (tmp_path / "p.json").exists()
