@@ -343,9 +343,9 @@ def test_family_parameter_changes_the_scan(cwd, capsys):
     assert default["checks"]["bounds"]["params"]["margin"] == 1.0
     assert tight["checks"]["bounds"]["params"]["margin"] == 0.0
     assert tight["config"]["families"] == {"bounds": {"margin": 0.0}}
-    # a zero margin leaves no allowance beyond the inner quantiles: more rows break a bound
+    # a zero margin leaves no allowance beyond the inner quantiles: more rows break a learned
+    # bound (learned violations are evidence, so the quarantine need not grow)
     assert tight["checks"]["bounds"]["rows_flagged"] > default["checks"]["bounds"]["rows_flagged"]
-    assert tight["rows"]["quarantined"] > default["rows"]["quarantined"]
     ranges = tight["checks"]["bounds"]["learned"]
     assert ranges != default["checks"]["bounds"]["learned"]
 
