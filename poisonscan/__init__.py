@@ -12,9 +12,6 @@ Heavy libraries (pandas, pyarrow, scikit-learn, PyOD) load on first use, so that
 ``import poisonscan`` and ``poisonscan --help`` stay fast.
 """
 
-import sys
-import types
-
 from ._version import __version__
 from .config import ScanConfig
 from .errors import ConfigError, InputError, OutputExistsError, PoisonscanError, UsageError
@@ -24,30 +21,8 @@ __all__ = ["__version__", "scan", "profile", "ScanResult", "ScanConfig", "Poison
 
 
 def __getattr__(name):
-    if name in ("scan", "ScanResult"):
+    if name in ("scan", "profile", "ScanResult"):
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'poisonscan' has no attribute {name!r}")
 
-
-def profile(source, label=None, out=None, **options):
-    """Profile trusted data into a reference (see :func:`poisonscan.api.profile`)."""
-    from .api import profile as _profile
-    return _profile(source, label, out, **options)
-
-
-class _Package(types.ModuleType):
-    """Keeps ``poisonscan.profile`` the public function.
-
-    Importing the pass-1 submodule ``poisonscan/profile.py`` would bind the package
-    attribute ``profile`` to that module; the module stays importable by its full name
-    (``from poisonscan.profile import Profile``).
-    """
-
-    def __setattr__(self, name, value):
-        if name == "profile" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -21,7 +21,7 @@ from .checks.base import Check
 from .fusion import Fusion
 from .io.chunk import Chunk
 from .io.schema import ScanSchema
-from .profile import Profile
+from .profiling import Profile
 
 #: Columns of the intermediate pass-2 file, before the family columns.
 PASS2_HEAD = (("row", pa.int64()), ("score", pa.float64()), ("violation", pa.bool_()))

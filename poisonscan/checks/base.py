@@ -7,7 +7,7 @@ what it learns lives in attributes ending with ``_``. Its life cycle follows the
 * pass 1 — ``state = summarize(chunk)`` for every chunk, combined with ``merge(a, b)``
   (associative and commutative; ``None`` is the empty state);
 * fit — ``fit(state, profile)`` learns from the merged state and the shared
-  :class:`~poisonscan.profile.Profile` (column summaries and the row sample);
+  :class:`~poisonscan.profiling.Profile` (column summaries and the row sample);
 * pass 2 — ``score(chunk) -> CheckScores``, a pure function of the fitted check and
   the chunk: higher = more suspect, plus a violation flag and a reason per row.
 """

@@ -10,7 +10,7 @@ import pytest
 
 from poisonscan.io.sources import TableSource
 from poisonscan.io.schema import ScanSchema
-from poisonscan.profile import CategoryStats, NumericStats, Profile
+from poisonscan.profiling import CategoryStats, NumericStats, Profile
 
 from conftest import make_frame
 
