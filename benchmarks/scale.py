@@ -202,7 +202,8 @@ def run_peers(cases: list[Case], args: argparse.Namespace) -> list[dict]:
         measured = run_measured(cmd, interval=args.interval, timeout=args.peer_budget,
                                 max_rss=int(args.peer_max_mb * MB))
         entry = {"rows": case.rows, "format": case.fmt, "status": measured.status,
-                 "wall_s": measured.wall_s, "peak_mb": measured.peak_mb}
+                 "wall_s": measured.wall_s, "peak_mb": measured.peak_mb,
+                 "budget": {"seconds": args.peer_budget, "mb": args.peer_max_mb}}
         if measured.status == "ok":
             entry.update(json.loads(report.read_text(encoding="utf-8")))
         else:
@@ -375,26 +376,27 @@ def _num(value) -> str:
     return "–" if value is None else f"{value:,.1f}"
 
 
-def peer_verdict(peers: list[dict], args: argparse.Namespace) -> str:
+def peer_verdict(peers: list[dict], budget: dict) -> str:
     """Return one sentence saying where cleanlab stopped."""
     if not peers:
         return ""
     last = peers[-1]
     if last["status"] == "ok":
         return f"cleanlab Datalab finished every size tried, up to {last['rows']:,} rows."
-    reason = {"timeout": f"did not finish within the {args.peer_budget:g} s budget",
-              "memory": f"exceeded the {args.peer_max_mb:,.0f} MB memory budget",
+    reason = {"timeout": f"did not finish within the {budget['seconds']:g} s budget",
+              "memory": f"exceeded the {budget['mb']:,.0f} MB memory budget",
               "failed": f"failed ({' '.join(last.get('error', []))})"}[last["status"]]
     return f"cleanlab Datalab stopped at {last['rows']:,} rows: it {reason}."
 
 
 def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: str,
-             args: argparse.Namespace) -> str:
+             args: argparse.Namespace, pending: list[str] = ()) -> str:
     """Return the whole Markdown section (without the markers)."""
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-    lines = [
-        "## Scale: time and peak memory vs. rows", "",
-        f"Command: `{command}`", "",
+    lines = ["## Scale: time and peak memory vs. rows", "", f"Command: `{command}`", ""]
+    if pending:
+        lines += [f"**Partial run:** not measured (yet): {', '.join(pending)}.", ""]
+    lines += [
         f"Machine: {env['nproc']} cores ({env['cpu']}), {env['memory_gb']} GB RAM, {env['os']}; "
         f"Python {env['python']}; {versions}; poisonscan at commit {env['commit']}. "
         f"1-minute load average {env['load'][0]} at the start, {env['load'][1]} at the end "
@@ -420,13 +422,19 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
     if timings:
         lines += ["Phase timings reported by the scan (`summary.json`):", "", *timings, ""]
     if peers:
-        lines += [f"### Peer: cleanlab Datalab (budget {args.peer_budget:g} s and "
-                  f"{args.peer_max_mb:,.0f} MB per size)", "",
+        budget = next((p["budget"] for p in peers if "budget" in p),
+                      {"seconds": args.peer_budget, "mb": args.peer_max_mb})
+        lines += [f"### Peer: cleanlab Datalab (budget {budget['seconds']:g} s and "
+                  f"{budget['mb']:,.0f} MB per size)", ""]
+        if args.peers_command:
+            lines += [f"From an earlier run on the same data and machine: `{args.peers_command}`.",
+                      ""]
+        lines += [
                   "Whole file in memory; features encoded (numeric standardised, one-hot "
                   "≤ 20 levels, frequency above); 3-fold out-of-fold probabilities from "
                   "HistGradientBoosting; `Datalab.find_issues(features=, pred_probs=)` with "
                   "its default issue types. Flagged = any issue type.", "",
-                  *peer_table(peers), "", peer_verdict(peers, args), ""]
+                  *peer_table(peers), "", peer_verdict(peers, budget), ""]
     lines += ["![time and peak memory vs rows](scale.png)", ""]
     return "\n".join(lines)
 
@@ -506,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--peers", action="store_true", help="also run cleanlab Datalab")
     parser.add_argument("--peer-budget", type=float, default=900, help="seconds per size")
     parser.add_argument("--peer-max-mb", type=float, default=16_000, help="MB per size")
+    parser.add_argument("--reuse-peers", type=Path, default=None, metavar="SCALE_JSON",
+                        help="show the cleanlab results of an earlier run's scale.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--poison-rate", type=float, default=0.001)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per scan")
@@ -521,27 +531,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def publish(args: argparse.Namespace, command: str, load_start: float,
+            results: list[CaseResult], peers: list[dict], pending: list[str]) -> None:
+    """Write scale.json, the RESULTS section and the plot for what has been measured.
+
+    Called after every case, so a long run that is stopped still leaves its
+    finished cases on record (marked as partial).
+    """
+    env = environment(args.scanner)
+    env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
+    raw = {"command": command, "environment": env, "pending": pending,
+           "results": [r.as_dict() for r in results], "peers": peers}
+    (args.out_dir / "scale.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    update_section(args.results, markdown(results, peers, env, command, args, pending))
+    plot(results, peers, args.plot)
+    _log(f"wrote {args.results}, {args.plot} and {args.out_dir / 'scale.json'}")
+
+
+def reused_peers(path: Path) -> tuple[list[dict], str]:
+    """Return the cleanlab results and the command of an earlier run's scale.json."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return raw.get("peers", []), raw.get("command", str(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.scanner = args.scanner or default_scanner()
+    args.peers_command = None
     cases = list(dict.fromkeys(parse_case(s, args.format) for s in args.sizes))
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    load_start = os.getloadavg()[0]
-    results = [run_case(case, args) for case in cases]
-    peer_cases = [c for c in cases if c.fmt == "parquet"] if args.peers else []
-    peers = run_peers(peer_cases, args)
-    env = environment(args.scanner)
-    env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
     command = shlex.join(["python", "benchmarks/scale.py", *argv])
-    raw = {"command": command, "environment": env,
-           "results": [r.as_dict() for r in results], "peers": peers}
-    (args.out_dir / "scale.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
-    update_section(args.results, markdown(results, peers, env, command, args))
-    plot(results, peers, args.plot)
-    _log(f"wrote {args.results}, {args.plot} and {args.out_dir / 'scale.json'}")
+    load_start = os.getloadavg()[0]
+    peers: list[dict] = []
+    if args.reuse_peers:
+        peers, args.peers_command = reused_peers(args.reuse_peers)
+    peer_cases = [c for c in cases if c.fmt == "parquet"] if args.peers else []
+    pending = [f"{c.name} {c.fmt}" for c in cases] + (["cleanlab"] if peer_cases else [])
+    results: list[CaseResult] = []
+    for case in cases:
+        results.append(run_case(case, args))
+        pending.pop(0)
+        publish(args, command, load_start, results, peers, pending)
+    if peer_cases:
+        peers = run_peers(peer_cases, args)
+        args.peers_command = None
+        publish(args, command, load_start, results, peers, [])
     return 0
 
 
