@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import tempfile
 import time
@@ -25,6 +26,9 @@ from .io.sinks import OutputDir, TableWriter
 from .io.sources import open_source
 from .report import html as html_report
 from .report.summary import build_summary, write_json
+
+#: The library's logger; poisonscan adds no handlers (the CLI attaches one to stderr).
+logger = logging.getLogger("poisonscan")
 
 
 @dataclasses.dataclass
@@ -48,8 +52,18 @@ class ScanResult:
 
     @property
     def policy_exceeded(self) -> bool:
-        """Whether the quarantined fraction broke ``fail_above`` (the CLI then exits 1)."""
+        """Whether the exit policy tripped: the quarantined fraction broke ``fail_above`` or
+        a quarantined row was flagged by a ``fail_on`` family (the CLI then exits 1)."""
         return bool(self.summary["policy_exceeded"])
+
+    @property
+    def policy_tripped(self) -> list[str]:
+        """The policy rules that tripped (``"fail_above"``, ``"fail_on"``), may be empty."""
+        return list(self.summary.get("policy", {}).get("tripped", []))
+
+    def to_html(self) -> str:
+        """The review report (the content of ``report.html``) as a string."""
+        return (self.out / "report.html").read_text(encoding="utf-8")
 
     def scores(self) -> pd.DataFrame:
         """One row per input row: ``row``, ``score``, ``suspect`` and the family scores."""
@@ -63,7 +77,12 @@ class ScanResult:
         return pacsv.read_csv(path).to_pandas()
 
     def clean(self) -> pd.DataFrame:
-        """The clean rows (reads ``clean.<fmt>``)."""
+        """The clean rows (reads ``clean.<fmt>``).
+
+        Works for in-memory inputs too: without ``out=`` the outputs live in a temporary
+        directory as long as this result; a DataFrame or Table input is written as Parquet,
+        so column types survive.
+        """
         return self._data("clean")
 
     def quarantine(self) -> pd.DataFrame:
@@ -117,7 +136,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     **options
         Any option of :data:`poisonscan.config.OPTIONS` (``id_column``, ``chunk_rows``,
         ``sample_rows``, ``seed``, ``format``, ``max_suspects``, ``contamination``,
-        ``fail_above``, ``overwrite``, ``checks``), and ``families`` (per-family parameters).
+        ``fail_above``, ``fail_on``, ``overwrite``, ``checks``, ``verbose``), and
+        ``families`` (per-family parameters).
 
     Returns
     -------
@@ -137,6 +157,11 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     else:
         arguments["out"] = str(out)
     cfg = ScanConfig.resolve(arguments, config_file=config)
+    if cfg.fail_on:
+        from .checks.registry import check_class
+        with _located(cfg):
+            for family in cfg.fail_on:
+                check_class(family)  # an unknown family is a ConfigError (exit 2)
 
     source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
     for role, column in (("label", cfg.label), ("id", cfg.id_column)):
@@ -144,6 +169,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
             raise InputError(f"{role} column {column!r} not found (columns: "
                              f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
     schema = ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    logger.info("scanning %s (%d features, label %s) into %s", ", ".join(source.names[:3]),
+                len(schema.features), cfg.label or "none", cfg.out)
     with _located(cfg):
         checks, skipped = build_checks(cfg.checks, cfg.families, has_label=cfg.label is not None)
         for check in checks:
@@ -172,8 +199,28 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
                                               encoding="utf-8")
         write_json(summary, outdir.file("summary.json"))
         outdir.commit()
+    _log_summary(summary)
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
 
+def _log_summary(summary: dict) -> None:
+    """INFO: counts and the policy; DEBUG: timings and per-check detail."""
+    rows = summary["rows"]
+    logger.info("scanned %d rows: %d clean, %d quarantined", rows["in"], rows["clean"],
+                rows["quarantined"])
+    for stage, seconds in summary["timings_seconds"].items():
+        logger.debug("timing %s: %.3f s", stage, seconds)
+    for name, check in summary["checks"].items():
+        learned = check.get("learned") or {}
+        bounds = len(learned.get("ranges") or {}) + sum(
+            len(v) for v in (learned.get("ranges_by_label") or {}).values()
+            if isinstance(v, dict))
+        logger.debug("check %s: %d rows flagged, %d quarantined%s", name,
+                     check["rows_flagged"], check["rows_quarantined"],
+                     f", {bounds} learned bounds" if bounds else "")
+    for name, why in summary["checks_skipped"].items():
+        logger.info("check %s skipped: %s", name, why)
+    if summary["policy_exceeded"]:
+        logger.warning("exit policy tripped: %s", ", ".join(summary["policy"]["tripped"]))
 
 
 def profile(source, label: str | None = None, out: str | os.PathLike | None = None, *,

@@ -1,14 +1,17 @@
 """The ``poisonscan`` command: parse, call the library, map errors to exit codes.
 
 Exit codes (DESIGN.md §5): 0 the scan finished within policy; 1 the scan finished and
-wrote everything but ``--fail-above`` was exceeded; 2 usage or input error; 3 internal
+wrote everything but the exit policy tripped (``--fail-above`` exceeded, or a quarantined row
+flagged by a ``--fail-on`` family); 2 usage or input error; 3 internal
 error. Only this module prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -21,7 +24,7 @@ from .errors import PoisonscanError
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Options of ``poisonscan profile`` (besides ``-o FILE`` and ``--config``).
 PROFILE_OPTIONS = ("label", "id_column", "chunk_rows", "sample_rows", "seed", "overwrite",
-                   "quiet", "json")
+                   "quiet", "json", "verbose")
 DEFAULT_PROFILE_FILE = "profile.json"
 
 
@@ -37,19 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "scores.parquet, suspects.csv, quarantine.<fmt>, clean.<fmt>, "
                     "summary.json and report.html into --out.")
     scan.add_argument("inputs", nargs="+", metavar="INPUT")
-    for option in OPTIONS:
-        kwargs = {"dest": option.name, "default": None, "help": option.help}
-        if option.kind == "bool":
-            # --x / --no-x; not given stays None so that the config file is not overridden,
-            # and --no-x lets the command line win over ``x = true`` in the file
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = {"int": int, "float": float}.get(option.kind, str)
-            kwargs["metavar"] = option.metavar or option.name.upper()
-            if option.choices:
-                kwargs["choices"] = option.choices
-                kwargs.pop("metavar")
-        scan.add_argument(*filter(None, (option.short, option.flag)), **kwargs)
+    _add_options(scan, [o.name for o in OPTIONS])
     scan.add_argument("--config", metavar="FILE",
                       help="config file (default: ./poisonscan.toml, or [tool.poisonscan] "
                            "in ./pyproject.toml)")
@@ -63,19 +54,47 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("inputs", nargs="+", metavar="INPUT")
     prof.add_argument("-o", "--out", dest="out", metavar="FILE", default=None,
                       help="where to write the profile (default: profile.json)")
+    _add_options(prof, PROFILE_OPTIONS)
+    prof.add_argument("--config", metavar="FILE",
+                      help="config file (its [bounds] parameters shape the learned ranges)")
+    conf = commands.add_parser(
+        "config", help="show the effective configuration and where each value came from",
+        description="Print the configuration a 'poisonscan scan' with the same --config and "
+                    "options would use: every option and check-family parameter with its "
+                    "source (default, config FILE:LINE, argument).")
+    conf.add_argument("--show", action="store_true", required=True,
+                      help="print the effective configuration")
+    conf.add_argument("--json", dest="show_json", action="store_true",
+                      help="print it as JSON instead of TOML")
+    conf.add_argument("--config", metavar="FILE",
+                      help="config file (default: ./poisonscan.toml, or [tool.poisonscan] "
+                           "in ./pyproject.toml)")
+    _add_options(conf, [o.name for o in OPTIONS if o.name != "json"])
+    comp = commands.add_parser(
+        "completion", help="print a shell completion script (bash or zsh)",
+        description="Print a completion script: 'eval \"$(poisonscan completion bash)\"' "
+                    "in ~/.bashrc, or 'poisonscan completion zsh > \"${fpath[1]}/_poisonscan\"'.")
+    comp.add_argument("shell", choices=("bash", "zsh"))
+    return parser
+
+
+def _add_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """Add the :data:`~poisonscan.config.OPTIONS` named in ``names`` to ``parser``."""
     for option in OPTIONS:
-        if option.name not in PROFILE_OPTIONS:
+        if option.name not in names:
             continue
         kwargs = {"dest": option.name, "default": None, "help": option.help}
         if option.kind == "bool":
+            # --x / --no-x; not given stays None so that the config file is not overridden,
+            # and --no-x lets the command line win over ``x = true`` in the file
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = {"int": int, "float": float}.get(option.kind, str)
             kwargs["metavar"] = option.metavar or option.name.upper()
-        prof.add_argument(*filter(None, (option.short, option.flag)), **kwargs)
-    prof.add_argument("--config", metavar="FILE",
-                      help="config file (its [bounds] parameters shape the learned ranges)")
-    return parser
+            if option.choices:
+                kwargs["choices"] = option.choices
+                kwargs.pop("metavar")
+        parser.add_argument(*filter(None, (option.short, option.flag)), **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _sigterm_as_interrupt()
     try:
-        return _profile(args) if args.command == "profile" else _scan(args)
+        return COMMANDS[args.command](args)
     except PoisonscanError as exc:
         print(f"poisonscan: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -119,9 +138,10 @@ def _scan(args: argparse.Namespace) -> int:
 
     options = {o.name: getattr(args, o.name) for o in OPTIONS}  # None: not given
     config_file = args.config if args.config is not None else discover_config_file()
-    quiet = ScanConfig.resolve(options, config_file=config_file).quiet
-    progress = None if quiet else StderrProgress()
-    result = scan(args.inputs, config=config_file, progress=progress, **options)
+    cfg = ScanConfig.resolve(options, config_file=config_file)
+    progress = None if cfg.quiet else StderrProgress()
+    with log_to_stderr(quiet=cfg.quiet, verbose=cfg.verbose):
+        result = scan(args.inputs, config=config_file, progress=progress, **options)
     if progress is not None:
         progress.finish()
     summary = result.summary
@@ -141,7 +161,8 @@ def _profile(args: argparse.Namespace) -> int:
     cfg = ScanConfig.resolve(options, config_file=config_file)
     progress = None if cfg.quiet else StderrProgress()
     out = args.out or DEFAULT_PROFILE_FILE
-    doc = profile(args.inputs, config=config_file, progress=progress, out=out, **options)
+    with log_to_stderr(quiet=cfg.quiet, verbose=cfg.verbose):
+        doc = profile(args.inputs, config=config_file, progress=progress, out=out, **options)
     if progress is not None:
         progress.finish()
     if cfg.json:
@@ -152,6 +173,95 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"poisonscan: profiled {doc['rows']:,} rows, {len(doc['columns'])} columns"
               + (f", {classes} classes" if classes else "") + f" -> {out}", file=sys.stderr)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def log_to_stderr(*, quiet: bool, verbose: bool):
+    """Attach a stderr handler to the ``poisonscan`` logger for one command.
+
+    Warnings always show; ``--verbose`` shows INFO and DEBUG (per-pass timings, per-check
+    counts, learned bounds); ``--quiet`` shows errors only. Lines carry a UTC timestamp
+    when stderr is not a terminal (CI logs), none on a terminal.
+    """
+    logger = logging.getLogger("poisonscan")
+    handler = logging.StreamHandler(sys.stderr)
+    tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    formatter = logging.Formatter(
+        "poisonscan: %(message)s" if tty
+        else "%(asctime)s poisonscan %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    handler.setLevel(level)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, old_level) if old_level else level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from .checks.registry import REGISTRY, check_class
+
+    options = {o.name: getattr(args, o.name, None) for o in OPTIONS}
+    config_file = args.config if args.config is not None else discover_config_file()
+    cfg = ScanConfig.resolve(options, config_file=config_file)
+    defaults = {name: check_class(name)().get_params() for name in REGISTRY}
+    doc = cfg.provenance(defaults)
+    if args.show_json:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_provenance_toml(doc))
+    return EXIT_OK
+
+
+def render_provenance_toml(doc: dict) -> str:
+    """The effective configuration as TOML, each value followed by ``# source``.
+
+    Unset values (``None``) are written as comments, since TOML has no null.
+    """
+    lines = [f"# effective poisonscan configuration (config file: {doc['config_file'] or 'none'})"]
+
+    def entry(key: str, item: dict) -> str:
+        if item["value"] is None:
+            return f"# {key} = (unset)".ljust(40) + f"  # {item['source']}"
+        return f"{key} = {_toml_value(item['value'])}".ljust(40) + f"  # {item['source']}"
+
+    for key, item in doc["options"].items():
+        lines.append(entry(key, item))
+    for family, params in doc["families"].items():
+        tables: dict[str, list[str]] = {}
+        for dotted, item in params.items():
+            table, _, key = dotted.rpartition(".")
+            tables.setdefault(table, []).append(entry(_toml_key(key), item))
+        for table, entries in tables.items():
+            name = ".".join(_toml_key(k) for k in [family] + (table.split(".") if table else []))
+            lines += ["", f"[{name}]", *entries]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: str) -> str:
+    import re
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _print_summary(summary: dict, result) -> None:
@@ -168,10 +278,98 @@ def _print_summary(summary: dict, result) -> None:
     if drift and drift.get("flagged"):
         lines.append(f"  drift against the reference (PSI > {drift['threshold']:g}): "
                      + ", ".join(drift["flagged_items"]))
-    if summary["policy_exceeded"]:
+    policy = summary.get("policy", {})
+    if "fail_above" in policy.get("tripped", []):
         lines.append(f"  policy exceeded: quarantined fraction > --fail-above "
                      f"{summary['fail_above']}")
+    if "fail_on" in policy.get("tripped", []):
+        hit = {f: n for f, n in policy["fail_on_rows"].items() if n}
+        lines.append("  policy exceeded: --fail-on " + ", ".join(
+            f"{f} ({n:,} quarantined rows)" for f, n in hit.items()))
+    if summary["config"].get("verbose"):
+        lines.append("  timings: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in summary["timings_seconds"].items()))
     print("\n".join(lines), file=sys.stderr)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    sys.stdout.write(completion_script(args.shell, build_parser()))
+    return EXIT_OK
+
+
+def completion_script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """A bash or zsh completion script for ``parser`` (subcommands, their flags, choices)."""
+    commands: dict[str, list[str]] = {}
+    choices: dict[str, list[str]] = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                flags = []
+                for a in sub._actions:
+                    flags += [f for f in a.option_strings if f.startswith("--")]
+                    if a.choices and not a.option_strings:
+                        choices[name] = list(a.choices)
+                    elif a.choices:
+                        for f in a.option_strings:
+                            choices[f"{name} {f}"] = list(a.choices)
+                commands[name] = flags
+    top = ["--help", "--version", *commands]
+    if shell == "bash":
+        cases = "\n".join(f'        {name}) opts="{" ".join(flags)}" ;;'
+                          for name, flags in commands.items())
+        prev = "\n".join(f'        "{key}") COMPREPLY=($(compgen -W "{" ".join(vals)}" -- "$cur")); return ;;'
+                         for key, vals in choices.items() if " " in key)
+        positional = "\n".join(f'        {key}) words_="{" ".join(vals)}" ;;'
+                               for key, vals in choices.items() if " " not in key)
+        return f"""# bash completion for poisonscan (generated by 'poisonscan completion bash')
+_poisonscan() {{
+    local cur prev cmd opts words_
+    cur="${{COMP_WORDS[COMP_CWORD]}}"
+    prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    cmd="${{COMP_WORDS[1]}}"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "{' '.join(top)}" -- "$cur")); return
+    fi
+    case "$cmd $prev" in
+{prev}
+    esac
+    opts=""; words_=""
+    case "$cmd" in
+{cases}
+    esac
+    case "$cmd" in
+{positional}
+    esac
+    if [[ "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    elif [ -n "$words_" ]; then
+        COMPREPLY=($(compgen -W "$words_" -- "$cur"))
+    else
+        COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}}
+complete -o filenames -F _poisonscan poisonscan
+"""
+    if shell == "zsh":
+        cases = "\n".join(f"        {name}) _arguments '*:file:_files' "
+                          + " ".join(f"'{f}[]'" for f in flags) + " ;;"
+                          for name, flags in commands.items() if name not in choices)
+        cases += "\n" + "\n".join(f"        {name}) _values 'argument' {' '.join(vals)} ;;"
+                                  for name, vals in choices.items() if " " not in name)
+        return f"""#compdef poisonscan
+# zsh completion for poisonscan (generated by 'poisonscan completion zsh')
+_poisonscan() {{
+    if (( CURRENT == 2 )); then
+        compadd -- {' '.join(top)}
+        return
+    fi
+    case "$words[2]" in
+{cases}
+    esac
+}}
+compdef _poisonscan poisonscan
+"""
+    raise ValueError(f"unsupported shell {shell!r}")
 
 
 class StderrProgress:
@@ -218,3 +416,7 @@ class StderrProgress:
         if self.stage is not None:
             self._write(self._line(time.monotonic()), final=True)
         self.stage = None
+
+
+COMMANDS = {"scan": _scan, "profile": _profile, "config": _config_show,
+            "completion": _completion}

@@ -140,6 +140,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_above", "float", None,
            "exit 1 when the quarantined fraction exceeds RATE (outputs are still written)",
            low=0.0, high=1.0, nullable=True, metavar="RATE"),
+    Option("fail_on", "list", None,
+           "exit 1 when any quarantined row was flagged by one of these check families "
+           "(outputs are still written)", nullable=True, metavar="FAMILY,FAMILY"),
     Option("detectors", "list", None, "outlier detectors to run (e.g. iforest,hbos)",
            nullable=True, metavar="A,B", family="outliers"),
     Option("reference", "str", None, "trusted reference profile (JSON) to check bounds against",
@@ -148,6 +151,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)",
            short="-q"),
     Option("json", "bool", False, "print summary.json to stdout"),
+    Option("verbose", "bool", False,
+           "more detail on stderr: per-check timings and learned bound counts", short="-v"),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -158,8 +163,10 @@ class ScanConfig:
 
     Build it with :meth:`resolve`; fields are the names of :data:`OPTIONS` plus
     ``families`` (per-family parameter tables, e.g. ``{"bounds": {"margin": 2.0}}``),
-    ``config_file`` (where the file values came from) and ``origins`` (option -> one of
-    ``"default"``, ``"config"``, ``"argument"``).
+    ``config_file`` (where the file values came from), ``origins`` (option -> one of
+    ``"default"``, ``"config"``, ``"argument"``) and ``family_origins`` (the key path of
+    every leaf of ``families``, e.g. ``("bounds", "age", "min")`` -> ``"config"`` or
+    ``"argument"``). :meth:`provenance` turns these into ``"config FILE:LINE"``.
     """
 
     label: str | None = None
@@ -173,14 +180,17 @@ class ScanConfig:
     max_suspects: int | None = None
     contamination: float | None = None
     fail_above: float | None = None
+    fail_on: tuple[str, ...] | None = None
     detectors: tuple[str, ...] | None = None
     reference: str | None = None
     overwrite: bool = False
     quiet: bool = False
     json: bool = False
+    verbose: bool = False
     families: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     config_file: str | None = None
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    family_origins: Mapping[tuple[str, ...], str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def resolve(cls, arguments: Mapping[str, Any] | None = None, *,
@@ -205,11 +215,13 @@ class ScanConfig:
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}
         families: dict[str, dict[str, Any]] = {}
+        family_origins: dict[tuple[str, ...], str] = {}
         text = path.read_text(encoding="utf-8") if path is not None else ""
         scope = "tool.poisonscan" if path is not None and path.name == "pyproject.toml" else None
         for key, value in table.items():
             if isinstance(value, dict):
                 families[key] = dict(value)
+                family_origins.update(dict.fromkeys(_leaf_paths(value, (key,)), "config"))
                 continue
             option = OPTION_BY_NAME.get(key)
             if option is None:
@@ -220,6 +232,8 @@ class ScanConfig:
             if key == "families":
                 for family, params in (value or {}).items():
                     families.setdefault(family, {}).update(params)
+                    family_origins.update(
+                        dict.fromkeys(_leaf_paths(dict(params), (family,)), "argument"))
                 continue
             option = OPTION_BY_NAME.get(key)
             if option is None:
@@ -234,11 +248,75 @@ class ScanConfig:
                 value = values[option.name]
                 families.setdefault(option.family, {})[option.name] = \
                     list(value) if isinstance(value, tuple) else value
+                family_origins[(option.family, option.name)] = origins[option.name]
         if values.get("max_suspects") is not None and values.get("contamination") is not None \
                 and origins["max_suspects"] == origins["contamination"] == "argument":
             raise ConfigError("give at most one of max_suspects and contamination")
         return cls(**values, families=families,
-                   config_file=str(path) if path is not None else None, origins=origins)
+                   config_file=str(path) if path is not None else None, origins=origins,
+                   family_origins=family_origins)
+
+    def source_of(self, key_path) -> str:
+        """Where one value came from: ``"default"``, ``"argument"`` or ``"config FILE:LINE"``.
+
+        Parameters
+        ----------
+        key_path : str or tuple of str
+            An option name (``"chunk_rows"``) or the key path of a family parameter
+            (``("bounds", "age", "min")``).
+        """
+        if isinstance(key_path, str):
+            origin = self.origins.get(key_path, "default")
+            key_path = (key_path,)
+        else:
+            key_path = tuple(key_path)
+            origin = self.family_origins.get(key_path, "default")
+        if origin != "config":
+            return origin
+        if len(key_path) == 1 and self.config_file is not None:
+            path = Path(self.config_file)
+            scope = "tool.poisonscan" if path.name == "pyproject.toml" else None
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            return f"config {path}{_line_of(text, key_path[0], scope)}"
+        where = locate_key(self.config_file, key_path)
+        return f"config {where or self.config_file}"
+
+    def provenance(self, family_defaults: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> dict[str, Any]:
+        """The effective configuration with where each value came from.
+
+        Parameters
+        ----------
+        family_defaults : mapping, optional
+            Default parameters per check family (``{"bounds": {"margin": 1.0, ...}}``);
+            shown as ``"default"`` where the configuration does not set them.
+
+        Returns
+        -------
+        dict
+            ``{"config_file": ..., "options": {name: {"value", "source"}},
+            "families": {family: {"dotted.key": {"value", "source"}}}}`` with plain
+            JSON values (tuples as lists).
+        """
+        options = {}
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            options[option.name] = {"value": list(value) if isinstance(value, tuple) else value,
+                                    "source": self.source_of(option.name)}
+        families: dict[str, dict[str, Any]] = {}
+        for family, params in (family_defaults or {}).items():
+            for path, value in _leaf_items(dict(params), ()):
+                families.setdefault(family, {})[".".join(path)] = {
+                    "value": value, "source": "default"}
+        for family, params in self.families.items():
+            for path, value in _leaf_items(dict(params), ()):
+                families.setdefault(family, {})[".".join(path)] = {
+                    "value": list(value) if isinstance(value, tuple) else value,
+                    "source": self.source_of((family, *path))}
+        return {"config_file": self.config_file, "options": options, "families": families}
 
     def as_dict(self) -> dict[str, Any]:
         """The options as plain JSON-able values (for ``summary.json``)."""
@@ -249,6 +327,19 @@ class ScanConfig:
         out["families"] = {k: dict(v) for k, v in self.families.items()}
         out["config_file"] = self.config_file
         return out
+
+
+def _leaf_items(table: Mapping[str, Any], prefix: tuple[str, ...]):
+    """``(key_path, value)`` of every non-table value of a nested table."""
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_items(value, prefix + (str(key),))
+        else:
+            yield prefix + (str(key),), value
+
+
+def _leaf_paths(table: Mapping[str, Any], prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [path for path, _ in _leaf_items(table, prefix)]
 
 
 def discover_config_file(cwd: str | Path | None = None) -> Path | None:

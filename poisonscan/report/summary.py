@@ -1,5 +1,11 @@
 """``summary.json``: counts, decision, learned bounds, drift, config, timings and version.
 
+The exit policy is recorded under ``policy``: ``fail_above``, ``fail_on`` (families),
+``fail_on_rows`` (quarantined rows per ``fail_on`` family) and ``tripped`` (the rules that
+made the scan exceed its policy, a subset of ``["fail_above", "fail_on"]``);
+``policy_exceeded`` is true exactly when ``tripped`` is not empty. The layout is described by
+the JSON Schema ``summary.schema.json`` next to this module (:data:`SCHEMA_PATH`).
+
 The ``bounds`` check adds ``violations_by_column`` (rows per column and broken bound, e.g.
 ``{"age": {"min (learned)": 3, "max (declared)": 1}}``) and, with a reference profile, the
 top-level ``drift`` (class mix and per-column shift against it, with flags).
@@ -19,6 +25,13 @@ from .._version import __version__
 
 #: Version of the summary's layout; bumped when a key changes meaning or disappears.
 SUMMARY_SCHEMA_VERSION = 1
+#: The JSON Schema of ``summary.json`` (shipped with the package).
+SCHEMA_PATH = Path(__file__).with_name("summary.schema.json")
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``summary.json`` as a dict."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def build_summary(*, config, source, schema, fmt: str, run: dict, checks_skipped: dict,
@@ -60,7 +73,7 @@ def build_summary(*, config, source, schema, fmt: str, run: dict, checks_skipped
         "checks_skipped": dict(checks_skipped),
         "decision": run["decision"],
         "fail_above": config.fail_above,
-        "policy_exceeded": policy_exceeded(config.fail_above, run["rows_quarantined"], n),
+        **_policy(config, run["rows_quarantined"], n, quarantined_by),
         "sample_rows": len(profile.sample),
         "seed": config.seed,
         "config": _plain(config.as_dict()),
@@ -85,6 +98,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _policy(config, quarantined: int, rows: int, quarantined_by: dict) -> dict[str, Any]:
+    """``policy_exceeded`` and ``policy`` (the exit policy, and which rules tripped)."""
+    fail_on = list(getattr(config, "fail_on", None) or [])
+    tripped = []
+    if policy_exceeded(config.fail_above, quarantined, rows):
+        tripped.append("fail_above")
+    fail_on_rows = {f: quarantined_by.get(f, 0) for f in fail_on}
+    if any(fail_on_rows.values()):
+        tripped.append("fail_on")
+    return {
+        "policy_exceeded": bool(tripped),
+        "policy": {"fail_above": config.fail_above,
+                   "quarantined_fraction": round(quarantined / rows, 6) if rows else 0.0,
+                   "fail_on": fail_on,
+                   "fail_on_rows": fail_on_rows,
+                   "tripped": tripped},
+    }
 
 
 def policy_exceeded(fail_above: float | None, quarantined: int, rows: int) -> bool:
