@@ -10,6 +10,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -176,3 +177,251 @@ def test_fail_on_unknown_family_exits_2_and_writes_nothing(cwd, capsys):
 def test_api_policy_tripped():
     result = poisonscan.scan(LOANS_CSV, label="default", checks=["bounds"], fail_on="bounds")
     assert result.policy_exceeded and result.policy_tripped == ["fail_on"]
+
+
+# --------------------------------------------------------------------------- summary schema
+
+
+@pytest.fixture(scope="module")
+def schema_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    from poisonscan.report.summary import load_schema
+    schema = load_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def loans_profile(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ref") / "profile.json"
+    poisonscan.profile(LOANS_CSV, label="default", out=path)
+    return path
+
+
+@pytest.mark.parametrize("options", [
+    {"label": "default", "id_column": "application_id"},            # every family
+    {},                                                              # no label, no id
+    {"label": "default", "reference": "REF", "checks": ["bounds"], "fail_on": ["bounds"]},
+    {"id_column": "application_id", "contamination": 0.01,
+     "fail_above": 0.001},
+], ids=["label+id", "bare", "reference+fail_on", "id+contamination"])
+def test_real_summaries_follow_the_schema(schema_validator, loans_profile, tmp_path, options):
+    options = {k: (str(loans_profile) if v == "REF" else v) for k, v in options.items()}
+    result = poisonscan.scan(LOANS_CSV, out=tmp_path / "out", **options)
+    on_disk = read_summary(tmp_path / "out")
+    errors = sorted(schema_validator.iter_errors(on_disk), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+    assert on_disk == json.loads(json.dumps(result.summary))
+    assert on_disk["policy_exceeded"] is bool(on_disk["policy"]["tripped"])
+    if "reference" in options:
+        assert on_disk["drift"] is not None
+
+
+def test_schema_version_matches_the_builder_and_rejects_broken_summaries(schema_validator):
+    from poisonscan.report.summary import SCHEMA_PATH, SUMMARY_SCHEMA_VERSION, load_schema
+    schema = load_schema()
+    assert schema["properties"]["summary_schema_version"] == {"const": SUMMARY_SCHEMA_VERSION}
+    assert SCHEMA_PATH.name == "summary.schema.json"
+    good = poisonscan.scan(LOANS_CSV, label="default", checks=["bounds"]).summary
+    good = json.loads(json.dumps(good))
+    assert schema_validator.is_valid(good)
+    for broken in (
+        {**good, "rows": {**good["rows"], "clean": -1}},
+        {**good, "summary_schema_version": SUMMARY_SCHEMA_VERSION + 1},
+        {k: v for k, v in good.items() if k != "policy"},
+        {**good, "policy": {**good["policy"], "tripped": ["fail_sometimes"]}},
+        {**good, "checks": {"bounds": {"rows_flagged": 1}}},
+    ):
+        assert not schema_validator.is_valid(broken)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_library_logs_without_adding_handlers(caplog):
+    logger = logging.getLogger("poisonscan")
+    assert logger.handlers == []
+    with caplog.at_level(logging.DEBUG, logger="poisonscan"):
+        poisonscan.scan(LOANS_CSV, label="default", checks=["bounds"])
+    assert logger.handlers == []
+    messages = [r.getMessage() for r in caplog.records if r.name == "poisonscan"]
+    assert any(m.startswith("scanned 2000 rows") for m in messages)
+    assert any(m.startswith("timing pass2") for m in messages)
+    assert any("learned bounds" in m for m in messages)
+
+
+def test_non_tty_verbose_logs_are_timestamped_lines_on_stderr(cwd, capsys):
+    code, out, err = run(["scan", LOANS_CSV, *LOANS, *FAST, "-o", "out", "--verbose"], capsys)
+    assert code == 0, err
+    assert out == ""
+    assert "\r" not in err and "\033" not in err  # no terminal control codes off a TTY
+    logs = [line for line in err.splitlines() if " poisonscan " in line]
+    pattern = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ poisonscan (DEBUG|INFO|WARNING) \S"
+    import re
+    assert logs and all(re.match(pattern, line) for line in logs), logs
+    assert any("timing pass1" in line for line in logs)
+    assert any("check bounds:" in line and "learned bounds" in line for line in logs)
+    assert any(line.startswith("pass 2/3: score: 2,000/2,000 rows") for line in err.splitlines())
+    assert "timings: pass1" in err  # terminal summary gets the timings line
+    assert logging.getLogger("poisonscan").handlers == []  # the CLI removed its handler
+
+
+def test_default_run_shows_no_debug_and_quiet_shows_nothing(cwd, capsys):
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, *FAST, "-o", "a"], capsys)
+    assert code == 0 and " DEBUG " not in err and " INFO " not in err
+    assert "rows scanned" in err
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, *FAST, "-o", "b", "-q", "--fail-on",
+                        "bounds"], capsys)
+    assert code == 1 and err == ""  # the policy warning is silenced too; exit code says it
+
+
+def test_policy_warning_is_logged_without_verbose(cwd, capsys):
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, *FAST, "-o", "out", "--fail-on",
+                        "bounds"], capsys)
+    assert code == 1
+    assert "poisonscan WARNING exit policy tripped: fail_on" in err
+
+
+# --------------------------------------------------------------------------- Python API
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_in_memory_input_gives_clean_dataframe_and_html_without_out(kind):
+    frame = pd.read_csv(LOANS_CSV)
+    data = frame if kind == "pandas" else pa.Table.from_pandas(frame, preserve_index=False)
+    result = poisonscan.scan(data, label="default", checks=["bounds"])
+    clean = result.clean()
+    assert isinstance(clean, pd.DataFrame)
+    assert list(clean.columns) == list(frame.columns)
+    assert len(clean) + len(result.quarantine()) == len(frame)
+    assert len(clean) == result.summary["rows"]["clean"]
+    kept = frame.drop(index=result.suspects["row"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(clean.reset_index(drop=True), kept, check_dtype=False)
+    html = result.to_html()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    assert html == (result.out / "report.html").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+
+def _poisoned_classification(rows: int = 300):
+    from sklearn.datasets import make_classification
+    X, y = make_classification(rows, n_features=5, n_informative=3, random_state=0)
+    poisoned = [5, 50, 100]
+    X[poisoned] = 1e6  # gross values: hard bounds findings
+    return X, y, poisoned
+
+
+def test_poison_filter_fits_on_the_clean_rows_only():
+    from sklearn.linear_model import LogisticRegression
+    from poisonscan.sklearn import PoisonFilter
+    X, y, poisoned = _poisoned_classification()
+    seen = {}
+
+    class Spy(LogisticRegression):
+        def fit(self, X, y, sample_weight=None):
+            seen["rows"], seen["weights"] = len(X), sample_weight
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    model = PoisonFilter(Spy(max_iter=1000), checks=["bounds"]).fit(X, y, sample_weight=np.ones(len(X)))
+    assert model.n_removed_ == len(poisoned)
+    assert sorted(model.suspects_["row"]) == poisoned
+    assert model.suspect_mask_.sum() == len(poisoned) and model.suspect_mask_[poisoned].all()
+    assert seen["rows"] == len(X) - len(poisoned) == len(seen["weights"])
+    assert list(model.classes_) == [0, 1]
+    assert model.predict(X).shape == (len(X),)
+    assert model.predict_proba(X).shape == (len(X), 2)
+    assert 0.5 < model.score(X, y) <= 1.0
+    assert model.scan_summary_["rows"]["quarantined"] == len(poisoned)
+
+
+def test_poison_filter_params_and_clone():
+    from sklearn.base import clone, is_classifier
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from poisonscan.sklearn import PoisonFilter
+    model = PoisonFilter(LogisticRegression(C=2.0), contamination=0.05, seed=3)
+    params = model.get_params()
+    assert params["contamination"] == 0.05 and params["estimator__C"] == 2.0
+    model.set_params(estimator__C=0.5, checks=["bounds"])
+    assert model.estimator.C == 0.5 and model.checks == ["bounds"]
+    copy = clone(model)
+    assert copy.get_params()["seed"] == 3 and copy is not model
+    assert is_classifier(model) and not is_classifier(PoisonFilter(Ridge()))
+    assert not hasattr(PoisonFilter(Ridge()), "predict_proba")
+
+
+def test_poison_filter_in_a_pipeline_with_cross_validation():
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from poisonscan.sklearn import PoisonFilter
+    X, y, _ = _poisoned_classification()
+    inner = make_pipeline(StandardScaler(), LogisticRegression())
+    filtered = Pipeline([("impute", SimpleImputer()),
+                         ("model", PoisonFilter(inner, checks=["bounds"]))])
+    plain = Pipeline([("impute", SimpleImputer()), ("model", inner)])
+    with_filter = cross_val_score(filtered, X, y, cv=3)
+    without = cross_val_score(plain, X, y, cv=3)
+    assert with_filter.shape == (3,)
+    assert with_filter.mean() > without.mean()  # the poisons wreck the scaler and the model
+    search = GridSearchCV(filtered, {"model__contamination": [None, 0.02]}, cv=2).fit(X, y)
+    assert search.best_estimator_.named_steps["model"].n_removed_ >= 3
+
+
+def test_poison_filter_default_families_with_a_dataframe():
+    from sklearn.tree import DecisionTreeClassifier
+    from poisonscan.sklearn import PoisonFilter
+    frame = pd.read_csv(LOANS_CSV).dropna(subset=["default"])
+    y = frame.pop("default")
+    X = frame[["age", "income", "credit_score", "open_accounts"]].fillna(0)
+    model = PoisonFilter(DecisionTreeClassifier(random_state=0)).fit(X, y)
+    assert model.n_removed_ > 0
+    assert model.estimator_.n_features_in_ == 4
+    assert set(model.scan_summary_["checks"]) >= {"bounds", "outliers"}
+
+
+def test_import_poisonscan_does_not_import_sklearn(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, poisonscan; poisonscan.ScanConfig; "
+            "assert 'sklearn' not in sys.modules, 'sklearn imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+# --------------------------------------------------------------------------- completion
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_lists_commands_and_flags(capsys, shell):
+    code, out, err = run(["completion", shell], capsys)
+    assert code == 0, err
+    for word in ("scan", "profile", "config", "completion", "--fail-on", "--fail-above",
+                 "--verbose", "--label", "--show", "--version"):
+        assert word in out
+    assert "csv parquet" in out and "bash zsh" in out  # choices complete too
+
+
+def test_bash_completion_completes(tmp_path, capsys):
+    import shutil
+    import subprocess
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    _, script, _ = run(["completion", "bash"], capsys)
+    (tmp_path / "c.sh").write_text(script, encoding="utf-8")
+
+    def complete(*words):
+        line = " ".join(["poisonscan", *words])
+        probe = (f"source {tmp_path / 'c.sh'}; COMP_WORDS=(poisonscan {' '.join(words)}); "
+                 f"COMP_CWORD={len(words)}; COMP_LINE='{line}'; _poisonscan; "
+                 'printf "%s\\n" "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True,
+                              check=True, cwd=tmp_path)
+        return done.stdout.split()
+
+    assert set(complete("con")) == {"config"}
+    assert "--fail-on" in complete("scan", "--fail-o")
+    assert set(complete("scan", "--format", "")) == {"csv", "parquet"}
+    assert set(complete("completion", "")) == {"bash", "zsh"}
