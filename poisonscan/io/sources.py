@@ -40,6 +40,11 @@ _NULLS = pa.array(NULL_MARKERS, pa.string())
 FIRST_LOOK_BYTES = 1 << 20
 #: Bytes pyarrow's CSV reader parses at a time.
 CSV_BLOCK_BYTES = 4 << 20
+#: Resource caps against hostile input: the most columns a source may have, and the most
+#: bytes one text cell may hold. Past either, the scan stops with an :class:`InputError`
+#: naming the file (and the row and column of the cell).
+MAX_COLUMNS = 2_000
+MAX_CELL_BYTES = 1 << 20
 
 
 def format_of(path: str | os.PathLike) -> str | None:
@@ -132,6 +137,7 @@ class Source:
     def chunks(self, chunk_rows: int, schema: ScanSchema) -> Iterator[Chunk]:
         """Yield typed :class:`Chunk` objects covering every row once, in order."""
         for start, table, errors, name in self.tables(chunk_rows):
+            _check_cell_sizes(table, start, name)
             yield Chunk(table, np.arange(start, start + table.num_rows, dtype=np.int64),
                         schema, errors, name)
 
@@ -220,13 +226,25 @@ class CsvSource(Source):
                 batch = reader.read_next_batch()
             except StopIteration:
                 batch = reader.schema.empty_table()
-        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            names = list(batch.schema.names)
+        except UnicodeDecodeError:
+            hint = ""
+            with open(path, "rb") as fh:
+                magic = fh.read(4)
+            for sig, kind, suffix in ((b"\x1f\x8b", "gzip", ".csv.gz"), (b"BZh", "bzip2", ".csv.bz2"),
+                                      (b"\x28\xb5\x2f\xfd", "zstd", ".csv.zst"),
+                                      (b"PAR1", "Parquet", ".parquet")):
+                if magic.startswith(sig):
+                    hint = f" (the file looks {kind}-compressed: name it *{suffix})" \
+                        if kind != "Parquet" else " (the file is Parquet: name it *.parquet)"
+            raise InputError(f"the header is not UTF-8 text{hint}", path=str(path)) from None
+        except (pa.ArrowException, OSError) as exc:
             if "Empty CSV file" in str(exc):
                 raise InputError("the file is empty (no header, no data rows)",
                                  path=str(path)) from None
             raise InputError(f"cannot read CSV file: {_one_line(exc)}", path=str(path)) from None
         types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
-        return list(batch.schema.names), types
+        return names, types
 
     def _reader(self, path: Path, problems: list):
         def on_invalid_row(row):
@@ -237,7 +255,8 @@ class CsvSource(Source):
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=pacsv.ConvertOptions(
-                column_types=self._raw_schema, strings_can_be_null=False,
+                column_types=pa.schema([(n, pa.binary()) for n in self._raw_schema.names]),
+                strings_can_be_null=False,
                 quoted_strings_can_be_null=False, null_values=[]))
 
     def tables(self, chunk_rows, *, raw=False):
@@ -246,10 +265,14 @@ class CsvSource(Source):
             problems: list = []
             try:
                 for table in _rebatch(self._reader(path, problems), chunk_rows):
+                    table, bad_text = _decode_utf8(table, self._raw_schema)
+                    _check_cell_sizes(table, start, str(path))
                     if raw:
                         yield start, table, {}, str(path)
                     else:
                         typed, errors = _convert(table, self.arrow_schema)
+                        for column, bad in bad_text.items():
+                            errors[column] = _merge_errors(errors.get(column), bad)
                         yield start, typed, errors, str(path)
                     start += table.num_rows
             except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
@@ -395,6 +418,57 @@ def _convert_slowly(text: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.n
 _UNPARSEABLE = object()
 
 
+def _decode_utf8(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, dict[str, CellErrors]]:
+    """Binary CSV cells -> text; invalid UTF-8 is decoded with U+FFFD and listed as an error.
+
+    The row then reaches the bounds check as an unparseable cell (and so the quarantine
+    file, which is UTF-8), instead of stopping the scan.
+    """
+    columns, bad = [], {}
+    for field in schema:
+        cells = table.column(field.name).combine_chunks()
+        try:
+            columns.append(cells.cast(pa.string()))
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        values, positions, shown = [], [], []
+        for i, value in enumerate(cells.to_pylist()):
+            try:
+                values.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(value.decode("utf-8", errors="replace"))
+                positions.append(i)
+                shown.append(values[-1])
+        columns.append(pa.array(values, pa.string()))
+        bad[field.name] = CellErrors(np.asarray(positions, dtype=np.int64), tuple(shown))
+    return pa.table(columns, schema=schema), bad
+
+
+def _merge_errors(a: CellErrors | None, b: CellErrors) -> CellErrors:
+    if a is None or not len(a.positions):
+        return b
+    merged = dict(zip(b.positions.tolist(), b.values))
+    merged.update(zip(a.positions.tolist(), a.values))
+    order = sorted(merged)
+    return CellErrors(np.asarray(order, dtype=np.int64), tuple(merged[i] for i in order))
+
+
+def _check_cell_sizes(table: pa.Table, start: int, name: str) -> None:
+    """Refuse a text cell larger than :data:`MAX_CELL_BYTES` (file, row and column named)."""
+    for field in table.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_binary(field.type)
+                or pa.types.is_large_string(field.type) or pa.types.is_large_binary(field.type)):
+            continue
+        lengths = pc.binary_length(table.column(field.name))
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest > MAX_CELL_BYTES:
+            at = int(pc.index(lengths, longest).as_py())
+            raise InputError(f"a cell of {longest:,} bytes is larger than the limit of "
+                             f"{MAX_CELL_BYTES:,} (poisonscan.io.sources.MAX_CELL_BYTES)",
+                             path=name, row=start + at, column=field.name)
+
+
 def _parse_cell(value: str, target: pa.DataType):
     if pa.types.is_floating(target):
         try:
@@ -428,6 +502,9 @@ def _locate_malformed_row(path: Path, expected: int) -> str:
 
 
 def _check_column_names(names: Sequence[str], where: str) -> None:
+    if len(names) > MAX_COLUMNS:
+        raise InputError(f"{len(names):,} columns is more than the limit of {MAX_COLUMNS:,} "
+                         "(poisonscan.io.sources.MAX_COLUMNS)", path=where)
     seen = set()
     for name in names:
         if name in seen:
