@@ -17,6 +17,7 @@ import csv
 import glob
 import io
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -242,7 +243,13 @@ class CsvSource(Source):
             if "Empty CSV file" in str(exc):
                 raise InputError("the file is empty (no header, no data rows)",
                                  path=str(path)) from None
-            raise InputError(f"cannot read CSV file: {_one_line(exc)}", path=str(path)) from None
+            message = _one_line(exc)
+            expected = re.search(r"Expected (\d+) columns, got (\d+)", message)
+            if expected:
+                where = _locate_malformed_row(path, int(expected.group(1)))
+                message = (f"malformed CSV row{where}: expected {expected.group(1)} fields, "
+                           f"got {expected.group(2)}" + message[expected.end():][:62])
+            raise InputError(f"cannot read CSV file: {message}", path=str(path)) from None
         types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
         return names, types
 
@@ -471,8 +478,10 @@ def _check_cell_sizes(table: pa.Table, start: int, name: str) -> None:
 
 def _parse_cell(value: str, target: pa.DataType):
     if pa.types.is_floating(target):
+        if "_" in value or not value.isascii():
+            return _UNPARSEABLE  # Python's float() takes "1_000" and non-ASCII digits ("١٢")
         try:
-            return float(value)  # accepts "nan", "inf", "1e999", "1_000" as numbers
+            return float(value)  # accepts "nan", "inf", "1e999" as numbers
         except ValueError:
             return _UNPARSEABLE
     try:  # timestamps and dates: let Arrow parse the single cell
