@@ -425,3 +425,39 @@ def test_bash_completion_completes(tmp_path, capsys):
     assert "--fail-on" in complete("scan", "--fail-o")
     assert set(complete("scan", "--format", "")) == {"csv", "parquet"}
     assert set(complete("completion", "")) == {"bash", "zsh"}
+
+
+# --------------------------------------------------------------------------- README examples
+
+
+def _readme_block(lang: str) -> str:
+    import re
+    text = (FIXTURES.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Use it in a pipeline"):]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_shell_pipeline_example_runs(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("poisonscan") is None:
+        pytest.skip("the console script is not installed")
+    (tmp_path / "fixtures").symlink_to(FIXTURES)
+    script = _readme_block("sh")
+    done = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "within policy" in done.stdout
+    assert (tmp_path / "scan-out" / "clean.csv").exists()
+    # the same step with a policy that trips exits 1 and prints the policy
+    tripping = script.replace("--fail-on duplicates", "--fail-on bounds")
+    done = subprocess.run(["sh", "-c", tripping], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert "'tripped': ['fail_on']" in done.stderr
+
+
+def test_readme_python_pipeline_example_runs(capsys):
+    exec(compile(_readme_block("python"), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert 0.0 < float(printed[0]) <= 1.0 and printed[1] == "3"
