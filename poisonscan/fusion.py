@@ -17,9 +17,12 @@
   different labels; its score is the group's) and give ``disagreement`` (how strongly the
   neighbourhood outside the group prefers another label, NaN = unmeasured). The group
   alone does not say which members are wrong; the label evidence does. Per member, the
-  label evidence is the mean of that ``disagreement`` and the calibrated evidence of
-  every label family that ran (:data:`LABEL_FAMILIES`). A member whose label evidence
-  exceeds ``0.5 + UNDECIDED`` is a finding of strength ``score * (0.5 + evidence / 2)``;
+  label evidence is that ``disagreement`` where it is clear (outside the undecided band
+  below: the neighbourhood outside the group cannot be outvoted by the group's own
+  copies, which every label family sees), else the mean of it and the calibrated
+  evidence of every label family that ran (:data:`LABEL_FAMILIES`). A member whose label
+  evidence exceeds ``0.5 + UNDECIDED`` is a finding of strength
+  ``score * (0.5 + evidence / 2)``;
   one below ``0.5 - UNDECIDED`` is no finding (it keeps the group's calibrated evidence,
   like any soft score); with no label evidence, or evidence either way, the whole group
   is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied.
@@ -145,6 +148,11 @@ class Fusion:
             counted = known.sum(axis=0)
             label_evidence = np.where(counted > 0, np.where(known, stack, 0.0).sum(axis=0)
                                       / np.maximum(counted, 1), np.nan)
+            if "neighbours" in sources:
+                # the neighbourhood outside the group cannot be outvoted by the group's own
+                # copies, which every label family sees: where it is clear, it decides
+                clear = np.abs(sources["neighbours"] - 0.5) >= UNDECIDED
+                label_evidence = np.where(clear, sources["neighbours"], label_evidence)
         else:
             label_evidence = np.full(n, np.nan)
         measured = ~np.isnan(label_evidence)

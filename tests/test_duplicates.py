@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 
 import numpy as np
@@ -276,8 +275,8 @@ def test_reason_names_the_group_its_members_and_label_counts():
     data = pd.concat([base, copies], ignore_index=True)
     check, _, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
     out = check.score(next(source.chunks(10**9, schema)))
-    assert out.reasons[7].startswith(
-        "duplicates: 41 copies (rows 200, 201, 202, 203, 204, …) — labels 'fox' ×40, 'owl' ×1")
+    assert out.reasons[7].startswith("duplicates: 41 copies (rows 200, 201, 202, 203, 204, …)"
+                                     " — labels 'fox' ×40, 'owl' ×1")
     assert out.reasons[200].startswith("duplicates: 41 copies (rows 7, 201, 202, 203, 204, …)")
     assert out.reasons[0] is None
 

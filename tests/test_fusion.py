@@ -136,3 +136,14 @@ def test_a_label_family_joins_the_settlement_when_it_ran():
     # without it, the same group is undecided and flagged whole
     alone, _, _, _ = fusion.fuse({"d": d})
     assert alone[0] == alone[1] > 1.0
+
+
+def test_a_clear_neighbourhood_is_not_outvoted_by_a_label_family():
+    """Label families see the group's own copies; the neighbourhood outside it does not."""
+    ref = {"d": _scores(np.zeros(10)), "labels": _scores(np.arange(100))}
+    fusion = Fusion().fit(ref)
+    d = _Structured([0.9, 0.9], ["d:g", "d:g"], conflict=[True, True],
+                    disagreement=[0.05, 0.95])
+    score, _, _, reason = fusion.fuse({"d": d, "labels": _scores([99, 0])})
+    assert score[0] < 1.0 <= score[1]
+    assert "labels 0.98" in reason[0] and "less suspect" in reason[0]

@@ -19,25 +19,29 @@ back through memory maps. ``fit`` groups the rows one slice of fingerprint space
 time (a slice is a contiguous range of every sorted run), so its working memory is
 bounded too, and its result does not depend on chunking, file splits or spilling.
 
-A group is the set of rows sharing a fingerprint. For each row of a group (exact groups
-first; near groups where they add members) the check reports:
+A group is the set of rows sharing a fingerprint; a row is reported with its exact
+group, or with its near group where that holds more rows. Questions asked of each group:
 
-* **conflict** — the group carries different labels. The check does not decide which
-  members are wrong: it gives every member the same score and, for the fusion
-  (:mod:`poisonscan.fusion`), the neighbourhood's verdict on the row's label;
-* **repetition** — the group is larger than the dataset's usual duplicate count (the
-  ``repeat_quantile`` of group sizes over distinct fingerprints), or the dataset rarely
-  repeats rows at all;
-* **neighbourhood** — for rows in conflicting or repeated groups, the labels of the
-  ``neighbors`` nearest sample rows in the shared encoding, *excluding the group itself*
-  (copies vouch for each other in every neighbour test; Koh, Steinhardt & Liang 2018).
-  Support for a label is its neighbour count relative to its share of the sample; the
-  disagreement of a row is the support of the best competing label (in a conflict: the
-  group's other labels) relative to its own.
+* **conflict** — do its members carry different labels? The check does not decide which
+  members are wrong: every member gets the same score, and the fusion
+  (:mod:`poisonscan.fusion`) settles the group with the label evidence, including the
+  neighbourhood's below;
+* **neighbourhood** — what do the ``neighbors`` nearest *distinct points* of the row
+  sample (in the shared encoding) say, the group itself excluded? Copies vouch for each
+  other in every neighbour test (Koh, Steinhardt & Liang 2018), so a repeated point
+  counts once as a neighbour and its own group never. The row's *disagreement* compares
+  the neighbours' support for its label with the best rival label (in a conflict: the
+  group's other labels, by neighbour share; otherwise any label, by neighbour count over
+  its share of the sample);
+* **repetition** — how large is the group against the groups around it (the
+  ``LOCAL_QUANTILE`` of the neighbours' group sizes; without neighbours, the
+  ``repeat_quantile`` of the sizes of its label's groups, the largest few left out)?
 
-A repeated group whose neighbourhood disagrees with its label is a *finding* (evidence
-even when the group's labels agree: the "concentrated" attack). Nothing here is a hard
-violation: duplicates are evidence, not a broken rule.
+A group of agreeing labels is a *finding* when it is ``SIZE_RATIO`` times larger than
+the groups around it, or when it repeats a point whose neighbourhood disfavours its
+label (the "concentrated" attack); a smaller excess is mild evidence, calibrated like
+any soft score. Nothing here is a hard violation: duplicates are evidence, not a broken
+rule.
 """
 
 from __future__ import annotations
@@ -374,9 +378,6 @@ class _BorrowedDir:
         self.path = path
 
 
-_FIELDS = ("near", "exact", "offset", "codes")
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
     """The fingerprints of one block of rows, sorted by (near, exact, row).
@@ -655,8 +656,9 @@ class DuplicateScores(CheckScores):
         How strongly the neighbourhood (excluding the row's group) prefers another label
         to the row's own, in ``[0, 1]`` (0.5 = no preference); NaN where not measured.
     finding : numpy.ndarray of float64
-        Strength in ``[0, 1)`` of a repeated group sitting where its label does not
-        belong (0 = none): evidence that needs no arbitration.
+        Strength in ``[0, 1)`` of a group of agreeing labels that is far larger than the
+        groups around it or repeats a point where its label does not belong (0 = none):
+        evidence that needs no arbitration.
     """
 
     conflict: np.ndarray = None
@@ -677,10 +679,10 @@ class DuplicatesCheck(Check):
         Significant digits numbers keep in the near fingerprint; ``None`` turns near
         duplicates off.
     neighbors : int, default 10
-        Sample neighbours asked about a group's label (the group itself excluded).
+        Distinct sample points asked about a group (the group itself excluded).
     repeat_quantile : float, default 0.99
-        A group is repeated beyond the usual when it is larger than this quantile of the
-        group sizes over distinct fingerprints.
+        Where the neighbourhood cannot be asked, a group is compared with this quantile
+        of the sizes of its label's groups over distinct fingerprints.
     memory_mb : float, default 256
         Fingerprints kept in memory in pass 1 before runs are spilled to disk; also
         bounds the working memory of ``fit``.
@@ -694,6 +696,11 @@ class DuplicatesCheck(Check):
     ----------
     exact_, near_ : Groups
         Groups of the exact and near fingerprints.
+    ask_all_ : bool
+        Whether every group's neighbourhood is asked (few rows are in groups), or only
+        conflicting groups and groups larger than their label's usual.
+    tree_ : scipy.spatial.cKDTree or None
+        Index of the distinct points of the encoded sample (``None`` without features).
     labels_ : tuple of str
         Label vocabulary (code ``i + 1``).
     n_rows_ : int
@@ -772,7 +779,8 @@ class DuplicatesCheck(Check):
         total = sum(r.size for r in runs)
         budget = self.memory_mb * 2 ** 20
         slices = 1
-        while total * FIT_BYTES_PER_ROW / slices > budget and total / (2 * slices) >= MIN_SLICE_ROWS:
+        while total * FIT_BYTES_PER_ROW / slices > budget \
+                and total / (2 * slices) >= MIN_SLICE_ROWS:
             slices *= 2
         shift = _U64(64 - int(math.log2(slices))) if slices > 1 else None
         remap = []
