@@ -218,6 +218,8 @@ class CsvSource(Source):
         we call a column numeric when most of its first-look cells parse as numbers
         (the others are then reported by the bounds check).
         """
+        if str(path).lower().endswith(".csv"):
+            _refuse_binary_csv(path)
         try:
             reader = pacsv.open_csv(
                 path, read_options=pacsv.ReadOptions(block_size=FIRST_LOOK_BYTES),
@@ -229,16 +231,7 @@ class CsvSource(Source):
                 batch = reader.schema.empty_table()
             names = list(batch.schema.names)
         except UnicodeDecodeError:
-            hint = ""
-            with open(path, "rb") as fh:
-                magic = fh.read(4)
-            for sig, kind, suffix in ((b"\x1f\x8b", "gzip", ".csv.gz"), (b"BZh", "bzip2", ".csv.bz2"),
-                                      (b"\x28\xb5\x2f\xfd", "zstd", ".csv.zst"),
-                                      (b"PAR1", "Parquet", ".parquet")):
-                if magic.startswith(sig):
-                    hint = f" (the file looks {kind}-compressed: name it *{suffix})" \
-                        if kind != "Parquet" else " (the file is Parquet: name it *.parquet)"
-            raise InputError(f"the header is not UTF-8 text{hint}", path=str(path)) from None
+            raise InputError("the header is not UTF-8 text", path=str(path)) from None
         except (pa.ArrowException, OSError) as exc:
             if "Empty CSV file" in str(exc):
                 raise InputError("the file is empty (no header, no data rows)",
@@ -247,8 +240,9 @@ class CsvSource(Source):
             expected = re.search(r"Expected (\d+) columns, got (\d+)", message)
             if expected:
                 where = _locate_malformed_row(path, int(expected.group(1)))
+                snippet = message[expected.end():].lstrip(": ")[:60]
                 message = (f"malformed CSV row{where}: expected {expected.group(1)} fields, "
-                           f"got {expected.group(2)}" + message[expected.end():][:62])
+                           f"got {expected.group(2)}: {snippet!r}")
             raise InputError(f"cannot read CSV file: {message}", path=str(path)) from None
         types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
         return names, types
@@ -508,6 +502,26 @@ def _locate_malformed_row(path: Path, expected: int) -> str:
     except (OSError, csv.Error, pa.ArrowException):
         pass
     return ""
+
+
+#: Leading bytes of files that are not plain text, with what to call them.
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed (name it *.csv.gz)"),
+          (b"BZh", "bzip2-compressed (name it *.csv.bz2)"),
+          (b"\x28\xb5\x2f\xfd", "zstd-compressed (name it *.csv.zst)"),
+          (b"PAR1", "a Parquet file (name it *.parquet)"),
+          (b"PK\x03\x04", "a zip archive (unzip it first)"))
+
+
+def _refuse_binary_csv(path: Path) -> None:
+    """A ``.csv`` file that is really compressed or binary: say what it looks like."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", path=str(path)) from None
+    for sig, what in _MAGIC:
+        if magic.startswith(sig) and not (sig == b"BZh" and magic[3:4].isalpha()):
+            raise InputError(f"not a plain CSV file: it looks like {what}", path=str(path))
 
 
 def _check_column_names(names: Sequence[str], where: str) -> None:

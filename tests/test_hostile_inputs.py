@@ -1,0 +1,317 @@
+"""A corpus of hostile and broken inputs, made by code (issue 13).
+
+Every case ends one of two ways, never a third:
+
+* ``error``: exit 2, exactly one ``poisonscan: error:`` line naming the file (and the row
+  and column where known), and nothing written to the output directory;
+* ``quarantine``: exit 0, every readable row accounted for (clean + quarantine = rows in,
+  ``_row`` ids unique), the bad rows in the quarantine file with a reason, and every output
+  file valid UTF-8.
+
+Cases already covered by ``tests/test_cli.py`` (missing label column, zero-row Parquet,
+corrupt/truncated Parquet, a ``.csv.gz`` that is not gzip, a ragged row after the first MiB,
+differing headers/schemas in a directory) are not repeated here.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from poisonscan.cli import main
+from poisonscan.io import sources
+
+CONTRACT = {"scores.parquet", "suspects.csv", "quarantine.csv", "quarantine.parquet",
+            "clean.csv", "clean.parquet", "summary.json", "report.html"}
+
+
+def body(rows: int = 40, start: int = 0) -> str:
+    """Well-formed rows of ``a,b,y`` (a numeric, b numeric, y label)."""
+    return "".join(f"{i},{(i * 7) % 13},{'yes' if i % 3 else 'no'}\n"
+                   for i in range(start, start + rows))
+
+
+def good(rows: int = 40) -> bytes:
+    return ("a,b,y\n" + body(rows)).encode()
+
+
+def csv_with(line: bytes, before: int = 30, after: int = 5) -> bytes:
+    """A good file with ``line`` (bytes, newline included) as data row ``before``."""
+    return ("a,b,y\n" + body(before)).encode() + line + body(after, before + 1).encode()
+
+
+# ------------------------------------------------------------------------- error cases
+# name -> (file name, bytes or writer, extra args, fragments the one line must name)
+
+def _parquet_dir_second_truncated(tmp: Path) -> str:
+    d = tmp / "parts"
+    d.mkdir()
+    table = pa.table({"a": [float(i) for i in range(50)], "y": ["u", "v"] * 25})
+    pq.write_table(table, d / "0.parquet")
+    pq.write_table(table, d / "1.parquet")
+    data = (d / "1.parquet").read_bytes()
+    (d / "1.parquet").write_bytes(data[: len(data) // 2])
+    return "parts"
+
+
+def _parquet_renamed_column_mid_directory(tmp: Path) -> str:
+    d = tmp / "parts"
+    d.mkdir()
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": ["u", "v"]}), d / "0.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0], "y": ["u", "v"]}), d / "1.parquet")
+    pq.write_table(pa.table({"A": [1.0, 2.0], "y": ["u", "v"]}), d / "2.parquet")
+    return "parts"
+
+
+def _many_columns(n: int) -> bytes:
+    header = ",".join(f"c{i}" for i in range(n)) + ",y\n"
+    row = ",".join("1" for _ in range(n))
+    return (header + "".join(f"{row},{'yes' if r % 2 else 'no'}\n" for r in range(5))).encode()
+
+
+ERRORS = {
+    "ragged row in the first block": (
+        "in.csv", csv_with(b"1,2\n"), ["in.csv", "data row 30", "expected 3 fields, got 2"]),
+    "unbalanced quote": (
+        "in.csv", csv_with(b'1,"2,yes\n'), ["in.csv", "data row 30"]),
+    "duplicate column names": (
+        "in.csv", b"a,a,y\n" + body().encode(), ["in.csv", "duplicate column name 'a'"]),
+    "header only": ("in.csv", b"a,b,y\n", ["in.csv", "no data rows"]),
+    "header only, no newline": ("in.csv", b"a,b,y", ["in.csv", "no data rows"]),
+    "zero bytes": ("in.csv", b"", ["in.csv", "empty"]),
+    "only a newline": ("in.csv", b"\n", ["in.csv"]),
+    "gigantic text cell (5 MB)": (
+        "in.csv", csv_with(b"1,2," + b"x" * 5_000_000 + b"\n"),
+        ["in.csv", "row 30", "column 'y'", "MAX_CELL_BYTES"]),
+    "gigantic numeric cell (5 MB)": (
+        "in.csv", csv_with(b"1," + b"9" * 5_000_000 + b",yes\n"),
+        ["in.csv", "row 30", "column 'b'"]),
+    "10,000 columns": ("in.csv", _many_columns(10_000), ["in.csv", "10,001 columns", "MAX_COLUMNS"]),
+    ".csv that is gzip": ("in.csv", gzip.compress(good()), ["in.csv", "gzip", ".csv.gz"]),
+    ".csv that is zstd": ("in.csv", zstandard.ZstdCompressor().compress(good()),
+                          ["in.csv", "zstd"]),
+    ".csv that is Parquet": ("in.csv", None, ["in.csv", "parquet"]),
+    ".csv that is a zip archive": ("in.csv", b"PK\x03\x04" + bytes(range(256)), ["in.csv", "zip"]),
+    "binary junk named .csv": ("in.csv", bytes(range(256)) * 4, ["in.csv"]),
+    ".csv.gz that is bzip2": ("in.csv.gz", bz2.compress(good()), ["in.csv.gz"]),
+    ".csv.zst that is gzip": ("in.csv.zst", gzip.compress(good()), ["in.csv.zst"]),
+    "truncated .csv.gz": ("in.csv.gz", gzip.compress(good(3000))[:-40], ["in.csv.gz", "truncated"]),
+    "truncated .csv.zst": ("in.csv.zst", zstandard.ZstdCompressor().compress(good(3000))[:-40],
+                           ["in.csv.zst", "truncated"]),
+    ".parquet that is CSV": ("in.parquet", good(), ["in.parquet", "parquet"]),
+    "parquet directory, second file truncated": (
+        _parquet_dir_second_truncated, None, ["1.parquet"]),
+    "parquet schema renamed mid-directory": (
+        _parquet_renamed_column_mid_directory, None, ["2.parquet", "'A'"]),
+    "label column absent (header has no such name)": (
+        "in.csv", b"a,b,z\n" + body().encode(), ["in.csv", "label column 'y' not found"]),
+}
+
+
+def _materialise(tmp: Path, spec) -> str:
+    name, data = spec[0], spec[1]
+    if callable(name):
+        return name(tmp)
+    if data is None:  # Parquet bytes behind a .csv name
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"a": [1.0], "y": ["u"]}), buf)
+        data = buf.getvalue()
+    (tmp / name).write_bytes(data)
+    return name
+
+
+def run(argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(ERRORS), ids=list(ERRORS))
+def test_error_case_is_one_line_exit_2_and_nothing_written(cwd, capsys, case):
+    target = _materialise(cwd, ERRORS[case])
+    code, stdout, err = run(["scan", target, "--label", "y", "--out", "out", "--quiet"], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("poisonscan: error: ")
+    for fragment in ERRORS[case][2]:
+        assert fragment.lower() in lines[0].lower(), (fragment, lines[0])
+    assert len(lines[0]) < 400, lines[0]
+    assert stdout == ""
+    assert not (cwd / "out").exists()
+
+
+# -------------------------------------------------------------------- quarantine cases
+
+def _quarantined(out: Path, fmt: str = "csv") -> dict[int, str]:
+    path = out / f"quarantine.{fmt}"
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types={"_row": pa.int64()}, strings_can_be_null=False)) if fmt == "csv" \
+        else pq.read_table(path)
+    return dict(zip(table.column("_row").to_pylist(), table.column("_reason").to_pylist()))
+
+
+def scan_ok(cwd: Path, capsys, name: str, data: bytes, *extra: str) -> tuple[dict, dict]:
+    (cwd / name).write_bytes(data)
+    code, _, err = run(["scan", name, "--label", "y", "--out", "out", "--quiet", *extra], capsys)
+    assert code == 0, err
+    assert err == ""
+    out = cwd / "out"
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rows = summary["rows"]
+    assert rows["clean"] + rows["quarantined"] == rows["in"]
+    for f in out.iterdir():  # outputs are UTF-8
+        if f.suffix in (".csv", ".json", ".html"):
+            f.read_bytes().decode("utf-8")
+    assert not [n for n in os.listdir(out) if n.startswith(".poisonscan-staging")]
+    quarantined = _quarantined(out)
+    assert len(quarantined) == rows["quarantined"]
+    clean_rows = pacsv.read_csv(out / "clean.csv").num_rows
+    assert clean_rows == rows["clean"]
+    return summary, quarantined
+
+
+def test_invalid_utf8_in_a_numeric_cell_is_quarantined_as_unparseable(cwd, capsys):
+    summary, q = scan_ok(cwd, capsys, "in.csv", csv_with(b"1,\xff2,yes\n"))
+    assert summary["rows"]["in"] == 36
+    assert 30 in q and "b unparseable" in q[30]
+
+
+def test_latin1_text_is_read_with_replacement_and_quarantined(cwd, capsys):
+    rows = "".join(f"{i},{'red' if i % 2 else 'blue'},{'yes' if i % 3 else 'no'}\n"
+                   for i in range(200))
+    data = ("a,colour,y\n" + rows).encode() + "7,caf\u00e9,yes\n".encode("latin-1")
+    summary, q = scan_ok(cwd, capsys, "in.csv", data)
+    assert summary["rows"]["in"] == 201
+    assert 200 in q and "colour unparseable 'caf\ufffd'" in q[200]
+    quarantine = (cwd / "out" / "quarantine.csv").read_text(encoding="utf-8")
+    assert "caf\ufffd" in quarantine
+
+
+def test_invalid_utf8_in_the_label_keeps_every_row(cwd, capsys):
+    summary, q = scan_ok(cwd, capsys, "in.csv", csv_with(b"1,2,y\xffes\n"))
+    assert summary["rows"]["in"] == 36 and 30 in q
+
+
+def test_nul_byte_in_a_numeric_cell_is_quarantined(cwd, capsys):
+    summary, q = scan_ok(cwd, capsys, "in.csv", csv_with(b"1,2\x003,yes\n"))
+    assert 30 in q and "b unparseable" in q[30]
+
+
+def test_embedded_newlines_in_quoted_cells_keep_rows_whole(cwd, capsys):
+    rows = "".join(f'{i},"line one\nline two {i % 3}",{"yes" if i % 3 else "no"}\n'
+                   for i in range(60))
+    summary, _ = scan_ok(cwd, capsys, "in.csv", ("a,note,y\n" + rows).encode())
+    assert summary["rows"]["in"] == 60
+    clean = pacsv.read_csv(cwd / "out" / "clean.csv")
+    assert all("\n" in v for v in clean.column("note").to_pylist())
+
+
+def test_utf8_bom_is_not_part_of_the_first_column_name(cwd, capsys):
+    (cwd / "in.csv").write_bytes(b"\xef\xbb\xbf" + ("id,b,y\n" + "".join(
+        f"r{i},{i % 7},{'yes' if i % 2 else 'no'}\n" for i in range(40))).encode())
+    code, _, err = run(["scan", "in.csv", "--label", "y", "--id-column", "id", "--out", "out",
+                        "--quiet"], capsys)
+    assert code == 0, err
+    header = (cwd / "out" / "clean.csv").read_bytes().split(b"\n")[0]
+    assert header == b'"id","b","y"'
+    assert "id" in pq.read_schema(cwd / "out" / "scores.parquet").names
+
+
+def test_empty_column_name_is_kept(cwd, capsys):
+    # pandas writes its index as an unnamed first column: readable, kept as is
+    summary, _ = scan_ok(cwd, capsys, "in.csv", b",b,y\n" + body().encode())
+    assert summary["rows"]["in"] == 40
+    assert (cwd / "out" / "clean.csv").read_bytes().startswith(b'"","b","y"')
+
+
+NUMBER_SPELLINGS = {
+    "1e999": "a=inf", "-1e999": "a=-inf", "1E+999": "a=inf", "NaN": "a is NaN",
+    "nan": "a is NaN", "NAN": "a is NaN", "-nan": "a is NaN", "inf": "a=inf", "-inf": "a=-inf",
+    "+inf": "a=inf", "INF": "a=inf", "Infinity": "a=inf", "-Infinity": "a=-inf",
+    "infinity": "a=inf", "0x10": "unparseable", "1_000": "unparseable",
+    "\u0661\u0662": "unparseable", "1,5": None, "1e": "unparseable", "--1": "unparseable",
+}
+
+
+def test_number_spellings_are_values_or_unparseable_never_a_crash(cwd, capsys):
+    rows = "".join(f"{i % 17},{'yes' if i % 3 else 'no'}\n" for i in range(300))
+    odd = [s for s, why in NUMBER_SPELLINGS.items() if why]
+    data = ("a,y\n" + rows + "".join(f'"{s}",yes\n' for s in odd)).encode()
+    summary, q = scan_ok(cwd, capsys, "in.csv", data)
+    assert summary["rows"]["in"] == 300 + len(odd)
+    for k, spelling in enumerate(odd):
+        row = 300 + k
+        assert row in q, (spelling, "not quarantined")
+        assert NUMBER_SPELLINGS[spelling] in q[row], (spelling, q[row])
+
+
+def test_tiny_exponent_is_a_plain_zero(cwd, capsys):
+    rows = "".join(f"{i % 5},{'yes' if i % 3 else 'no'}\n" for i in range(100))
+    summary, q = scan_ok(cwd, capsys, "in.csv", ("a,y\n" + rows + "1e-999,yes\n").encode())
+    assert 100 not in q
+
+
+def test_a_cell_just_under_the_cap_is_read(cwd, capsys, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_CELL_BYTES", 2000)
+    summary, _ = scan_ok(cwd, capsys, "in.csv", csv_with(b"1,2," + b"x" * 2000 + b"\n"))
+    assert summary["rows"]["in"] == 36
+
+
+def test_column_cap_applies_to_parquet_and_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_COLUMNS", 10)
+    table = pa.table({f"c{i}": [1.0, 2.0] for i in range(11)})
+    pq.write_table(table, tmp_path / "wide.parquet")
+    with pytest.raises(sources.InputError, match=r"wide\.parquet: 11 columns.*limit of 10"):
+        sources.open_source(str(tmp_path / "wide.parquet"))
+    with pytest.raises(sources.InputError, match="11 columns"):
+        sources.open_source(table)
+
+
+def test_cell_cap_applies_to_parquet(tmp_path, monkeypatch):
+    import poisonscan
+
+    monkeypatch.setattr(sources, "MAX_CELL_BYTES", 100)
+    table = pa.table({"a": [float(i) for i in range(50)], "t": ["x"] * 49 + ["y" * 101],
+                      "y": ["u", "v"] * 25})
+    pq.write_table(table, tmp_path / "big.parquet")
+    with pytest.raises(poisonscan.InputError,
+                       match=r"big\.parquet: row 49: column 't': a cell of 101 bytes"):
+        poisonscan.scan(str(tmp_path / "big.parquet"), label="y", out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_column_with_no_values_quarantines_every_row_with_a_reason(cwd, capsys):
+    data = ("a,y\n" + "".join(f"{i},\n" for i in range(50))).encode()
+    summary, q = scan_ok(cwd, capsys, "in.csv", data)
+    assert summary["rows"]["quarantined"] == 50
+    assert all("label 'y' missing" in reason for reason in q.values())
+
+
+def test_moderately_wide_input_scans(cwd, capsys):
+    n = 150
+    header = ",".join(f"c{i}" for i in range(n)) + ",y\n"
+    rows = "".join(",".join(str((r * 31 + c) % 17) for c in range(n)) + f",{'yes' if r % 2 else 'no'}\n"
+                   for r in range(80))
+    summary, _ = scan_ok(cwd, capsys, "in.csv", (header + rows).encode())
+    assert summary["rows"]["in"] == 80
