@@ -181,9 +181,10 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
 
+    check_seconds: dict[str, float] = {}
     with OutputDir(cfg.out, overwrite=cfg.overwrite) as outdir:
         engine = ScanRun(source, schema, checks, cfg, outdir, fmt, progress)
-        with _located(cfg):
+        with _located(cfg), _timed_checks(checks if cfg.verbose else [], check_seconds):
             run = engine.run()
         run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
         suspects: pa.Table = run["suspects"]
@@ -193,6 +194,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outputs = ["scores.parquet", "suspects.csv", f"quarantine.{fmt}", f"clean.{fmt}",
                    "summary.json", "report.html"]
         timings = dict(engine.timings, total=round(time.perf_counter() - started, 3))
+        timings.update({f"check:{name}": round(seconds, 3)
+                        for name, seconds in check_seconds.items()})
         summary = build_summary(config=cfg, source=source, schema=schema, fmt=fmt, run=run,
                                 checks_skipped=skipped, timings=timings, outputs=outputs)
         outdir.file("report.html").write_text(html_report.render(summary, suspects),
@@ -201,6 +204,34 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outdir.commit()
     _log_summary(summary)
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
+
+@contextlib.contextmanager
+def _timed_checks(checks, seconds: dict[str, float]):
+    """Time every call of each check's ``summarize``, ``merge``, ``fit`` and ``score``
+    (summed per family into ``seconds``) while the block runs; used with ``verbose``."""
+    patched = []
+    for check in checks:
+        seconds[check.name] = 0.0
+        for method in ("summarize", "merge", "fit", "score"):
+            original = getattr(check, method, None)
+            if original is None:
+                continue
+
+            def timed(*args, _original=original, _name=check.name, **kwargs):
+                begun = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    seconds[_name] += time.perf_counter() - begun
+
+            setattr(check, method, timed)
+            patched.append((check, method))
+    try:
+        yield
+    finally:
+        for check, method in patched:
+            vars(check).pop(method, None)
+
 
 def _log_summary(summary: dict) -> None:
     """INFO: counts and the policy; DEBUG: timings and per-check detail."""

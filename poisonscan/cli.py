@@ -397,17 +397,22 @@ class StderrProgress:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = 0.2 if self.tty else 10.0
-        self.stage = None
+        self.stage = self.completed = None
         self.done, self.total = 0, None
         self.started = self.last = 0.0
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         now = time.monotonic()
+        if stage == self.completed:
+            return  # the pass already wrote its final line
         if stage != self.stage:
             self.finish()
             self.stage, self.started, self.last = stage, now, now
         self.done, self.total = done, total
-        if now - self.last >= self.interval:
+        if total and done >= total:
+            self.finish()  # final line as soon as the pass is done, before any log line
+            self.completed = stage
+        elif now - self.last >= self.interval:
             self.last = now
             self._write(self._line(now), final=False)
 

@@ -180,9 +180,11 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
     def _estimator_type(self):
         return getattr(self.estimator, "_estimator_type", None)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        from sklearn.utils import get_tags
+
         tags = super().__sklearn_tags__()
-        inner = self.estimator.__sklearn_tags__()
+        inner = get_tags(self.estimator)
         tags.estimator_type = inner.estimator_type
         tags.classifier_tags = inner.classifier_tags
         tags.regressor_tags = inner.regressor_tags

@@ -260,6 +260,8 @@ def test_non_tty_verbose_logs_are_timestamped_lines_on_stderr(cwd, capsys):
     import re
     assert logs and all(re.match(pattern, line) for line in logs), logs
     assert any("timing pass1" in line for line in logs)
+    assert any("timing check:bounds" in line for line in logs)  # per-check timings
+    assert "check:bounds" in read_summary(cwd / "out")["timings_seconds"]
     assert any("check bounds:" in line and "learned bounds" in line for line in logs)
     assert any(line.startswith("pass 2/3: score: 2,000/2,000 rows") for line in err.splitlines())
     assert "timings: pass1" in err  # terminal summary gets the timings line
@@ -461,3 +463,21 @@ def test_readme_python_pipeline_example_runs(capsys):
     exec(compile(_readme_block("python"), "README.md", "exec"), {})
     printed = capsys.readouterr().out.split()
     assert 0.0 < float(printed[0]) <= 1.0 and printed[1] == "3"
+
+
+def test_non_tty_progress_writes_one_final_line_per_pass_without_control_codes():
+    import io
+    from poisonscan.cli import StderrProgress
+    stream = io.StringIO()  # not a terminal
+    progress = StderrProgress(stream)
+    progress("pass 1/3: profile", 0, None)
+    progress("pass 1/3: profile", 500, None)
+    progress("pass 2/3: score", 0, 1000)
+    progress("pass 2/3: score", 1000, 1000)   # done: its final line is written at once
+    progress("pass 2/3: score", 1000, 1000)   # a repeat writes nothing
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["pass 1/3", "pass 2/3"]
+    assert lines[0].startswith("pass 1/3: profile: 500 rows, ")
+    assert lines[1].startswith("pass 2/3: score: 1,000/1,000 rows, ") and "ETA" not in lines[1]
+    assert "\r" not in stream.getvalue() and "\033" not in stream.getvalue()
