@@ -316,5 +316,7 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
     doc = reference.build(check, state.profile, inputs=source.names, seed=cfg.seed)
     if out is not None:
         reference.write(doc, out, overwrite=cfg.overwrite)
+    logger.info("profiled %d rows, %d columns%s", state.profile.n_rows, len(doc["columns"]),
+                f" -> {out}" if out is not None else "")
     return doc
 

@@ -187,7 +187,7 @@ def log_to_stderr(*, quiet: bool, verbose: bool):
     handler = logging.StreamHandler(sys.stderr)
     tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     formatter = logging.Formatter(
-        "poisonscan: %(message)s" if tty
+        "\r\033[Kpoisonscan: %(message)s" if tty  # over the live progress line
         else "%(asctime)s poisonscan %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)

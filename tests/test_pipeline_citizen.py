@@ -481,3 +481,27 @@ def test_non_tty_progress_writes_one_final_line_per_pass_without_control_codes()
     assert lines[0].startswith("pass 1/3: profile: 500 rows, ")
     assert lines[1].startswith("pass 2/3: score: 1,000/1,000 rows, ") and "ETA" not in lines[1]
     assert "\r" not in stream.getvalue() and "\033" not in stream.getvalue()
+
+
+def test_log_lines_on_a_terminal_clear_the_live_progress_line(monkeypatch):
+    import io
+    import sys
+    from poisonscan.cli import log_to_stderr
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with log_to_stderr(quiet=False, verbose=True):
+        logging.getLogger("poisonscan.test").info("hello")
+    logging.getLogger("poisonscan.test").warning("after")  # handler gone: not written
+    assert terminal.getvalue() == "\r\033[Kpoisonscan: hello\n"
+
+
+def test_profile_verbose_logs(cwd, capsys):
+    code, _, err = run(["profile", LOANS_CSV, "--label", "default", "-o", "p.json", "-v"],
+                       capsys)
+    assert code == 0, err
+    assert "poisonscan INFO profiled 2000 rows, 8 columns -> p.json" in err
