@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Sequence
@@ -245,7 +246,6 @@ def render_provenance_toml(doc: dict) -> str:
 
 
 def _toml_key(key: str) -> str:
-    import re
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 

@@ -271,6 +271,10 @@ class ScanConfig:
         else:
             key_path = tuple(key_path)
             origin = self.family_origins.get(key_path, "default")
+            shortcut = OPTION_BY_NAME.get(key_path[-1]) if len(key_path) == 2 else None
+            if shortcut is not None and shortcut.family == key_path[0] \
+                    and getattr(self, shortcut.name) is not None:
+                return self.source_of(shortcut.name)  # set by the top-level shortcut
         if origin != "config":
             return origin
         if len(key_path) == 1 and self.config_file is not None:

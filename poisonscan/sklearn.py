@@ -103,13 +103,15 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"X must be 2-dimensional, got shape {array.shape}")
         return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
 
-    def fit(self, X, y, **fit_params: Any) -> "PoisonFilter":
+    def fit(self, X, y=None, **fit_params: Any) -> "PoisonFilter":
         """Scan ``X`` with ``y`` as the label, then fit the estimator on the clean rows.
 
         Parameters
         ----------
         X : array-like or pandas.DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,), optional
+            The label column of the scan; without it label-dependent checks are skipped
+            and the estimator is fitted as ``fit(X_clean)`` (unsupervised estimators).
         **fit_params
             Passed to ``estimator.fit``; per-row arrays (``sample_weight``) are filtered
             like ``X``.
@@ -126,13 +128,16 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
         from .api import scan
 
         frame = self._frame(X)
-        y_array = np.asarray(y)
-        if len(y_array) != len(frame):
-            raise ValueError(f"X has {len(frame)} rows but y has {len(y_array)}")
-        label = self.label_name
-        while label in frame.columns:
-            label += "_"
-        data = frame.assign(**{label: y_array})
+        if y is None:  # unsupervised: scan X alone, label-dependent checks are skipped
+            y_array, label, data = None, None, frame
+        else:
+            y_array = np.asarray(y)
+            if len(y_array) != len(frame):
+                raise ValueError(f"X has {len(frame)} rows but y has {len(y_array)}")
+            label = self.label_name
+            while label in frame.columns:
+                label += "_"
+            data = frame.assign(**{label: y_array})
         options = {k: v for k, v in (("checks", self.checks),
                                      ("contamination", self.contamination),
                                      ("max_suspects", self.max_suspects)) if v is not None}
@@ -143,10 +148,13 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
         keep = ~mask
         X_clean = X.iloc[keep] if isinstance(X, (pd.DataFrame, pd.Series)) \
             else np.asarray(X)[keep]
-        y_clean = y.iloc[keep] if isinstance(y, pd.Series) else y_array[keep]
         params = {k: (np.asarray(v)[keep] if np.ndim(v) and len(v) == len(frame) else v)
                   for k, v in fit_params.items()}
-        self.estimator_ = clone(self.estimator).fit(X_clean, y_clean, **params)
+        if y is None:
+            self.estimator_ = clone(self.estimator).fit(X_clean, **params)
+        else:
+            y_clean = y.iloc[keep] if isinstance(y, pd.Series) else y_array[keep]
+            self.estimator_ = clone(self.estimator).fit(X_clean, y_clean, **params)
         self.suspects_ = result.suspects
         self.suspect_mask_ = mask
         self.n_removed_ = int(mask.sum())

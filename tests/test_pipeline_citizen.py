@@ -505,3 +505,23 @@ def test_profile_verbose_logs(cwd, capsys):
                        capsys)
     assert code == 0, err
     assert "poisonscan INFO profiled 2000 rows, 8 columns -> p.json" in err
+
+
+def test_config_show_family_shortcut_points_at_its_top_level_line(cwd, capsys):
+    (cwd / "ps.toml").write_text('seed = 1\ndetectors = ["hbos"]\n\n[outliers]\nvariance = 0.8\n',
+                                 encoding="utf-8")
+    code, out, _ = run(["config", "--show", "--json", "--config", "ps.toml"], capsys)
+    assert code == 0
+    outliers = json.loads(out)["families"]["outliers"]
+    assert outliers["detectors"] == {"value": ["hbos"], "source": "config ps.toml:2"}
+    assert outliers["variance"] == {"value": 0.8, "source": "config ps.toml:5"}
+
+
+def test_poison_filter_without_y_fits_an_unsupervised_estimator():
+    from sklearn.cluster import KMeans
+    from poisonscan.sklearn import PoisonFilter
+    X, _, poisoned = _poisoned_classification()
+    model = PoisonFilter(KMeans(2, n_init=2, random_state=0), checks=["bounds"]).fit(X)
+    assert model.n_removed_ == len(poisoned)
+    assert model.estimator_.cluster_centers_.max() < 100  # the 1e6 rows did not pull a centre
+    assert model.predict(X).shape == (len(X),)
