@@ -80,8 +80,13 @@ class NumericStats:
         return {"count": self.count, "missing": self.missing, "nan": self.nan,
                 "posinf": self.posinf, "neginf": self.neginf, "unparseable": self.unparseable,
                 "min": self.min if finite else None, "max": self.max if finite else None,
-                "mean": _round(self.mean) if finite else None,
-                "std": _round(math.sqrt(self.m2 / self.count)) if finite else None}
+                "mean": _finite(_round(self.mean)) if finite else None,
+                "std": _finite(_round(math.sqrt(self.m2 / self.count))) if finite else None}
+
+
+def _finite(value: float) -> float | None:
+    """``None`` for a moment that overflowed (values near ±1e308): JSON has no inf."""
+    return value if math.isfinite(value) else None
 
 
 @dataclasses.dataclass(frozen=True)
