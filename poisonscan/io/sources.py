@@ -195,12 +195,17 @@ class CsvSource(Source):
         self.names = [str(f) for f in self.files]
         header = None
         for path in self.files:
-            names, inferred = self._first_look(path)
+            names, evidence = self._first_look(path)
             if header is None:
-                header, types, first = names, inferred, path
+                header, looks, first = names, [[e] for e in evidence], path
             elif names != header:
                 raise InputError(f"header differs from {first}: {_names_diff(header, names)}",
                                  path=str(path))
+            else:
+                for seen, e in zip(looks, evidence):
+                    seen.append(e)
+        # the first look of every file decides, so a file split does not change the types
+        types = [_decide_type(seen) for seen in looks]
         _check_column_names(header, self.names[0])
         text_columns = set(text_columns)
         self.arrow_schema = pa.schema(
@@ -211,7 +216,7 @@ class CsvSource(Source):
         return self._raw_schema
 
     @staticmethod
-    def _first_look(path: Path) -> tuple[list[str], list[pa.DataType]]:
+    def _first_look(path: Path) -> tuple[list[str], list[tuple]]:
         """Header and column types from the first block of the file.
 
         pyarrow infers a text type for a column in which a single cell does not parse;
@@ -244,8 +249,8 @@ class CsvSource(Source):
                 message = (f"malformed CSV row{where}: expected {expected.group(1)} fields, "
                            f"got {expected.group(2)}: {snippet!r}")
             raise InputError(f"cannot read CSV file: {message}", path=str(path)) from None
-        types = [_mostly_numeric(batch.column(i)) for i in range(batch.num_columns)]
-        return names, types
+        evidence = [_type_evidence(batch.column(i)) for i in range(batch.num_columns)]
+        return names, evidence
 
     def _reader(self, path: Path, problems: list):
         def on_invalid_row(row):
@@ -345,6 +350,35 @@ def _csv_target(inferred: pa.DataType) -> pa.DataType:
     if pa.types.is_timestamp(inferred) or pa.types.is_date(inferred):
         return inferred
     return pa.string()  # strings, booleans ("true"/"false"), all-empty columns
+
+
+def _type_evidence(column, look: int = 10_000) -> tuple[pa.DataType, int, int]:
+    """``(inferred type, non-null cells, cells that parse as numbers)`` of a first look."""
+    present = column.slice(0, look)
+    n = len(present) - present.null_count
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) \
+            or pa.types.is_decimal(column.type):
+        return column.type, n, n
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        values = [v for v in present.to_pylist() if v is not None]
+        return column.type, n, sum(_parse_cell(v.strip(), pa.float64()) is not _UNPARSEABLE
+                                   for v in values)
+    return column.type, n, 0
+
+
+def _decide_type(looks: Sequence[tuple[pa.DataType, int, int]], share: float = 0.9
+                 ) -> pa.DataType:
+    """One inferred type from the first looks of every file (see :func:`_mostly_numeric`)."""
+    present = [(t, n, p) for t, n, p in looks if n]
+    if not present:
+        return looks[0][0]
+    kinds = {t for t, _, _ in present}
+    if len(kinds) == 1 and not (pa.types.is_string(present[0][0])
+                                or pa.types.is_large_string(present[0][0])):
+        return present[0][0]
+    total = sum(n for _, n, _ in present)
+    parsed = sum(p for _, _, p in present)
+    return pa.float64() if parsed >= share * total else pa.string()
 
 
 def _mostly_numeric(column, share: float = 0.9, look: int = 10_000) -> pa.DataType:
