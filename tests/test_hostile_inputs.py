@@ -315,3 +315,84 @@ def test_moderately_wide_input_scans(cwd, capsys):
                    for r in range(80))
     summary, _ = scan_ok(cwd, capsys, "in.csv", (header + rows).encode())
     assert summary["rows"]["in"] == 80
+
+
+# ------------------------------------------------------------------------------- faults
+
+def _big_csv(path: Path, rows: int = 400_000) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    table = pa.table({"a": rng.normal(size=rows), "b": rng.integers(0, 100, rows),
+                      "y": np.where(rng.random(rows) < 0.5, "yes", "no")})
+    pacsv.write_csv(table, path)
+    return path
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_mid_scan_leaves_nothing_and_says_so(tmp_path, signame):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _big_csv(tmp_path / "big.csv")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "poisonscan", "scan", str(data), "--label",
+                             "y", "--out", str(out), "--chunk-rows", "20000", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and any(p.name.startswith(".poisonscan-staging") for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside pass 1
+    assert proc.poll() is None, "scan finished before it could be interrupted"
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["poisonscan: interrupted; no output was written"]
+    assert not out.exists(), sorted(os.listdir(out))
+
+
+def test_disk_full_leaves_nothing_half_written_and_a_rerun_gives_everything(
+        cwd, capsys, monkeypatch):
+    import errno
+
+    from poisonscan.io import sinks
+
+    (cwd / "in.csv").write_bytes(good(3000))
+    out = cwd / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    original = sinks.TableWriter.write
+    calls = {"n": 0}
+
+    def write(self, table):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, table)
+
+    monkeypatch.setattr(sinks.TableWriter, "write", write)
+    argv = ["scan", "in.csv", "--label", "y", "--out", "out", "--quiet", "--chunk-rows", "500"]
+    code, _, err = run(argv, capsys)
+    assert code == 2, err
+    assert err.strip().splitlines() == [
+        "poisonscan: error: out: cannot write the outputs (No space left on device); "
+        "nothing was written"]
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+    monkeypatch.setattr(sinks.TableWriter, "write", original)
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"]["in"] == 3000
+    assert summary["rows"]["clean"] + summary["rows"]["quarantined"] == 3000
+    # a second run over a finished scan needs --overwrite, then gives the full result again
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "--overwrite" in err
+    code, _, err = run(argv + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["rows"] == summary["rows"]
+    assert not [n for n in os.listdir(out) if n.startswith(".poisonscan-staging")]

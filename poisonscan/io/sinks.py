@@ -8,6 +8,7 @@ output directory then holds exactly what it held before.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -102,6 +103,25 @@ class OutputDir:
                 self.path.rmdir()
             except OSError:
                 pass
+        if exc is not None and _is_disk_error(exc):
+            reason = exc.strerror or str(exc).strip().splitlines()[0]
+            raise OutputWriteError(f"{self.path}: cannot write the outputs ({reason}); "
+                                   "nothing was written") from None
+
+
+class OutputWriteError(UsageError):
+    """The output directory could not be written (disk full, read-only, no permission)."""
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.EFBIG}
+
+
+def _is_disk_error(exc: BaseException) -> bool:
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in _DISK_ERRNOS or "No space left" in str(exc) \
+        or "Disk quota" in str(exc) or "Read-only file system" in str(exc)
 
 
 class TableWriter:
