@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -153,7 +154,11 @@ class TableWriter:
         if fmt == "parquet":
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
         elif fmt == "csv":
-            self._writer = pacsv.CSVWriter(path, self.schema)
+            header = self.schema
+            if self.guard:  # attacker-chosen column names reach the review file's header too
+                header = pa.schema([f.with_name(_guard_text(f.name)) for f in self.schema])
+            self._header = header
+            self._writer = pacsv.CSVWriter(path, header)
         else:
             raise ValueError(f"unknown format {fmt!r}")
 
@@ -163,7 +168,9 @@ class TableWriter:
         table = table.replace_schema_metadata(None).cast(self.schema)
         self.rows += table.num_rows
         if self.fmt == "csv":
-            self._writer.write_table(guard_formulas(table) if self.guard else table)
+            if self.guard:
+                table = guard_formulas(table).rename_columns(self._header.names)
+            self._writer.write_table(table)
             return
         self._pending.append(table)
         self._pending_rows += table.num_rows
@@ -192,6 +199,13 @@ class TableWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _guard_text(text: str) -> str:
+    """:func:`guard_formulas` for one string."""
+    if re.match(_FORMULA_START, text) and not re.match(_PLAIN_NUMBER, text):
+        return "'" + text
+    return text
 
 
 def guard_formulas(table: pa.Table) -> pa.Table:
