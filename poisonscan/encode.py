@@ -11,13 +11,18 @@ the matrix is built once per chunk whatever the number of checks).
   cannot dominate a distance;
 * categorical columns: one-hot of the frequent levels, rare and unseen levels share an
   "infrequent" column; missing is a level of its own;
-* identifier-like columns (almost every sampled value distinct) are left out and listed
-  in :attr:`FeatureEncoder.skipped_`.
+* identifier-like columns are left out and listed in :attr:`FeatureEncoder.skipped_`:
+  categorical columns whose sampled values are almost all distinct, and integer-typed
+  columns that count along the rows (almost all sampled values distinct, in the rows' order:
+  sequential ids such as ``1000000 + row``);
+* numeric and categorical columns without a finite or present value in the sample are
+  left out too.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
@@ -25,6 +30,8 @@ from .io.chunk import Chunk
 from .io.schema import CATEGORICAL
 
 _MISSING = "\x00missing"
+#: Fewest sampled values to call a numeric column a sequential id.
+MIN_SEQUENTIAL_ROWS = 20
 
 
 class FeatureEncoder:
@@ -41,6 +48,10 @@ class FeatureEncoder:
         is treated as an identifier and left out.
     clip : float, default 20.0
         Scaled numeric values are clipped to ``[-clip, clip]``.
+    sequential_ratio : float, default 0.99
+        An integer column whose sampled values are distinct (but for this share) and
+        whose rank correlation with the row order is at least this is a sequential id
+        and is left out (``None`` keeps such columns).
 
     Attributes
     ----------
@@ -55,11 +66,13 @@ class FeatureEncoder:
     """
 
     def __init__(self, *, max_categories: int = 20, min_frequency: float = 0.005,
-                 identifier_ratio: float = 0.5, clip: float = 20.0):
+                 identifier_ratio: float = 0.5, clip: float = 20.0,
+                 sequential_ratio: float | None = 0.99):
         self.max_categories = max_categories
         self.min_frequency = min_frequency
         self.identifier_ratio = identifier_ratio
         self.clip = clip
+        self.sequential_ratio = sequential_ratio
 
     def fit(self, sample: Chunk) -> "FeatureEncoder":
         schema = sample.schema
@@ -71,11 +84,18 @@ class FeatureEncoder:
                 values = sample.numeric(column)
                 if not np.isfinite(values).any():
                     self.skipped_[column] = "no finite value in the sample"
+                elif pa.types.is_integer(schema.types[column]) \
+                        and self._sequential(values, sample.rows):
+                    self.skipped_[column] = "identifier-like (distinct integers counting " \
+                        "along the rows)"
                 else:
                     self.numeric_.append(column)
                 continue
-            distinct = len(set(sample.strings(column).tolist()))
-            if distinct > self.identifier_ratio * n and distinct > self.max_categories:
+            texts = sample.strings(column)
+            distinct = len(set(texts.tolist()))
+            if not (texts != None).any():  # noqa: E711 - elementwise on an object array
+                self.skipped_[column] = "no value in the sample"
+            elif distinct > self.identifier_ratio * n and distinct > self.max_categories:
                 self.skipped_[column] = f"identifier-like ({distinct} distinct of {n} sampled)"
             else:
                 self.categorical_.append(column)
@@ -99,6 +119,22 @@ class FeatureEncoder:
             names += [str(f) for f in self.onehot_.get_feature_names_out(self.categorical_)]
         self.feature_names_ = names
         return self
+
+    def _sequential(self, values: np.ndarray, rows: np.ndarray) -> bool:
+        """Whether a numeric column looks like a sequential id of the rows."""
+        if self.sequential_ratio is None:
+            return False
+        finite = np.isfinite(values)
+        values, rows = values[finite], rows[finite]
+        if len(values) < MIN_SEQUENTIAL_ROWS or not np.array_equal(values, np.round(values)):
+            return False
+        distinct = len(np.unique(values))
+        if distinct < self.sequential_ratio * len(values):
+            return False
+        by_value = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+        by_row = np.argsort(np.argsort(rows, kind="stable"), kind="stable")
+        rho = np.corrcoef(by_value, by_row)[0, 1]
+        return bool(np.isfinite(rho) and abs(rho) >= self.sequential_ratio)
 
     def transform(self, chunk: Chunk) -> np.ndarray:
         """The encoded matrix of ``chunk`` (rows x :attr:`feature_names_`), cached on it."""

@@ -11,10 +11,11 @@ from .base import Check
 #: Family name -> "module:Class". Order is the order of columns in ``scores.parquet``.
 REGISTRY: dict[str, str] = {
     "bounds": "poisonscan.checks.bounds:BoundsCheck",
+    "outliers": "poisonscan.checks.outliers:OutlierCheck",
     "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
 }
 #: Families run when the user does not choose.
-DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "duplicates")
+DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "duplicates")
 
 
 def check_class(name: str) -> type[Check]:

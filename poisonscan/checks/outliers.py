@@ -1,0 +1,721 @@
+"""Outlier checks: rows outside the data's natural shape.
+
+Rows are encoded by the shared :class:`~poisonscan.encode.FeatureEncoder` (fitted on the
+row sample) and standardised with the sample's mean and standard deviation. A small
+ensemble of detectors is then fitted once on the sample and applied chunk by chunk:
+
+* ``subspace`` — the share of a row's (centred) energy that lies outside the principal
+  subspace of the sample (the components holding ``variance`` of it): the sine squared
+  of the angle between the row and the data's main directions. Rows whose columns are
+  each plausible but whose combination breaks the correlations of the data score high.
+* ``ellipsoid`` — Mahalanobis distance to the row's class centre under a shrunk
+  (Ledoit-Wolf) per-class covariance; without a label, one ellipsoid for all rows.
+* ``sphere`` and ``slab`` — the per-class defences of Steinhardt, Koh & Liang (2017):
+  the distance to the class centroid, and the distance along the direction between the
+  class centroid and the centroid of the other classes (one-vs-rest), each in units of
+  the class's own robust radius (the median over its sampled rows).
+* PyOD detectors ``iforest``, ``hbos`` and ``pca``, fitted on the sample;
+* ``ecod`` and ``copod`` — PyOD's ECOD and COPOD formulas, frozen against the sample's
+  per-feature empirical distribution (PyOD's own classes re-rank their training data
+  with every scored chunk, so a row's score would depend on its chunk);
+* ``knn`` — mean cosine distance to the ``10`` nearest rows of the sample (the row
+  itself excluded by its id); its cost grows with the sample, so it is not a default.
+
+Every detector's raw score (higher = more suspect) becomes evidence ``-log p``, ``p``
+its tail probability against the detector's scores on the sample (the empirical share,
+or a power-law tail fitted robustly on the sample where that says more: see
+:class:`TailCalibration`). The family score is the mean evidence of the detectors
+(Fisher's combination), comparable across rows and chunks. Outliers are soft evidence: ``violation`` is always false. Rows whose family
+score lies in the top ``reason_tail`` of the sample get a reason naming the detectors
+that fired and, with a label, the distance to the class centroid.
+
+Class centres come from the sample, robustly (the mean of the 90% of a class's sampled
+rows closest to its coordinate-wise median), not from exact pass-1 sums: the encoding
+(imputation, clipping, one-hot of frequent levels) only exists after the sample is seen,
+and an exact mean is what poisons move (Koh, Steinhardt & Liang 2018), while the
+sampling error of a 100,000-row sample is negligible against a class radius.
+
+Scoring never calls BLAS matrix products: their rounding depends on how many rows are
+multiplied at once, which would make a row's score depend on its chunk. Products go
+through :func:`numpy.einsum` (no BLAS), whose result for a row depends on that row only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..config import Option
+from ..errors import ConfigError
+from .base import Check, CheckScores
+
+#: Detectors run when the user does not choose (see benchmarks/RESULTS.md).
+DEFAULT_DETECTORS: tuple[str, ...] = ("subspace", "ellipsoid")
+#: Fewest sampled rows (with at least one encoded feature) to fit anything on.
+MIN_FIT_ROWS = 5
+#: Fewest sampled rows a class needs to get its own centre, radius and covariance.
+MIN_CLASS_ROWS = 10
+#: Classes modelled at most (the largest in the sample); rows of the others are
+#: measured against the nearest modelled class centre.
+MAX_CLASSES = 100
+#: Share of a class's sampled rows (the closest to its coordinate-wise median) that its
+#: centre is the mean of.
+CENTRE_SHARE = 0.9
+#: Neighbours of the ``knn`` detector, and the sample rows it searches at most.
+KNN_NEIGHBOURS = 10
+KNN_REFERENCE = 20_000
+#: Largest evidence of one detector (``-log p``): keeps every score finite.
+MAX_EVIDENCE = 1000.0
+#: Detectors named in one reason at most, and the share of sampled rows a detector's
+#: score must be in the top of to be named (the strongest one is named in any case).
+MAX_DETECTORS_IN_REASON = 2
+REASON_DETECTOR_SHARE = 0.05
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` whose rows do not depend on the other rows of ``a`` (no BLAS)."""
+    return np.einsum("ij,jk->ik", a, b)
+
+
+def _sqnorm(a: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norm of every row."""
+    return np.einsum("ij,ij->i", a, a)
+
+
+def _robust_centre(Z: np.ndarray) -> np.ndarray:
+    """Mean of the :data:`CENTRE_SHARE` of rows closest to the coordinate-wise median."""
+    median = np.median(Z, axis=0)
+    distance = _sqnorm(Z - median)
+    keep = distance <= np.quantile(distance, CENTRE_SHARE)
+    return Z[keep].mean(axis=0)
+
+
+def _positive(x: float, fallback: float = 1.0) -> float:
+    return float(x) if np.isfinite(x) and x > 0 else fallback
+
+
+@dataclasses.dataclass
+class _Context:
+    """What a detector sees at fit time besides the standardised sample."""
+
+    seed: int
+    codes: np.ndarray           # group (class) index of every sampled row
+    centres: np.ndarray         # robust centre of every group
+    rows: np.ndarray            # row ids of the sampled rows
+    keys: np.ndarray            # keyed hashes of the sampled rows
+
+
+# --------------------------------------------------------------------------- detectors
+
+class _Detector:
+    """Internal detector protocol: ``fit(Z, ctx)`` then ``score(Z, codes, rows)``.
+
+    ``Z`` is the standardised encoded matrix, ``codes`` the group (class) index of each
+    row (rows without a modelled class are assigned to the nearest centre first) and
+    ``rows`` the row ids. ``score`` returns raw suspicion, higher = more suspect, and must
+    not change the detector.
+    """
+
+    needs_label: ClassVar[bool] = False
+
+    def fit(self, Z: np.ndarray, ctx: _Context) -> "_Detector":
+        raise NotImplementedError
+
+    def score(self, Z: np.ndarray, codes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+class _Subspace(_Detector):
+    """Share of the centred squared norm outside the principal subspace."""
+
+    def __init__(self, variance: float):
+        self.variance = variance
+
+    def fit(self, Z, ctx):
+        self.mean_ = Z.mean(axis=0)
+        R = Z - self.mean_
+        cov = np.atleast_2d(np.cov(R, rowvar=False, bias=True))
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1]
+        values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
+        total = values.sum()
+        if total <= 0:
+            k = Z.shape[1]
+        else:
+            k = int(np.searchsorted(np.cumsum(values) / total, self.variance) + 1)
+        self.components_ = np.ascontiguousarray(vectors[:, :min(k, Z.shape[1])])
+        return self
+
+    def score(self, Z, codes, rows):
+        R = Z - self.mean_
+        total = _sqnorm(R)
+        inside = _sqnorm(_product(R, self.components_))
+        return np.clip(total - inside, 0.0, None) / np.maximum(total, 1e-12)
+
+    def describe(self):
+        return {"components": int(self.components_.shape[1])}
+
+
+class _ClassGeometry(_Detector):
+    """Shared part of the class geometry: the robust class centres of the check."""
+
+    needs_label = True
+
+    def fit(self, Z, ctx):
+        self.centres_ = ctx.centres
+        self.radii_ = np.ones(len(ctx.centres))
+        return self
+
+    def _residuals(self, Z, codes):
+        return Z - self.centres_[codes]
+
+    def _median_per_group(self, values, codes):
+        for c in range(len(self.radii_)):
+            inside = values[codes == c]
+            self.radii_[c] = _positive(np.median(inside)) if len(inside) else 1.0
+
+
+class _Sphere(_ClassGeometry):
+    """Distance to the class centroid, in units of the class's median distance."""
+
+    def fit(self, Z, ctx):
+        super().fit(Z, ctx)
+        self._median_per_group(np.sqrt(_sqnorm(self._residuals(Z, ctx.codes))), ctx.codes)
+        return self
+
+    def score(self, Z, codes, rows):
+        return np.sqrt(_sqnorm(self._residuals(Z, codes))) / self.radii_[codes]
+
+
+class _Slab(_ClassGeometry):
+    """Distance along the direction between the class centroid and the others'."""
+
+    def fit(self, Z, ctx):
+        super().fit(Z, ctx)
+        n_groups = len(self.radii_)
+        counts = np.bincount(ctx.codes, minlength=n_groups).astype(float)
+        self.directions_ = np.zeros_like(self.centres_)
+        for c in range(n_groups):
+            weights = counts.copy()
+            weights[c] = 0.0
+            if weights.sum() == 0:
+                continue
+            rest = (weights[:, None] * self.centres_).sum(axis=0) / weights.sum()
+            direction = self.centres_[c] - rest
+            norm = np.linalg.norm(direction)
+            if norm > 0:
+                self.directions_[c] = direction / norm
+        self._median_per_group(self._along(Z, ctx.codes), ctx.codes)
+        return self
+
+    def _along(self, Z, codes):
+        return np.abs(np.einsum("ij,ij->i", self._residuals(Z, codes), self.directions_[codes]))
+
+    def score(self, Z, codes, rows):
+        return self._along(Z, codes) / self.radii_[codes]
+
+
+class _Ellipsoid(_ClassGeometry):
+    """Mahalanobis distance to the class centre under a shrunk per-class covariance."""
+
+    needs_label = False  # one ellipsoid for every row without a label
+
+    def fit(self, Z, ctx):
+        from sklearn.covariance import LedoitWolf
+
+        super().fit(Z, ctx)
+        d = Z.shape[1]
+        n_groups = len(self.radii_)
+        self.whiten_ = np.zeros((n_groups, d, d))
+        R = self._residuals(Z, ctx.codes)
+        for c in range(n_groups):
+            members = R[ctx.codes == c]
+            if len(members) < 2:
+                self.whiten_[c] = np.eye(d)
+                continue
+            precision = LedoitWolf(assume_centered=True).fit(members).precision_
+            # precision = W W^T, so that the squared distance is |r W|^2
+            values, vectors = np.linalg.eigh((precision + precision.T) / 2)
+            self.whiten_[c] = vectors * np.sqrt(np.clip(values, 0.0, None))
+        return self
+
+    def score(self, Z, codes, rows):
+        R = self._residuals(Z, codes)
+        out = np.empty(len(Z))
+        for c in np.unique(codes):
+            at = np.flatnonzero(codes == c)
+            out[at] = _sqnorm(_product(np.ascontiguousarray(R[at]), self.whiten_[c]))
+        return out / max(Z.shape[1], 1)
+
+
+class _PyOD(_Detector):
+    """A PyOD detector fitted on the sample (one whose scoring is chunk-invariant)."""
+
+    def __init__(self, make: Callable[[int], Any]):
+        self.make = make
+
+    def fit(self, Z, ctx):
+        self.model_ = self.make(ctx.seed).fit(Z)
+        return self
+
+    def score(self, Z, codes, rows):
+        return np.asarray(self.model_.decision_function(Z), dtype=np.float64)
+
+
+def _iforest(seed: int):
+    from pyod.models.iforest import IForest
+    return IForest(n_estimators=100, random_state=seed, n_jobs=1)
+
+
+def _hbos(seed: int):
+    from pyod.models.hbos import HBOS
+    return HBOS()
+
+
+class _PyODPCA(_PyOD):
+    """PyOD PCA on the components of non-zero variance (PyOD divides by each selected
+    component's explained variance, which is zero for collinear one-hot columns)."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def fit(self, Z, ctx):
+        from pyod.models.pca import PCA
+
+        values = np.linalg.eigvalsh(np.atleast_2d(np.cov(Z, rowvar=False, bias=True)))
+        rank = int((values > 1e-9 * max(values.max(), 1e-300)).sum())
+        self.model_ = PCA(n_components=max(rank, 1), random_state=ctx.seed).fit(Z)
+        return self
+
+
+class _FrozenTails(_Detector):
+    """PyOD's ECOD or COPOD formula against the sample's per-feature distribution."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def fit(self, Z, ctx):
+        self.sorted_ = [np.sort(Z[:, j]) for j in range(Z.shape[1])]
+        third = ((Z - Z.mean(axis=0)) ** 3).mean(axis=0)
+        self.skew_sign_ = np.sign(third)
+        return self
+
+    def score(self, Z, codes, rows):
+        out = np.zeros(len(Z))
+        for j, ref in enumerate(self.sorted_):
+            n = len(ref)
+            left = -np.log((np.searchsorted(ref, Z[:, j], side="right") + 1.0) / (n + 1.0))
+            right = -np.log((n - np.searchsorted(ref, Z[:, j], side="left") + 1.0) / (n + 1.0))
+            skewed = right if self.skew_sign_[j] >= 0 else left
+            if self.kind == "ecod":
+                out += np.maximum(np.maximum(left, right), skewed)
+            else:
+                out += np.maximum((left + right) / 2.0, skewed)
+        return out
+
+
+class _KNN(_Detector):
+    """Mean cosine distance to the nearest sampled rows, the row itself excluded.
+
+    The search tree is rebuilt for every scored chunk (a fraction of the query cost):
+    scikit-learn's trees count their queries, so querying a stored tree would change
+    the check.
+    """
+
+    def fit(self, Z, ctx):
+        keep = np.sort(np.argsort(ctx.keys, kind="stable")[:KNN_REFERENCE])
+        self.mean_ = Z.mean(axis=0)
+        self.rows_ = ctx.rows[keep]
+        self.reference_ = self._unit(Z[keep])
+        return self
+
+    def _unit(self, Z):
+        R = Z - self.mean_
+        return R / np.maximum(np.sqrt(_sqnorm(R)), 1e-12)[:, None]
+
+    def score(self, Z, codes, rows):
+        from sklearn.neighbors import KDTree
+
+        k = min(KNN_NEIGHBOURS, len(self.rows_) - 1)
+        if k < 1:
+            return np.zeros(len(Z))
+        distance, index = KDTree(self.reference_).query(self._unit(Z), k=k + 1)
+        own = self.rows_[index] == rows[:, None]
+        # drop the row itself where it is in the reference, else the farthest neighbour
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+        keep = np.ones_like(own)
+        keep[np.arange(len(Z)), drop] = False
+        chord = distance[keep].reshape(len(Z), k)
+        return (chord ** 2 / 2.0).mean(axis=1)  # 1 - cos = |u - v|^2 / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSpec:
+    """A detector the ``detectors`` parameter can name."""
+
+    make: Callable[["OutlierCheck"], _Detector]
+    needs_label: bool
+    description: str
+    linear: bool = True
+
+
+#: Every detector, by name.
+DETECTORS: dict[str, DetectorSpec] = {
+    "subspace": DetectorSpec(lambda c: _Subspace(c.variance), False,
+                             "share of the row outside the sample's principal subspace"),
+    "ellipsoid": DetectorSpec(lambda c: _Ellipsoid(), False,
+                              "Mahalanobis distance to the class centre (shrunk covariance)"),
+    "sphere": DetectorSpec(lambda c: _Sphere(), True, "distance to the class centroid"),
+    "slab": DetectorSpec(lambda c: _Slab(), True,
+                         "distance along the direction between class centroids"),
+    "iforest": DetectorSpec(lambda c: _PyOD(_iforest), False, "PyOD IForest"),
+    "hbos": DetectorSpec(lambda c: _PyOD(_hbos), False, "PyOD HBOS"),
+    "pca": DetectorSpec(lambda c: _PyODPCA(), False, "PyOD PCA"),
+    "ecod": DetectorSpec(lambda c: _FrozenTails("ecod"), False,
+                         "ECOD tails frozen against the sample"),
+    "copod": DetectorSpec(lambda c: _FrozenTails("copod"), False,
+                          "COPOD tails frozen against the sample"),
+    "knn": DetectorSpec(lambda c: _KNN(), False,
+                        f"mean cosine distance to the {KNN_NEIGHBOURS} nearest sampled rows",
+                        linear=False),
+}
+
+
+# ------------------------------------------------------------------------- calibration
+
+@dataclasses.dataclass(frozen=True)
+class TailCalibration:
+    """Evidence ``-log p`` of raw scores against the sample's scores of one detector.
+
+    Two estimates of the tail probability ``p``, the larger evidence wins:
+
+    * empirical: the mid-rank share ``(1 + #{s' > s} + #{s' = s} / 2) / (n + 1)`` of the
+      sampled scores, interpolated linearly between sampled values (it cannot go below
+      ``1 / (n + 1)``, however extreme the row);
+    * a power-law tail fitted robustly on the sampled scores: on the log scale, an
+      exponential above the median whose scale comes from the median and the 90th
+      percentile (so up to 10% of poisons in the sample do not move it). It ranks the
+      extremes by how far out they are, where ranks alone say "top 1%" for all of them,
+      and extrapolates beyond the largest sampled score.
+    """
+
+    values: np.ndarray      # distinct sampled scores, increasing
+    evidence: np.ndarray    # empirical evidence at each of them
+    n: int
+    offset: float           # scores are shifted by this before the log
+    median: float           # median of the log-shifted sampled scores
+    scale: float            # exponential scale of their upper tail (0: none)
+
+    @classmethod
+    def fit(cls, scores: np.ndarray) -> "TailCalibration":
+        scores = np.sort(_finite(scores, nan=0.0))
+        n = len(scores)
+        values, counts = np.unique(scores, return_counts=True)
+        above = n - np.cumsum(counts)
+        tail = (1.0 + above + counts / 2.0) / (n + 1.0)
+        offset = min(0.0, float(scores[0]))
+        logs = _log_shifted(scores, offset)
+        median, high = (float(v) for v in np.quantile(logs, [0.5, 0.9]))
+        scale = (high - median) / math.log(5.0) if high > median else 0.0
+        return cls(values, -np.log(tail), n, offset, median, scale)
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        scores = _finite(scores, nan=-np.inf)
+        evidence = np.interp(scores, self.values, self.evidence)
+        if self.scale > 0:
+            logs = _log_shifted(scores, self.offset)
+            np.fmax(evidence, self._tail(logs), out=evidence)
+            beyond = scores > self.values[-1]
+            if beyond.any():  # continue along the tail from the largest sampled score
+                last = _log_shifted(self.values[-1:], self.offset)
+                top = max(float(self.evidence[-1]), float(self._tail(last)[0]))
+                evidence[beyond] = np.fmax(evidence[beyond],
+                                           top + (logs[beyond] - last[0]) / self.scale)
+        return np.minimum(evidence, MAX_EVIDENCE)
+
+    def _tail(self, logs: np.ndarray) -> np.ndarray:
+        return math.log(2.0) + (logs - self.median) / self.scale
+
+    def share(self, score: float) -> float | None:
+        """Share of sampled scores at least as high (``None``: above every one)."""
+        if not score <= self.values[-1]:
+            return None
+        index = int(np.searchsorted(self.values, score, side="left"))
+        return float(np.exp(-self.evidence[index]))
+
+
+def _finite(scores, nan: float) -> np.ndarray:
+    """Float64 scores with NaN replaced and infinities at the largest finite values."""
+    big = np.finfo(np.float64).max
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=nan, posinf=big,
+                         neginf=-big)
+
+
+def _log_shifted(scores: np.ndarray, offset: float) -> np.ndarray:
+    """``log(score - offset)``, with scores at or below the offset far down."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shifted = np.log(np.maximum(scores - offset, 0.0) + 1e-300)
+    return shifted
+
+
+# ------------------------------------------------------------------------------ check
+
+class OutlierCheck(Check):
+    """Ensemble of outlier detectors and per-class geometry on the encoded rows.
+
+    Parameters
+    ----------
+    detectors : list of str, optional
+        Detectors to run, by name (see :data:`DETECTORS`); default
+        :data:`DEFAULT_DETECTORS`. Label-dependent ones are skipped without a label.
+    variance : float, default 0.9
+        Share of the sample's variance that the ``subspace`` detector's principal
+        subspace holds.
+    reason_tail : float, default 0.01
+        Rows whose family score is in this top share of the sample's get a reason.
+
+    Attributes
+    ----------
+    detectors_ : dict of str to object
+        The fitted detectors, in the order given.
+    calibration_ : dict of str to TailCalibration
+        Each detector's sample scores, for the evidence ``-log p``.
+    skipped_detectors_ : dict of str to str
+        Requested detectors that could not run, with the reason.
+    skipped_columns_ : dict of str to str
+        Feature columns the encoder left out (identifier-like, never finite).
+    encoder_ : FeatureEncoder or None
+        The shared encoder (``None`` when the check is inactive).
+    mean_, scale_ : numpy.ndarray
+        Standardisation of the encoded features (sample mean and standard deviation).
+    classes_ : list of str
+        Modelled classes (index = class code); empty without a label, in which case
+        all rows form one group.
+    centres_, radii_ : numpy.ndarray
+        Robust centre and radius (median distance of its sampled rows) of every group.
+    threshold_ : float
+        Family score from which a row gets a reason.
+    inactive_ : str or None
+        Why nothing could be fitted (too few rows or no usable feature), else ``None``.
+    """
+
+    name = "outliers"
+    parameters = (
+        Option("detectors", "list", None,
+               f"outlier detectors to run (default: {', '.join(DEFAULT_DETECTORS)}; "
+               f"known: {', '.join(DETECTORS)})", nullable=True),
+        Option("variance", "float", 0.9, "variance share of the subspace detector's subspace",
+               low=0.0, high=1.0, low_open=True, high_open=True),
+        Option("reason_tail", "float", 0.01, "top share of rows that get a reason",
+               low=0.0, high=0.5),
+    )
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        self._detector_names()
+
+    def _detector_names(self) -> tuple[str, ...]:
+        """The requested detectors, validated, duplicates dropped."""
+        names = self.detectors
+        if names is None:
+            names = DEFAULT_DETECTORS
+        elif isinstance(names, str):
+            names = [v.strip() for v in names.split(",") if v.strip()]
+        names = tuple(names)
+        if not names:
+            raise ConfigError("[outliers]: detectors must name at least one detector")
+        for name in names:
+            if name not in DETECTORS:
+                raise ConfigError(f"[outliers]: unknown detector {name!r} in detectors "
+                                  f"(known: {', '.join(DETECTORS)})")
+        return tuple(dict.fromkeys(names))
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self, state, profile) -> "OutlierCheck":
+        self._validate_params()
+        names = self._detector_names()
+        self.detectors_, self.calibration_, self.skipped_detectors_ = {}, {}, {}
+        self.classes_, self.class_rows_ = [], {}
+        self.threshold_ = math.inf
+        self.inactive_ = None
+        self.encoder_ = None
+        sample = profile.sample_chunk()
+        encoder = profile.encoder()
+        self.skipped_columns_ = dict(encoder.skipped_)
+        self.n_features_ = len(encoder.feature_names_)
+        if self.n_features_ == 0:
+            self.inactive_ = "no encodable feature column"
+        elif len(sample) < MIN_FIT_ROWS:
+            self.inactive_ = f"{len(sample)} sampled row(s), fewer than {MIN_FIT_ROWS}"
+        if self.inactive_ is not None:
+            self.skipped_detectors_ = {n: self.inactive_ for n in names}
+            return self
+        self.encoder_ = encoder
+        X = encoder.transform(sample)
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[~(scale > 0)] = 1.0
+        self.scale_ = scale
+        Z = self._standardise(X)
+        self._fit_groups(sample, Z)
+        codes = self._codes(sample, Z)
+        ctx = _Context(seed=profile.seed, codes=codes, centres=self.centres_,
+                       rows=sample.rows, keys=_sample_keys(profile))
+        for name in names:
+            spec = DETECTORS[name]
+            if spec.needs_label and not self.classes_:
+                self.skipped_detectors_[name] = "no label column" \
+                    if profile.schema.label is None \
+                    else f"no class has {MIN_CLASS_ROWS} sampled rows"
+                continue
+            if name == "slab" and len(self.classes_) < 2:
+                self.skipped_detectors_[name] = "fewer than two modelled classes"
+                continue
+            detector = spec.make(self).fit(Z, ctx)
+            self.detectors_[name] = detector
+            self.calibration_[name] = TailCalibration.fit(detector.score(Z, codes, sample.rows))
+        if not self.detectors_:
+            self.inactive_ = "no detector could run"
+            return self
+        if self.reason_tail > 0:
+            family, _, _ = self._evidence(Z, codes, sample.rows)
+            self.threshold_ = float(np.quantile(family, 1.0 - self.reason_tail))
+        return self
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((X - self.mean_) / self.scale_)
+
+    def _fit_groups(self, sample, Z: np.ndarray) -> None:
+        """Centres and radii of the largest classes with enough sampled rows.
+
+        Without a label (or without a class of :data:`MIN_CLASS_ROWS` sampled rows) all
+        rows form one group. A radius is the median distance of the group's sampled rows
+        to its centre.
+        """
+        labels = sample.labels()
+        if labels is not None:
+            present = pd.Series(labels[labels != None]).value_counts()  # noqa: E711
+            ordered = sorted(((str(c), int(k)) for c, k in present.items()
+                              if k >= MIN_CLASS_ROWS), key=lambda kv: (-kv[1], kv[0]))
+            ordered = ordered[:MAX_CLASSES]
+            self.classes_ = sorted(c for c, _ in ordered)
+            self.class_rows_ = dict(ordered)
+        self._class_index = pd.Index(self.classes_, dtype=object)
+        if self.classes_:
+            known = self._class_index.get_indexer(labels)
+            groups = [Z[known == c] for c in range(len(self.classes_))]
+        else:
+            groups = [Z]
+        self.centres_ = np.stack([_robust_centre(g) for g in groups])
+        self.radii_ = np.array([_positive(np.median(np.sqrt(_sqnorm(g - c))))
+                                for g, c in zip(groups, self.centres_)])
+
+    def _codes(self, chunk, Z: np.ndarray) -> np.ndarray:
+        """Group index of every row: its class or, for unknown, rare or missing labels,
+        the nearest class centre; ``0`` (the one group) without modelled classes."""
+        if not self.classes_:
+            return np.zeros(len(Z), dtype=np.int64)
+        codes = self._class_index.get_indexer(chunk.labels()).astype(np.int64)
+        lost = np.flatnonzero(codes < 0)
+        if len(lost):
+            gaps = np.stack([_sqnorm(Z[lost] - c) for c in self.centres_], axis=1)
+            codes[lost] = np.argmin(gaps, axis=1)
+        return codes
+
+    # ---------------------------------------------------------------------------- score
+    def _evidence(self, Z, codes, rows) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                  dict[str, np.ndarray]]:
+        """Family score (mean evidence), each detector's evidence and raw score."""
+        raw = {name: det.score(Z, codes, rows) for name, det in self.detectors_.items()}
+        per = {name: self.calibration_[name](raw[name]) for name in raw}
+        family = np.zeros(len(Z))
+        for evidence in per.values():
+            family += evidence
+        return family / len(per), per, raw
+
+    def score(self, chunk) -> CheckScores:
+        n = len(chunk)
+        if self.inactive_ is not None or n == 0:
+            return CheckScores.empty(n)
+        Z = self._standardise(self.encoder_.transform(chunk))
+        codes = self._codes(chunk, Z)
+        family, per, raw = self._evidence(Z, codes, chunk.rows)
+        reasons = np.full(n, None, dtype=object)
+        flagged = np.flatnonzero(family >= self.threshold_)
+        if len(flagged):
+            labels = chunk.labels()
+            for i in flagged.tolist():
+                reasons[i] = self._reason(i, per, raw, Z, codes, labels)
+        return CheckScores(np.ascontiguousarray(family, dtype=np.float64),
+                           np.zeros(n, dtype=bool), reasons)
+
+    def _reason(self, i: int, per, raw, Z, codes, labels) -> str:
+        """``outliers:subspace top 0.05% of rows; ellipsoid top 1.2% of rows; 4.1 radii
+        from class 'spam' centroid`` for row ``i`` of a chunk."""
+        ranked = sorted(per, key=lambda name: (-per[name][i], name))
+        shares = {name: self.calibration_[name].share(float(raw[name][i])) for name in ranked}
+        named = [name for name in ranked if shares[name] is None
+                 or shares[name] <= REASON_DETECTOR_SHARE][:MAX_DETECTORS_IN_REASON]
+        parts = [f"{name} {_share(self.calibration_[name].n, shares[name])}"
+                 for name in named or ranked[:1]]
+        if self.classes_:
+            c = int(codes[i])
+            radii = math.sqrt(float(_sqnorm(Z[i:i + 1] - self.centres_[c])[0])) / self.radii_[c]
+            own = labels is not None and labels[i] is not None \
+                and str(labels[i]) == self.classes_[c]
+            where = "class" if own else "nearest class"
+            parts.append(f"{radii:.1f} radii from {where} {_quoted(self.classes_[c])} centroid")
+        return "outliers:" + "; ".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "detectors": list(getattr(self, "detectors_", {})),
+            "skipped_detectors": dict(getattr(self, "skipped_detectors_", {})),
+            "encoded_features": getattr(self, "n_features_", 0),
+            "skipped_columns": dict(getattr(self, "skipped_columns_", {})),
+        }
+        if getattr(self, "inactive_", None):
+            out["inactive"] = self.inactive_
+            return out
+        out["reason_tail"] = self.reason_tail
+        out["reason_threshold"] = _round(self.threshold_)
+        for name, det in self.detectors_.items():
+            extra = det.describe()
+            if extra:
+                out.setdefault("detector_details", {})[name] = extra
+        if self.classes_:
+            out["classes"] = {c: {"sampled_rows": self.class_rows_[c],
+                                  "radius": _round(float(self.radii_[k]))}
+                              for k, c in enumerate(self.classes_[:20])}
+        return out
+
+
+def _sample_keys(profile) -> np.ndarray:
+    """Keyed hashes of the sampled rows (for a reproducible sub-sample of them)."""
+    keys = np.asarray(profile.sample.keys)
+    return keys if len(keys) == len(profile.sample) else np.arange(len(profile.sample))
+
+
+def _share(n: int, share: float | None) -> str:
+    """``top 0.02% of rows`` (of the sample), or beyond every sampled row."""
+    if share is None:
+        return f"beyond all {n} sampled rows"
+    pct = 100.0 * share
+    return f"top {pct:.2g}% of rows" if pct < 10 else f"top {pct:.0f}% of rows"
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _round(x: float, digits: int = 10) -> float:
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x

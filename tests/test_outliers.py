@@ -1,0 +1,297 @@
+"""The outliers family: detectors, class geometry, calibration, selection and edge cases."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import poisonscan
+from poisonscan import pipeline
+from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, OutlierCheck, \
+    TailCalibration
+from poisonscan.cli import main
+from poisonscan.errors import ConfigError
+from poisonscan.io.schema import ScanSchema
+from poisonscan.io.sources import TableSource
+
+#: Planted rows of :func:`correlated`.
+JOINT, GROSS = 10, 20
+
+
+def correlated(rows: int = 1000, seed: int = 0, classes=("neg", "pos")) -> pd.DataFrame:
+    """Three strongly correlated columns, one independent, a categorical and a label.
+
+    Row ``JOINT`` has every value in range but breaks the correlations; row ``GROSS``
+    holds a value 50 standard deviations out.
+    """
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=rows)
+    noise = rng.normal(scale=0.1, size=(rows, 3))
+    df = pd.DataFrame({
+        "a": t + noise[:, 0],
+        "b": 2 * t + noise[:, 1],
+        "c": -t + noise[:, 2],
+        "d": rng.normal(size=rows),
+        "colour": rng.choice(["red", "green", "blue"], rows),
+    })
+    if len(classes) == 2:
+        df["y"] = np.where(t + rng.normal(scale=0.5, size=rows) > 0, classes[1], classes[0])
+    else:
+        df["y"] = rng.choice(list(classes), rows)
+    df.loc[JOINT, ["a", "b", "c"]] = [1.5, -3.0, 1.5]
+    df.loc[GROSS, "d"] = 50.0
+    return df
+
+
+def fitted(df, label="y", chunk_rows=300, sample_rows=100_000, seed=0, **params):
+    """An outlier check fitted through pass 1 and fit, and the schema it was fitted on."""
+    source = TableSource(df)
+    schema = ScanSchema.build(source.arrow_schema, label=label, id_column=None)
+    check = OutlierCheck(**params)
+    check._validate_params()
+    state = None
+    for chunk in source.chunks(chunk_rows, schema):
+        part = pipeline.summarize(chunk, [check], sample_rows=sample_rows, seed=seed)
+        state = pipeline.merge(state, part, [check])
+    pipeline.fit(state, [check])
+    return check, source, schema
+
+
+def scored(check, source, schema, chunk_rows=10_000):
+    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
+    return (np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.violation for p in parts]),
+            np.concatenate([p.reasons for p in parts]))
+
+
+def rank_of(scores, row):
+    return int((scores > scores[row]).sum())
+
+
+# ---------------------------------------------------------------------------- ranking
+
+def test_planted_rows_rank_first_with_readable_reasons():
+    check, source, schema = fitted(correlated())
+    assert list(check.detectors_) == list(DEFAULT_DETECTORS)
+    scores, violation, reasons = scored(check, source, schema)
+    assert sorted(np.argsort(-scores)[:2]) == [JOINT, GROSS]
+    assert not violation.any()  # soft evidence only
+    assert reasons[JOINT].startswith("outliers:subspace ")
+    assert reasons[GROSS].startswith("outliers:ellipsoid ")
+    for row in (JOINT, GROSS):
+        assert "% of rows" in reasons[row] or "beyond all 1000 sampled rows" in reasons[row]
+        assert "radii from class " in reasons[row] and "centroid" in reasons[row]
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_detector_is_pure_chunk_invariant_and_finds_the_gross_outlier(name):
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(rng.normal(size=(600, 4)), columns=list("abcd"))
+    df["colour"] = rng.choice(["red", "green"], 600)
+    df["y"] = np.where(df["a"] + df["b"] > 0, "pos", "neg")
+    df.loc[GROSS, ["c", "d"]] = [40.0, -40.0]
+    check, source, schema = fitted(df, detectors=[name], sample_rows=400)
+    assert list(check.detectors_) == [name]
+    before = pickle.dumps(check)
+    whole, _, reasons = scored(check, source, schema, chunk_rows=600)
+    parts, _, part_reasons = scored(check, source, schema, chunk_rows=37)
+    assert pickle.dumps(check) == before, "score() changed the check"
+    assert np.array_equal(whole, parts)
+    assert list(reasons) == list(part_reasons)
+    assert whole.dtype == np.float64 and np.isfinite(whole).all()
+    if name not in ("slab", "subspace"):  # these look along other directions (tests below)
+        assert rank_of(whole, GROSS) < 3, f"{name} ranks a 40-sigma row {rank_of(whole, GROSS)}th"
+
+
+def test_geometry_detectors_see_a_row_carrying_the_other_class_label():
+    df = correlated(1000)
+    far = int(np.argmax(df["a"].to_numpy() * (df["y"] == "pos")))  # deep inside 'pos'
+    df.loc[far, "y"] = "neg"
+    for name in ("sphere", "slab", "ellipsoid"):
+        check, source, schema = fitted(df, detectors=[name])
+        scores, _, _ = scored(check, source, schema)
+        assert rank_of(scores, far) < 20, name
+
+
+# ---------------------------------------------------------------------------- selection
+
+def test_detector_selection_through_the_command_line(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    correlated(300).to_csv(path, index=False)
+    out = tmp_path / "out"
+    code = main(["scan", str(path), "--label", "y", "--detectors", "iforest,sphere",
+                 "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    learned = summary["checks"]["outliers"]["learned"]
+    assert learned["detectors"] == ["iforest", "sphere"]
+    assert summary["config"]["families"]["outliers"]["detectors"] == ["iforest", "sphere"]
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_unknown_detector_is_a_usage_error_naming_it(tmp_path, capsys, how):
+    path = tmp_path / "d.csv"
+    correlated(100).to_csv(path, index=False)
+    out = tmp_path / "out"
+    argv = ["scan", str(path), "--label", "y", "--out", str(out)]
+    if how == "flag":
+        argv += ["--detectors", "iforest,isolation_forest"]
+    else:
+        config = tmp_path / "poisonscan.toml"
+        config.write_text('[outliers]\ndetectors = ["iforest", "isolation_forest"]\n')
+        argv += ["--config", str(config)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "'isolation_forest'" in lines[0] and "iforest" in lines[0]
+    assert not out.exists()
+
+
+def test_detector_parameter_errors_from_the_library():
+    with pytest.raises(ConfigError, match="unknown detector 'nope'"):
+        poisonscan.scan(correlated(50), label="y", families={"outliers": {"detectors": ["nope"]}})
+    with pytest.raises(ConfigError, match="at least one detector"):
+        OutlierCheck(detectors=[])._validate_params()
+    with pytest.raises(ConfigError, match="list of names"):
+        OutlierCheck(detectors=[1])._validate_params()
+    assert OutlierCheck(detectors="hbos, iforest")._detector_names() == ("hbos", "iforest")
+
+
+def test_import_is_light():
+    code = ("import sys, poisonscan.checks.outliers; "
+            "print(any(m == 'pyod' or m.startswith('pyod.') for m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------- edge cases
+
+def test_without_a_label_geometry_is_skipped_and_the_rest_runs():
+    df = correlated().drop(columns="y")
+    check, source, schema = fitted(df, label=None,
+                                   detectors=["subspace", "ellipsoid", "sphere", "slab"])
+    assert list(check.detectors_) == ["subspace", "ellipsoid"]
+    assert check.skipped_detectors_ == {"sphere": "no label column", "slab": "no label column"}
+    scores, _, reasons = scored(check, source, schema)
+    assert np.isfinite(scores).all()
+    assert sorted(np.argsort(-scores)[:2]) == [JOINT, GROSS]
+    assert "radii" not in reasons[JOINT]
+
+
+def test_one_class_data_has_no_slab():
+    check, source, schema = fitted(correlated(classes=("only",)),
+                                   detectors=["sphere", "slab", "ellipsoid"])
+    assert list(check.detectors_) == ["sphere", "ellipsoid"]
+    assert check.skipped_detectors_ == {"slab": "fewer than two modelled classes"}
+    scores, _, reasons = scored(check, source, schema)
+    assert rank_of(scores, GROSS) == 0
+    assert "radii from class 'only' centroid" in reasons[GROSS]
+
+
+def test_one_row_and_tiny_data_are_scored_without_error():
+    one = correlated(30).iloc[[0]].reset_index(drop=True)
+    result = poisonscan.scan(one, label="y", checks=["outliers"])
+    assert result.scores()["outliers"].tolist() == [0.0]
+    learned = result.summary["checks"]["outliers"]["learned"]
+    assert "fewer than" in learned["inactive"]
+    check, source, schema = fitted(correlated(30).iloc[:6].reset_index(drop=True))
+    assert check.inactive_ is None and check.classes_ == []  # no class has 10 sampled rows
+    scores, _, _ = scored(check, source, schema)
+    assert np.isfinite(scores).all()
+
+
+def test_all_missing_and_identifier_columns_are_left_out_and_reported():
+    df = correlated(400)
+    df["empty"] = np.nan
+    df["uid"] = [f"id-{i:05d}" for i in range(len(df))]
+    df["seq"] = 10_000 + np.arange(len(df))
+    result = poisonscan.scan(df, label="y", checks=["outliers"])
+    learned = result.summary["checks"]["outliers"]["learned"]
+    assert set(learned["skipped_columns"]) == {"empty", "uid", "seq"}
+    assert "identifier-like" in learned["skipped_columns"]["uid"]
+    assert "identifier-like" in learned["skipped_columns"]["seq"]
+    scores = result.scores().sort_values("row")["outliers"].to_numpy()
+    assert sorted(np.argsort(-scores)[:2]) == [JOINT, GROSS]
+
+
+def test_unseen_categories_and_labels_at_scoring_time():
+    check, _, schema = fitted(correlated(800))
+    later = correlated(800, seed=1).iloc[100:140].reset_index(drop=True)
+    later.loc[0, "colour"] = "ultraviolet"   # never sampled
+    later.loc[1, "y"] = "maybe"              # a label never sampled
+    later.loc[1, ["a", "b", "c"]] = [1.5, -3.0, 1.5]
+    later.loc[2, "y"] = None                 # missing label
+    chunk = next(TableSource(later).chunks(100, schema))
+    out = check.score(chunk)
+    assert np.isfinite(out.scores).all() and out.scores.shape == (40,)
+    assert out.reasons[1] is not None and "nearest class" in out.reasons[1]
+    assert int(np.argmax(out.scores)) == 1
+
+
+def test_reasons_only_for_the_tail_of_the_sample():
+    df = correlated(2000)
+    check, source, schema = fitted(df)
+    scores, _, reasons = scored(check, source, schema)
+    said = np.array([r is not None for r in reasons])
+    assert 0.005 <= said.mean() <= 0.02
+    assert scores[said].min() >= scores[~said].max()
+    quiet, source, schema = fitted(df, reason_tail=0.0)
+    _, _, reasons = scored(quiet, source, schema)
+    assert all(r is None for r in reasons)
+
+
+def test_same_seed_same_scores_other_seed_other_forest():
+    df = correlated(600)
+    a = poisonscan.scan(df, label="y", checks=["outliers"], seed=3,
+                        families={"outliers": {"detectors": ["iforest"]}}).scores()
+    b = poisonscan.scan(df, label="y", checks=["outliers"], seed=3,
+                        families={"outliers": {"detectors": ["iforest"]}}).scores()
+    c = poisonscan.scan(df, label="y", checks=["outliers"], seed=4,
+                        families={"outliers": {"detectors": ["iforest"]}}).scores()
+    assert a.equals(b)
+    assert not np.array_equal(a["outliers"].to_numpy(), c["outliers"].to_numpy())
+
+
+def test_describe_reports_what_was_learned():
+    check, _, _ = fitted(correlated(500), detectors=["subspace", "sphere", "hbos"])
+    learned = check.describe()
+    assert learned["detectors"] == ["subspace", "sphere", "hbos"]
+    assert learned["encoded_features"] == 7  # a, b, c, d + three colours
+    assert 1 <= learned["detector_details"]["subspace"]["components"] < 7
+    assert set(learned["classes"]) == {"neg", "pos"}
+    assert learned["classes"]["neg"]["sampled_rows"] + learned["classes"]["pos"]["sampled_rows"] \
+        == 500
+    json.dumps(learned)  # plain JSON values
+
+
+# ---------------------------------------------------------------------------- calibration
+
+def test_tail_calibration_is_monotone_and_extrapolates():
+    rng = np.random.default_rng(0)
+    sample = rng.exponential(size=1000)
+    cal = TailCalibration.fit(sample)
+    grid = np.linspace(-1, 30, 500)
+    evidence = cal(grid)
+    assert np.all(np.diff(evidence) >= 0)
+    assert evidence[0] == pytest.approx(-np.log((1 + 1000 - 0.5) / 1001))  # below everything
+    beyond = cal(np.array([sample.max() + 1, sample.max() + 10]))
+    assert beyond[1] > beyond[0] > cal(np.array([sample.max()]))[0] \
+        == pytest.approx(np.log(1001 / 1.5))
+    assert cal.share(float(sample.max()) + 1) is None
+    assert cal.share(float(np.median(sample))) == pytest.approx(0.5, abs=0.01)
+    assert np.isfinite(cal(np.array([np.nan, np.inf, -np.inf]))).all()
+
+
+def test_tail_calibration_of_constant_scores():
+    cal = TailCalibration.fit(np.zeros(50))
+    assert cal.scale == 0
+    assert np.isfinite(cal(np.array([0.0, 1.0, -1.0]))).all()
