@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 
 from ..config import Option
 from ..hashing import splitmix64
+from ..io.chunk import Chunk
 from ..io.schema import CATEGORICAL
 from .base import Check, CheckScores
 
@@ -82,6 +83,8 @@ LABELS_SHOWN = 3
 FIT_BYTES_PER_ROW = 64
 #: Quantile of the neighbours' group sizes taken as the local usual group size.
 LOCAL_QUANTILE = 0.75
+#: Dimensions of the encoded sample the neighbourhood index keeps (principal axes).
+NEIGHBOUR_DIMS = 16
 #: Largest groups of a label left out of its usual group size (they may be an attack's).
 LARGEST_IGNORED = 10
 #: Rows in groups up to which every group's neighbourhood is asked (fit-time decision).
@@ -700,7 +703,10 @@ class DuplicatesCheck(Check):
         Whether every group's neighbourhood is asked (few rows are in groups), or only
         conflicting groups and groups larger than their label's usual.
     tree_ : scipy.spatial.cKDTree or None
-        Index of the distinct points of the encoded sample (``None`` without features).
+        Index of the distinct points of the encoded sample on its ``NEIGHBOUR_DIMS``
+        principal axes (``None`` without features).
+    projection_ : tuple of numpy.ndarray or None
+        Mean and principal axes of the encoded sample (``None``: few enough columns).
     labels_ : tuple of str
         Label vocabulary (code ``i + 1``).
     n_rows_ : int
@@ -823,7 +829,7 @@ class DuplicatesCheck(Check):
         carries its labels as weights summing to 1, and the sizes of its exact and near
         groups in the whole dataset.
         """
-        self.tree_ = None
+        self.tree_ = self.projection_ = None
         sample = profile.sample_chunk()
         if len(sample) == 0:
             return
@@ -842,7 +848,8 @@ class DuplicatesCheck(Check):
         rank[order] = np.arange(len(order))
         point = rank[inverse]                          # sample row -> its point
         rep = first[order]
-        self.tree_ = cKDTree(np.ascontiguousarray(X[rep], dtype=np.float64))
+        self.projection_ = _principal_axes(X, NEIGHBOUR_DIMS)
+        self.tree_ = cKDTree(self._project(X[rep]))
         self._encoder = encoder
         self.point_keys_ = near[rep]
         self.point_sizes_ = np.column_stack([_sizes(self.exact_, self.exact_.lookup(exact[rep])),
@@ -858,6 +865,13 @@ class DuplicatesCheck(Check):
         weights = np.bincount(self.point_label_code_[known], self.point_label_weight_[known],
                               minlength=n_codes)
         self.prior_ = weights / max(weights.sum(), 1e-12)
+
+    def _project(self, X: np.ndarray) -> np.ndarray:
+        """Encoded rows on the neighbourhood axes (row by row: no batch-dependent rounding)."""
+        if self.projection_ is None:
+            return np.ascontiguousarray(X, dtype=np.float64)
+        mean, axes = self.projection_
+        return np.ascontiguousarray(np.einsum("ij,kj->ik", X - mean, axes))
 
     def _codes(self, chunk) -> np.ndarray:
         """Global label codes of ``chunk`` (0 = missing or never seen in pass 1)."""
@@ -939,12 +953,15 @@ class DuplicatesCheck(Check):
             point held by one row): how much rows repeat around this point. NaN without
             neighbours.
         """
-        X = self._encoder.transform(chunk)
         exact, _ = self._fingerprints(chunk)
         _, first, point = np.unique(exact[rows], return_index=True, return_inverse=True)
         point = point.reshape(-1)
         query = rows[first]
         keys = near[query]
+        # encode only the rows asked about (the encoding is row by row)
+        X = self._project(self._encoder.transform(
+            Chunk(chunk.table.take(pa.array(query)), chunk.rows[query], chunk.schema,
+                  source=chunk.source)))
         excluded = np.searchsorted(self._sorted_keys, keys, side="right") \
             - np.searchsorted(self._sorted_keys, keys, side="left")
         m = len(self.point_keys_)
@@ -957,7 +974,7 @@ class DuplicatesCheck(Check):
             K = int(min(k + extra, m))
             if K == 0:
                 continue
-            _, idx = self.tree_.query(X[query[batch]], k=K)
+            _, idx = self.tree_.query(X[batch], k=K)
             idx = np.asarray(idx).reshape(len(batch), K)
             valid = idx < m
             safe = np.where(valid, idx, 0)
@@ -1063,6 +1080,24 @@ class DuplicatesCheck(Check):
                 "rows_in_conflicting_groups": int(groups.sizes[conflicting].sum()),
             }
         return out
+
+
+def _principal_axes(X: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and top ``dims`` principal axes of ``X`` (``None`` when it has no more columns).
+
+    A k-d tree answers exact queries fast in a few dimensions and slowly in a hundred;
+    the neighbourhood of a duplicate group needs the coarse geometry, not every one-hot
+    column. Axes are sign-fixed (largest loading positive), so the projection is a
+    function of the sample alone.
+    """
+    if X.shape[1] <= dims:
+        return None
+    mean = X.mean(axis=0)
+    centred = X - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    axes = vectors[:, np.argsort(values, kind="stable")[::-1][:dims]].T
+    axes *= np.where(axes[np.arange(dims), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+    return mean, np.ascontiguousarray(axes)
 
 
 def _sizes(groups: Groups, index: np.ndarray) -> np.ndarray:
