@@ -37,8 +37,11 @@ def test_output_contract_files_and_schemas(tmp_path, poisoned_csv):
         ["scores.parquet", "suspects.csv", "quarantine.csv", "clean.csv", "summary.json",
          "report.html"])
     scores = pq.read_table(out / "scores.parquet")
-    assert scores.schema.names == ["row", "score", "suspect", "bounds", "uid"]
-    assert [str(t) for t in scores.schema.types[:4]] == ["int64", "double", "bool", "double"]
+    families = list(res.summary["checks"])
+    assert families[0] == "bounds"
+    assert scores.schema.names == ["row", "score", "suspect", *families, "uid"]
+    assert [str(t) for t in scores.schema.types[:-1]] == \
+        ["int64", "double", "bool"] + ["double"] * len(families)
     assert scores.column("row").to_pylist() == list(range(600))
     suspects = pd.read_csv(out / "suspects.csv")
     assert list(suspects.columns) == ["rank", "row", "uid", "score", "checks", "reason"]
