@@ -396,3 +396,18 @@ def test_disk_full_leaves_nothing_half_written_and_a_rerun_gives_everything(
     assert code == 0, err
     assert json.loads((out / "summary.json").read_text())["rows"] == summary["rows"]
     assert not [n for n in os.listdir(out) if n.startswith(".poisonscan-staging")]
+
+
+def test_parquet_text_with_invalid_utf8_is_quarantined_not_a_crash(tmp_path):
+    import poisonscan
+
+    colour = pa.array([b"red", b"blue"] * 100 + [b"caf\xe9"], pa.binary()).view(pa.string())
+    table = pa.table({"a": [float(i % 7) for i in range(201)], "colour": colour,
+                      "y": ["u", "v", "v"] * 67})
+    pq.write_table(table, tmp_path / "bad.parquet")
+    res = poisonscan.scan(str(tmp_path / "bad.parquet"), label="y", out=tmp_path / "out")
+    rows = res.summary["rows"]
+    assert rows["in"] == 201 and rows["clean"] + rows["quarantined"] == 201
+    q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pydict()
+    at = q["_row"].index(200)
+    assert "colour unparseable 'caf\ufffd'" in q["_reason"][at]

@@ -178,7 +178,8 @@ class ParquetSource(Source):
         for path in self.files:
             try:
                 for batch in self._open(path).iter_batches(batch_size=chunk_rows):
-                    yield start, pa.Table.from_batches([batch]), {}, str(path)
+                    table, bad_text = _repair_utf8(pa.Table.from_batches([batch]))
+                    yield start, table, ({} if raw else bad_text), str(path)
                     start += batch.num_rows
             except (pa.ArrowException, OSError) as exc:
                 raise InputError(f"cannot read Parquet file after row {start}: {_one_line(exc)}",
@@ -478,6 +479,27 @@ def _decode_utf8(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, dict[str
         columns.append(pa.array(values, pa.string()))
         bad[field.name] = CellErrors(np.asarray(positions, dtype=np.int64), tuple(shown))
     return pa.table(columns, schema=schema), bad
+
+
+def _repair_utf8(table: pa.Table) -> tuple[pa.Table, dict[str, CellErrors]]:
+    """Parquet text columns holding invalid UTF-8 (a damaged or hostile file): decode with
+    U+FFFD and list the cells, as :func:`_decode_utf8` does for CSV."""
+    bad = {}
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type):
+            continue
+        column = table.column(i)
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = pa.Table.from_arrays([column.combine_chunks().view(pa.binary())], names=["c"])
+        fixed, errors = _decode_utf8(raw, pa.schema([("c", pa.string())]))
+        table = table.set_column(i, field, fixed.column("c"))
+        if "c" in errors:
+            bad[field.name] = errors["c"]
+    return table, bad
 
 
 def _merge_errors(a: CellErrors | None, b: CellErrors) -> CellErrors:
