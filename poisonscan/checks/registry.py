@@ -12,6 +12,7 @@ from .base import Check
 REGISTRY: dict[str, str] = {
     "bounds": "poisonscan.checks.bounds:BoundsCheck",
     "outliers": "poisonscan.checks.outliers:OutlierCheck",
+    "labels": "poisonscan.checks.labels:LabelsCheck",
     "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
 }
 #: Families run when the user does not choose.

@@ -1,0 +1,537 @@
+"""Label consistency: cross-validated confident learning and nearest-neighbour agreement.
+
+A row whose label disagrees with what the rest of the data says about its neighbourhood
+is suspect. Two estimates of ``P(label | features)`` are learned from the row sample and
+combined; the family score is the probability that the given label is wrong.
+
+* **Model.** A classifier (``model``: HistGradientBoosting, logistic regression, or
+  a weighted average of both, the default) is cross-validated on the encoded sample with
+  ``folds`` folds, stratified by class and assigned by a keyed hash of the row id. Every
+  training row gets its out-of-fold probabilities (stored with its row id, so that it
+  gets the same honest values when pass 2 meets it again, in whatever chunk). Every
+  other row is scored by one of the fold models, chosen by a keyed hash of its row id:
+  it was not trained on that row either, so all rows' probabilities come from the same
+  distribution as the ones the fusion calibrates against.
+* **Neighbours.** A class-balanced vote of the ``k``, ``3k`` and ``10k`` nearest rows of
+  an index of the sample (a row never votes for itself: sampled rows are excluded by row
+  id). Each neighbour's vote is weighted by how much the model believes *its* label
+  (its out-of-fold probability), so a tight cluster of flipped rows does not vouch for
+  itself, and votes of a skewed class are weighted by the inverse square root of the
+  class share.
+* **Confident learning** (Northcutt, Jiang & Chuang, 2021) on the combined
+  probabilities of the training rows: per-class thresholds ``t_j`` (the mean
+  probability of class ``j`` among rows labelled ``j``), the confident joint of given
+  and likely true labels, calibrated to the class counts, and from it the estimated
+  number of wrong labels in the whole dataset (see :meth:`LabelsCheck.describe`) and
+  the noise transition matrix ``T[i, j] = P(given i | true j)``.
+* **Score.** The posterior probability that the given label ``i`` is wrong,
+  ``sum_{j != i} p_j T[i, j] / sum_j p_j T[i, j]``: self-confidence re-weighted by the
+  flips the data actually shows, so that a row labelled ``b`` that looks like an ``a``
+  counts more when ``a -> b`` flips are common (class-conditional and targeted flips).
+
+Rows without a label (reported by the ``bounds`` family), and rows whose class has
+fewer than ``min_class_rows`` sampled rows (too small to cross-validate; listed in the
+summary), score 0. With fewer than two checkable classes there is nothing to check:
+every row scores 0 and the summary says why. Label checks are soft evidence:
+``violation`` is always false. Rows in the top ``tail`` of the sampled scores whose
+combined probabilities prefer another class get a reason such as
+``labels: given 'ham' p=0.02; model says 'spam' p=0.95; 9/10 neighbours 'spam'``.
+
+Scoring never calls BLAS matrix products on the chunk (their rounding depends on how many
+rows are multiplied at once): linear models are evaluated feature by feature, and the
+neighbours found by scikit-learn are re-ranked by exactly recomputed distances, with an
+exact search for the rare rows whose candidate list cannot prove its ranking. A row's
+score therefore depends on the row only, never on its chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Option
+from ..hashing import row_keys
+from .base import Check, CheckScores
+
+#: Hash streams of the keyed random choices (see :func:`poisonscan.hashing.row_keys`).
+_TRAIN_STREAM, _FOLD_STREAM, _PASS2_STREAM, _INDEX_STREAM = 61, 62, 63, 64
+#: Models a user can choose.
+MODELS = ("hgb+logreg", "hgb", "logreg")
+#: Scales of the neighbour vote, in multiples of ``neighbours``.
+SCALES = (1, 3, 10)
+#: Extra candidates asked of the approximate search, to prove the exact ranking.
+_EXTRA_CANDIDATES = 8
+#: Floor of the noise transition matrix (no flip is deemed impossible).
+_TRANSITION_FLOOR = 1e-3
+#: Most classes the check handles (beyond, the label is not a class label).
+MAX_CLASSES = 200
+#: Rows per block of the exact neighbour search.
+_EXACT_BLOCK = 256
+
+
+class LabelsCheck(Check):
+    """Cross-validated confident learning and k-nearest-neighbour label agreement.
+
+    Parameters
+    ----------
+    model : {"hgb+logreg", "hgb", "logreg"}, default "hgb+logreg"
+        Classifier behind the out-of-fold probabilities: scikit-learn's
+        HistGradientBoostingClassifier, a logistic regression, or a weighted average of
+        both. Boosting fits non-linear classes, but it also learns a tight cluster of
+        flipped labels and then vouches for it; the linear model cannot fit such a
+        cluster, so it keeps seeing its rows as wrong.
+    hgb_weight : float, default 0.3
+        Weight of the boosting model in "hgb+logreg".
+    folds : int, default 5
+        Cross-validation folds.
+    model_rows : int, default 50000
+        Sampled rows the classifier is trained on at most (chosen by keyed hash).
+    neighbours : int, default 10
+        Base neighbour count ``k``; votes are taken at ``k``, ``3k`` and ``10k``.
+    knn_rows : int, default 20000
+        Sampled rows in the neighbour index at most (a subset of the training rows).
+    knn_weight : float, default 0.25
+        Weight of the neighbour vote in the combined probabilities (the model has
+        ``1 - knn_weight``).
+    class_balance : float, default 0.5
+        Neighbour votes of class ``c`` are weighted by ``share_c ** -class_balance``
+        (0: plain vote, 1: fully balanced).
+    min_class_rows : int, default 10
+        Sampled rows a class needs to be checked (and cross-validated).
+    tail : float, default 0.05
+        Share of the most suspect sampled rows whose reasons are written (only for rows
+        whose combined probabilities prefer another class than the given one).
+
+    Attributes
+    ----------
+    active_ : bool
+        Whether there is anything to check (at least two checkable classes).
+    note_ : str
+        Why the check is inactive, or ``""``.
+    classes_ : numpy.ndarray of object
+        The checked classes (text), sorted.
+    sampled_counts_ : dict of str to int
+        Sampled rows per label (every non-missing label).
+    rare_classes_ : dict of str to int
+        Labels with too few sampled rows to be checked, with their sampled counts.
+    models_ : list
+        The fitted fold models (one per fold, or a pair per fold for "hgb+logreg").
+    oof_rows_ : numpy.ndarray of int64
+        Row ids of the training rows, sorted.
+    oof_proba_ : numpy.ndarray of float64
+        Their out-of-fold model probabilities, ``(len(oof_rows_), len(classes_))``.
+    knn_rows_ : numpy.ndarray of int64
+        Row ids of the neighbour index.
+    thresholds_ : numpy.ndarray of float64
+        Confident-learning threshold per class.
+    joint_ : numpy.ndarray of float64
+        Calibrated confident joint ``Q[given, true]`` (sums to 1).
+    transition_ : numpy.ndarray of float64
+        ``T[i, j] = P(given i | true j)``, floored.
+    reason_threshold_ : float
+        Score from which a row gets a reason.
+    estimated_issues_ : int
+        Estimated number of wrong labels in the whole dataset.
+    """
+
+    name = "labels"
+    requires_label = True
+    parameters = (
+        Option("model", "str", "hgb+logreg", "classifier behind the out-of-fold probabilities",
+               choices=MODELS),
+        Option("hgb_weight", "float", 0.3, "weight of boosting in the hgb+logreg average",
+               low=0.0, high=1.0),
+        Option("folds", "int", 5, "cross-validation folds", low=2, high=20),
+        Option("model_rows", "int", 50_000, "sampled rows the classifier is trained on at most",
+               low=20),
+        Option("neighbours", "int", 10, "base neighbour count k (votes at k, 3k, 10k)",
+               low=1, high=100),
+        Option("knn_rows", "int", 20_000, "sampled rows in the neighbour index at most",
+               low=10),
+        Option("knn_weight", "float", 0.25, "weight of the neighbour vote against the model",
+               low=0.0, high=1.0),
+        Option("class_balance", "float", 0.5,
+               "neighbour votes weighted by class share ** -class_balance", low=0.0, high=1.0),
+        Option("min_class_rows", "int", 10, "sampled rows a class needs to be checked", low=2),
+        Option("tail", "float", 0.05, "share of the most suspect sampled rows given a reason",
+               low=0.0, high=1.0),
+    )
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self, state, profile) -> "LabelsCheck":
+        """Cross-validate the model, build the neighbour index, estimate the label noise.
+
+        Parameters
+        ----------
+        state : None
+            The check keeps no pass-1 state of its own.
+        profile : Profile
+            Its label counts, row sample and shared encoder are used.
+        """
+        self._validate_params()
+        with _one_thread():
+            return self._fit(profile)
+
+    def _fit(self, profile) -> "LabelsCheck":
+        self.seed_ = int(profile.seed)
+        self.n_rows_ = int(profile.n_rows)
+        sample = profile.sample_chunk()
+        labels = sample.labels()
+        present = np.flatnonzero(labels != None)  # noqa: E711 - elementwise on an object array
+        names, counts = np.unique(labels[present].astype(str), return_counts=True)
+        self.sampled_counts_ = {str(k): int(v) for k, v in zip(names, counts)}
+        if len(present) > self.model_rows:  # the rows with the smallest keyed hashes
+            keys = row_keys(self.seed_, sample.rows[present], _TRAIN_STREAM)
+            present = np.sort(present[np.argsort(keys, kind="stable")[:self.model_rows]])
+        in_training = dict(zip(*np.unique(labels[present].astype(str), return_counts=True)))
+        checked = np.array([in_training.get(k, 0) >= self.min_class_rows for k in names],
+                           dtype=bool)
+        self.classes_ = names[checked].astype(object)
+        self.rare_classes_ = {str(k): int(v) for k, v in zip(names[~checked], counts[~checked])}
+        totals = profile.labels.counts if profile.labels is not None else None
+        self.dataset_counts_ = {str(c): int((totals or {}).get(c, 0)) for c in self.classes_}
+        self.note_ = ""
+        if len(self.classes_) < 2:
+            self.note_ = ("nothing to check: one class" if len(names) == 1 else
+                          "nothing to check: no label" if len(names) == 0 else
+                          f"nothing to check: fewer than two classes with "
+                          f"{self.min_class_rows} sampled rows")
+        elif len(self.classes_) > MAX_CLASSES:
+            self.note_ = (f"nothing to check: {len(self.classes_)} classes (more than "
+                          f"{MAX_CLASSES}; the label does not look like a class label)")
+        self.active_ = not self.note_
+        if not self.active_:
+            return self
+
+        encoder = profile.encoder()
+        self._encoder = encoder
+        codes = self._codes(labels[present])
+        usable = present[codes >= 0]
+        X = encoder.transform(sample)
+        codes = self._codes(labels)
+        X_train, y_train, rows_train = X[usable], codes[usable], sample.rows[usable]
+        self.n_features_ = X.shape[1]
+        folds = _stratified_folds(self.seed_, rows_train, y_train, self.folds)
+
+        self.models_ = []
+        oof = np.zeros((len(usable), len(self.classes_)))
+        for f in range(self.folds):
+            held = folds == f
+            fitted = self._fit_models(X_train[~held], y_train[~held])
+            self.models_.append(fitted)
+            if held.any():
+                oof[held] = self._predict(fitted, X_train[held])
+        self.oof_rows_ = rows_train
+        self.oof_proba_ = oof
+        self.cv_accuracy_ = float(np.mean(oof.argmax(axis=1) == y_train))
+
+        # neighbour index: a keyed subset of the training rows, each vote weighted by its
+        # class weight and by the model's out-of-fold belief in its label
+        index = np.arange(len(usable))
+        if len(index) > self.knn_rows:
+            keys = row_keys(self.seed_, rows_train, _INDEX_STREAM)
+            index = np.sort(np.argsort(keys, kind="stable")[:self.knn_rows])
+        share = np.bincount(y_train[index], minlength=len(self.classes_)) / len(index)
+        weights = np.where(share > 0, np.maximum(share, 1e-12) ** -self.class_balance, 0.0)
+        self.class_weights_ = weights / weights[share > 0].mean()
+        self.knn_X_ = np.ascontiguousarray(X_train[index])
+        self.knn_codes_ = y_train[index]
+        self.knn_rows_ = rows_train[index]
+        self.knn_vote_ = self.class_weights_[self.knn_codes_] * \
+            oof[index, y_train[index]]
+        self.k_ = min(self.neighbours * SCALES[-1], len(index) - 1)
+        self.scales_ = tuple(sorted({max(1, min(self.neighbours * s, self.k_))
+                                     for s in SCALES})) if self.k_ > 0 else ()
+        self._columns = np.ascontiguousarray(self.knn_X_.T)
+        self._norm_max = float(np.max(np.einsum("ij,ij->i", self.knn_X_, self.knn_X_),
+                                      initial=0.0))
+        if self.k_ > 0:
+            from sklearn.neighbors import NearestNeighbors
+            self._index = NearestNeighbors(algorithm="brute").fit(self.knn_X_)
+
+        # confident learning on the combined probabilities of the training rows
+        proba, _ = self._combined(X_train, rows_train, y_train, oof)
+        self.thresholds_, self.joint_ = _confident_joint(proba, y_train, len(self.classes_))
+        given = self.joint_.sum(axis=1, keepdims=True)
+        true = self.joint_.sum(axis=0, keepdims=True)
+        self.transition_ = np.maximum(self.joint_ / np.where(true > 0, true, 1.0),
+                                      _TRANSITION_FLOOR)
+        self.issue_rate_ = 1.0 - np.diag(self.joint_) / np.where(given[:, 0] > 0,
+                                                                  given[:, 0], 1.0)
+        counts_all = np.array([self.dataset_counts_[c] for c in self.classes_], dtype=float)
+        if counts_all.sum() == 0:  # no label counts (high-cardinality label column)
+            counts_all = np.bincount(y_train, minlength=len(self.classes_)) \
+                * (self.n_rows_ / max(len(sample), 1))
+        self.estimated_issues_ = int(round(float((counts_all * self.issue_rate_).sum())))
+        scores = _posterior_wrong(proba, y_train, self.transition_)
+        self.reason_threshold_ = float(np.quantile(scores, 1.0 - self.tail)) \
+            if self.tail > 0 else math.inf
+        return self
+
+    def _codes(self, labels: np.ndarray) -> np.ndarray:
+        """Class index of each label; -1 for a missing or unchecked label."""
+        return pd.Index(self.classes_).get_indexer(pd.Index(labels, dtype=object))
+
+    def _fit_models(self, X: np.ndarray, y: np.ndarray) -> list:
+        from sklearn.exceptions import ConvergenceWarning
+        fitted = []
+        if self.model in ("hgb", "hgb+logreg"):
+            from sklearn.ensemble import HistGradientBoostingClassifier
+            fitted.append(HistGradientBoostingClassifier(random_state=self.seed_).fit(X, y))
+        if self.model in ("logreg", "hgb+logreg"):
+            from sklearn.linear_model import LogisticRegression
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fitted.append(LogisticRegression(max_iter=1000).fit(X, y))
+        return fitted
+
+    def _predict(self, fitted: list, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of a fold's models (columns = :attr:`classes_`)."""
+        out = np.zeros((len(X), len(self.classes_)))
+        for model in fitted:
+            linear = hasattr(model, "coef_")
+            weight = 1.0 if len(fitted) == 1 else \
+                (1.0 - self.hgb_weight if linear else self.hgb_weight)
+            proba = _linear_proba(model, X) if linear else model.predict_proba(X)
+            out[:, model.classes_] += weight * proba
+        return out
+
+    # -------------------------------------------------------------------- probabilities
+    def _model_proba(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Out-of-fold probabilities for training rows, one fold model's for the others."""
+        proba = np.empty((len(rows), len(self.classes_)))
+        pos = np.searchsorted(self.oof_rows_, rows)
+        pos_ok = np.minimum(pos, len(self.oof_rows_) - 1)
+        trained = self.oof_rows_[pos_ok] == rows
+        proba[trained] = self.oof_proba_[pos_ok[trained]]
+        others = np.flatnonzero(~trained)
+        if len(others):
+            fold = (row_keys(self.seed_, rows[others], _PASS2_STREAM)
+                    % np.uint64(self.folds)).astype(np.int64)
+            for f in np.unique(fold):
+                pick = others[fold == f]
+                proba[pick] = self._predict(self.models_[f], X[pick])
+        return proba
+
+    def _combined(self, X: np.ndarray, rows: np.ndarray, codes: np.ndarray,
+                  model_proba: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model and neighbour probabilities mixed; also the neighbour codes (or None)."""
+        if self.k_ <= 0 or self.knn_weight == 0:
+            return model_proba, None
+        neighbours = self._neighbours(X, rows)
+        votes = self.knn_vote_[neighbours]
+        found = self.knn_codes_[neighbours]
+        C = len(self.classes_)
+        knn = np.zeros((len(rows), C))
+        flat = np.arange(len(rows))[:, None] * C + found
+        for k in self.scales_:
+            hist = np.bincount(flat[:, :k].ravel(), weights=votes[:, :k].ravel(),
+                               minlength=len(rows) * C).reshape(len(rows), C)
+            total = hist.sum(axis=1, keepdims=True)
+            knn += np.where(total > 0, hist / np.where(total > 0, total, 1.0), 1.0 / C)
+        knn /= len(self.scales_)
+        return (1.0 - self.knn_weight) * model_proba + self.knn_weight * knn, found
+
+    # ------------------------------------------------------------------------ neighbours
+    def _neighbours(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Positions in the index of each row's ``k_`` nearest rows (itself excluded).
+
+        Ranked by exact squared distance, then by index position; candidates come from
+        scikit-learn's brute-force search, whose distances (BLAS products) depend on the
+        batch, and are recomputed exactly. A row whose candidates cannot prove that no
+        other indexed row is nearer is searched exactly.
+        """
+        n, m, k = len(rows), len(self.knn_rows_), self.k_
+        if n == 0:
+            return np.zeros((0, k), dtype=np.int64)
+        want = min(k + 1 + _EXTRA_CANDIDATES, m)
+        approx, cand = self._index.kneighbors(X, n_neighbors=want)
+        exact = self._sq_distances(X, cand)
+        exact[self.knn_rows_[cand] == rows[:, None]] = np.inf
+        order = np.lexsort((cand, exact), axis=1)
+        cand = np.take_along_axis(cand, order, axis=1)
+        exact = np.take_along_axis(exact, order, axis=1)
+        if want < m:
+            norms = np.einsum("ij,ij->i", X, X)
+            cut = approx[:, -1] ** 2 - 1e-9 * (norms + self._norm_max + 1.0)
+            unproven = np.flatnonzero(exact[:, k - 1] >= cut)
+            for start in range(0, len(unproven), _EXACT_BLOCK):
+                block = unproven[start:start + _EXACT_BLOCK]
+                cand[block, :k] = self._exact_neighbours(X[block], rows[block])
+        return cand[:, :k]
+
+    def _sq_distances(self, X: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Squared distances to the candidates, summed feature by feature (exact order)."""
+        out = np.zeros(cand.shape)
+        for j in range(X.shape[1]):
+            diff = X[:, j:j + 1] - self._columns[j][cand]
+            out += diff * diff
+        return out
+
+    def _exact_neighbours(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        m = len(self.knn_rows_)
+        out = np.zeros((len(rows), m))
+        for j in range(X.shape[1]):
+            diff = X[:, j:j + 1] - self._columns[j][None, :]
+            out += diff * diff
+        out[self.knn_rows_[None, :] == rows[:, None]] = np.inf
+        position = np.broadcast_to(np.arange(m), out.shape)
+        return np.lexsort((position, out), axis=1)[:, :self.k_]
+
+    # --------------------------------------------------------------------------- scoring
+    def score(self, chunk) -> CheckScores:
+        """Probability that each row's label is wrong (0 without a checkable label)."""
+        with _one_thread():
+            return self._score(chunk)
+
+    def _score(self, chunk) -> CheckScores:
+        n = len(chunk)
+        result = CheckScores.empty(n)
+        if not self.active_ or n == 0:
+            return result
+        codes = self._codes(chunk.labels())
+        live = np.flatnonzero(codes >= 0)
+        if not len(live):
+            return result
+        X = self._encoder.transform(chunk)[live]
+        rows, y = chunk.rows[live], codes[live]
+        model = self._model_proba(X, rows)
+        proba, found = self._combined(X, rows, y, model)
+        scores = _posterior_wrong(proba, y, self.transition_)
+        result.scores[live] = scores
+        flagged = np.flatnonzero((scores >= self.reason_threshold_)
+                                 & (proba.argmax(axis=1) != y))
+        for i in flagged.tolist():
+            result.reasons[live[i]] = self._reason(y[i], model[i], None if found is None
+                                                   else found[i])
+        return result
+
+    def _reason(self, given: int, model: np.ndarray, found: np.ndarray | None) -> str:
+        names = self.classes_
+        best = int(np.argmax(model))
+        text = (f"labels: given {_quote(names[given])} p={model[given]:.2f}; "
+                f"model says {_quote(names[best])} p={model[best]:.2f}")
+        if found is not None:
+            k = self.scales_[0]
+            counts = np.bincount(found[:k], minlength=len(names))
+            top = int(np.argmax(counts))
+            text += f"; {counts[top]}/{k} neighbours {_quote(names[top])}"
+        return text
+
+    def describe(self) -> dict[str, Any]:
+        """What the check learned (plain JSON values for ``summary.json``)."""
+        out: dict[str, Any] = {"checked": self.active_}
+        if not self.active_:
+            out["note"] = self.note_
+            out["sampled_labels"] = dict(sorted(self.sampled_counts_.items())[:50])
+            return out
+        names = [str(c) for c in self.classes_]
+        total = sum(self.dataset_counts_.values()) or self.n_rows_
+        flips = []
+        C = len(names)
+        per_row = self.joint_ / np.maximum(self.joint_.sum(axis=1, keepdims=True), 1e-300)
+        for i in range(C):
+            for j in range(C):
+                if i != j:
+                    count = per_row[i, j] * (self.dataset_counts_[names[i]] or 0)
+                    if count >= 0.5:
+                        flips.append((-count, names[i], names[j]))
+        flips.sort()
+        out.update({
+            "model": self.model if self.model != "hgb+logreg"
+            else f"hgb+logreg ({self.hgb_weight:g}:{1 - self.hgb_weight:g})",
+            "folds": self.folds,
+            "training_rows": int(len(self.oof_rows_)),
+            "out_of_fold_accuracy": _r(self.cv_accuracy_),
+            "neighbour_index_rows": int(len(self.knn_rows_)),
+            "neighbour_scales": list(self.scales_),
+            "classes": {c: self.dataset_counts_[c] for c in names},
+            "rare_classes": dict(sorted(self.rare_classes_.items())[:50]),
+            "thresholds": {c: _r(t) for c, t in zip(names, self.thresholds_)},
+            "estimated_label_issues": self.estimated_issues_,
+            "estimated_issue_rate": _r(self.estimated_issues_ / max(total, 1)),
+            "issue_rate_by_class": {c: _r(v) for c, v in zip(names, self.issue_rate_)},
+            "likely_flips": {f"{t} -> {g}": int(round(-c)) for c, g, t in flips[:10]},
+            "reason_threshold": _r(self.reason_threshold_),
+        })
+        return out
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _one_thread():
+    """Run OpenMP and BLAS on one thread.
+
+    The work here comes in many small calls (fold models, chunks), where threads buy
+    little; on a busy machine, or next to other worker processes, OpenMP's spinning
+    threads made a histogram-boosting fit 5-15x slower (measured on 2 shared cores).
+    """
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1)
+
+
+def _stratified_folds(seed: int, rows: np.ndarray, codes: np.ndarray, folds: int) -> np.ndarray:
+    """Fold of each row: within each class, rows ranked by keyed hash, dealt round-robin."""
+    keys = row_keys(seed, rows, _FOLD_STREAM)
+    order = np.lexsort((keys, codes))
+    ranked = codes[order]
+    start = np.searchsorted(ranked, ranked, side="left")
+    out = np.empty(len(rows), dtype=np.int64)
+    out[order] = (np.arange(len(rows)) - start) % folds
+    return out
+
+
+def _linear_proba(model, X: np.ndarray) -> np.ndarray:
+    """``predict_proba`` of a fitted logistic regression, feature by feature (no BLAS)."""
+    coef = model.coef_
+    z = np.broadcast_to(model.intercept_, (len(X), coef.shape[0])).copy()
+    for j in range(X.shape[1]):
+        z += X[:, j:j + 1] * coef[:, j]
+    if coef.shape[0] == 1:
+        p = 1.0 / (1.0 + np.exp(-np.clip(z[:, 0], -700, 700)))
+        return np.column_stack([1.0 - p, p])
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _confident_joint(proba: np.ndarray, codes: np.ndarray, C: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """Per-class thresholds and the calibrated confident joint ``Q[given, true]``.
+
+    A row labelled ``i`` counts towards ``(i, j)`` when ``p_j >= t_j`` for the most
+    probable such ``j``; rows are then rescaled to the given-label counts (Northcutt et
+    al. 2021, section 3.1).
+    """
+    thresholds = np.array([proba[codes == c, c].mean() if (codes == c).any() else 1.0
+                           for c in range(C)])
+    above = proba >= thresholds
+    true = np.where(above, proba, -1.0).argmax(axis=1)
+    confident = above.any(axis=1)
+    joint = np.zeros((C, C))
+    np.add.at(joint, (codes[confident], true[confident]), 1.0)
+    given = np.bincount(codes, minlength=C).astype(float)
+    rows = joint.sum(axis=1, keepdims=True)
+    joint = np.where(rows > 0, joint / np.where(rows > 0, rows, 1.0), np.eye(C)) * given[:, None]
+    return thresholds, joint / max(joint.sum(), 1e-300)
+
+
+def _posterior_wrong(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """``P(given label wrong | x)`` from class probabilities and the noise transition."""
+    lik = proba * transition[codes]
+    mine = lik[np.arange(len(codes)), codes]
+    total = lik.sum(axis=1)
+    return np.where(total > 0, 1.0 - mine / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _quote(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def _r(x: float) -> float:
+    return float(f"{x:.6g}")

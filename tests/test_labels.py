@@ -1,0 +1,232 @@
+"""The labels family: confident learning and neighbour agreement on planted label flips."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import poisonscan
+from poisonscan import pipeline
+from poisonscan.checks.labels import LabelsCheck
+from poisonscan.errors import ConfigError
+from poisonscan.io.schema import ScanSchema
+from poisonscan.io.sources import open_source
+
+
+def blobs(rows=900, classes=("ham", "spam"), seed=0, spread=1.0):
+    """Gaussian classes in 3 numeric columns plus a noise category; labels as given."""
+    rng = np.random.default_rng(seed)
+    k = len(classes)
+    y = rng.integers(k, size=rows)
+    centres = rng.normal(0, 4, size=(k, 3))
+    x = centres[y] + rng.normal(0, spread, size=(rows, 3))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
+                         "colour": rng.choice(["red", "green", "blue"], rows),
+                         "y": np.asarray(classes, dtype=object)[y]})
+
+
+def flip(df, rows, seed=1):
+    """Give ``rows`` another class, drawn uniformly."""
+    rng = np.random.default_rng(seed)
+    out = df.copy()
+    classes = np.array(sorted(df["y"].unique(), key=str), dtype=object)
+    for row in rows:
+        others = classes[classes != df.at[row, "y"]]
+        out.at[row, "y"] = others[rng.integers(len(others))]
+    return out
+
+
+def fitted(df, *, chunk_rows=250, sample_rows=100_000, seed=0, **params):
+    source = open_source(df)
+    schema = ScanSchema.build(source.arrow_schema, label="y", id_column=None)
+    check = LabelsCheck(**params)
+    state = None
+    for chunk in source.chunks(chunk_rows, schema):
+        state = pipeline.merge(state, pipeline.summarize(chunk, [check], sample_rows=sample_rows,
+                                                         seed=seed), [check])
+    pipeline.fit(state, [check])
+    return check, source, schema
+
+
+def scored(check, source, schema, chunk_rows=300):
+    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
+    return (np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.reasons for p in parts]),
+            np.concatenate([p.violation for p in parts]))
+
+
+def top(scores, k):
+    return set(np.argsort(-scores, kind="stable")[:k].tolist())
+
+
+PLANTED = [7, 40, 111, 222, 350, 401, 555, 678, 777, 850]
+
+
+@pytest.fixture(scope="module")
+def binary():
+    df = flip(blobs(), PLANTED)
+    return df, fitted(df)
+
+
+def test_binary_flips_rank_on_top_with_readable_reasons(binary):
+    df, (check, source, schema) = binary
+    scores, reasons, violation = scored(check, source, schema)
+    assert top(scores, len(PLANTED)) == set(PLANTED)
+    assert not violation.any()  # soft evidence only
+    for row in PLANTED:
+        given = df.at[row, "y"]
+        other = "spam" if given == "ham" else "ham"
+        assert reasons[row].startswith(f"labels: given '{given}' p=0.")
+        assert f"model says '{other}' p=" in reasons[row]
+        assert f"/10 neighbours '{other}'" in reasons[row]
+    clean = np.setdiff1d(np.arange(len(df)), PLANTED)
+    assert (reasons[clean] == None).mean() > 0.97  # noqa: E711 - reasons only for the tail
+    assert scores.min() >= 0 and scores.max() <= 1
+
+
+def test_binary_estimate_of_wrong_labels_is_reported(binary):
+    _, (check, _, _) = binary
+    learned = check.describe()
+    assert learned["checked"] is True
+    assert 5 <= learned["estimated_label_issues"] <= 20  # 10 planted in 900 rows
+    assert set(learned["classes"]) == {"ham", "spam"}
+    assert sum(learned["classes"].values()) == 900
+    assert set(learned["thresholds"]) == {"ham", "spam"}
+    assert learned["rare_classes"] == {}
+
+
+@pytest.mark.parametrize("labels", [(0, 1, 2, 3), ("north", "south", "east", "west"),
+                                    (True, False)], ids=["int", "str", "bool"])
+def test_multiclass_and_label_types(labels):
+    df = flip(blobs(800, classes=labels, seed=3), PLANTED[:8])
+    check, source, schema = fitted(df)
+    scores, reasons, _ = scored(check, source, schema)
+    assert len(top(scores, 8) & set(PLANTED[:8])) >= 7
+    # labels arrive as text, as Arrow writes them (booleans as "true"/"false")
+    text = [str(v).lower() if isinstance(v, bool) else str(v) for v in labels]
+    assert sorted(check.describe()["classes"]) == sorted(text)
+    for row in PLANTED[:8]:
+        given = df.at[row, "y"]
+        given = str(given).lower() if isinstance(given, (bool, np.bool_)) else str(given)
+        assert reasons[row].startswith(f"labels: given '{given}'")
+
+
+def test_rare_class_is_reported_not_checked():
+    df = blobs(600, seed=4)
+    df.loc[[5, 50, 500], "y"] = "unicorn"
+    check, source, schema = fitted(df)
+    learned = check.describe()
+    assert learned["rare_classes"] == {"unicorn": 3}
+    assert "unicorn" not in learned["classes"]
+    scores, reasons, _ = scored(check, source, schema)
+    assert (scores[[5, 50, 500]] == 0).all() and (reasons[[5, 50, 500]] == None).all()  # noqa: E711
+    assert scores.max() > 0  # the other classes are still checked
+
+
+def test_single_class_has_nothing_to_check():
+    df = blobs(300, classes=("only",))
+    check, source, schema = fitted(df)
+    scores, reasons, violation = scored(check, source, schema)
+    assert (scores == 0).all() and not violation.any() and (reasons == None).all()  # noqa: E711
+    learned = check.describe()
+    assert learned["checked"] is False and learned["note"] == "nothing to check: one class"
+
+
+def test_missing_labels_score_zero_and_are_left_to_bounds(tmp_path):
+    df = flip(blobs(), PLANTED)
+    df["y"] = df["y"].astype(object)
+    missing = [3, 30, 300]
+    df.loc[missing, "y"] = None
+    res = poisonscan.scan(df, label="y", out=tmp_path / "o", checks=["bounds", "labels"],
+                          contamination=0.01)
+    scores = res.scores().set_index("row")
+    assert (scores.loc[missing, "labels"] == 0).all()
+    assert top(scores["labels"].to_numpy(), len(PLANTED)) == set(PLANTED)
+    found = res.suspects.set_index("row")
+    for row in missing:  # reported once, by bounds
+        assert found.at[row, "checks"] == "bounds"
+        assert "labels:" not in found.at[row, "reason"]
+    counts = df["y"].value_counts().to_dict()
+    assert res.summary["checks"]["labels"]["learned"]["classes"] == counts
+
+
+def test_same_seed_same_scores_other_seed_other_folds():
+    df = flip(blobs(500, seed=5), PLANTED[:5])
+    a = scored(*fitted(df, seed=0))[0]
+    b = scored(*fitted(df, seed=0))[0]
+    c = scored(*fitted(df, seed=7))[0]
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)  # folds and model seeds follow the scan seed
+    assert top(a, 5) == top(c, 5) == set(PLANTED[:5])
+
+
+def test_chunking_and_sampling_change_nothing():
+    """Rows outside the sample use fold models, sampled rows their out-of-fold values."""
+    df = flip(blobs(1200, seed=6), PLANTED)
+    check, source, schema = fitted(df, sample_rows=500, chunk_rows=97)
+    other, _, _ = fitted(df, sample_rows=500, chunk_rows=1200)
+    whole = scored(check, source, schema, chunk_rows=1200)
+    for size in (1, 64, 333):
+        part = scored(check, source, schema, chunk_rows=size)
+        assert np.array_equal(whole[0], part[0]) and list(whole[1]) == list(part[1])
+    assert np.array_equal(whole[0], scored(other, source, schema, chunk_rows=1200)[0])
+    # the sample scored as a chunk of its own gives its rows the same (out-of-fold) scores
+    assert len(check.oof_rows_) == 500
+    state = None
+    for chunk in source.chunks(1200, schema):
+        state = pipeline.summarize(chunk, [], sample_rows=500, seed=0)
+    alone = check.score(state.profile.sample_chunk()).scores
+    assert np.array_equal(alone, whole[0][state.profile.sample.rows])
+    assert len(top(whole[0], len(PLANTED)) & set(PLANTED)) >= 9
+
+
+def test_neighbours_are_exact_with_ties_and_exclude_the_row_itself():
+    base = blobs(300, seed=8)
+    df = pd.concat([base] + [base.iloc[:40]] * 12, ignore_index=True)  # many exact ties
+    check, source, schema = fitted(df)
+    chunk = next(source.chunks(len(df), schema))
+    X = check._encoder.transform(chunk)
+    got = check._neighbours(X, chunk.rows)
+    # reference: exact distances, ties broken by index position, self excluded by row id
+    assert np.array_equal(got, check._exact_neighbours(X, chunk.rows))
+    assert not (check.knn_rows_[got] == chunk.rows[:, None]).any()
+    copies = np.arange(300, len(df))
+    nearest = check.knn_X_[got[copies, 0]]
+    assert np.array_equal(nearest, X[copies])  # each copy's nearest row is another copy
+
+
+def test_a_flipped_cluster_does_not_vouch_for_itself():
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-3, 3, size=(1500, 2))
+    y = np.where(x[:, 0] + x[:, 1] > 0, "a", "b").astype(object)
+    centre = np.array([1.5, 1.5])
+    cluster = np.argsort(((x - centre) ** 2).sum(axis=1))[:30]  # 2% of rows, all 'a'
+    y[cluster] = "b"
+    df = pd.DataFrame({"u": x[:, 0], "v": x[:, 1], "y": y})
+    scores = scored(*fitted(df))[0]
+    assert len(top(scores, 30) & set(cluster.tolist())) >= 24
+
+
+@pytest.mark.parametrize("model", ["hgb", "logreg"])
+def test_other_models(binary, model):
+    df, _ = binary
+    check, source, schema = fitted(df, model=model)
+    assert len(top(scored(check, source, schema)[0], len(PLANTED)) & set(PLANTED)) >= 9
+    assert check.describe()["model"] == model
+
+
+def test_parameters_are_validated():
+    with pytest.raises(ConfigError, match="model"):
+        fitted(blobs(100), model="forest")
+    with pytest.raises(ConfigError, match="folds"):
+        fitted(blobs(100), folds=1)
+
+
+def test_scoring_leaves_the_check_unchanged(binary):
+    _, (check, source, schema) = binary
+    before = pickle.dumps(check)
+    scored(check, source, schema)
+    assert pickle.dumps(check) == before
