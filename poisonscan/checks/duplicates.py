@@ -686,9 +686,9 @@ class DuplicatesCheck(Check):
     repeat_quantile : float, default 0.99
         Where the neighbourhood cannot be asked, a group is compared with this quantile
         of the sizes of its label's groups over distinct fingerprints.
-    memory_mb : float, default 256
-        Fingerprints kept in memory in pass 1 before runs are spilled to disk; also
-        bounds the working memory of ``fit``.
+    memory_mb : float, default 64
+        Fingerprints kept in memory in pass 1 before runs are spilled to disk (21 bytes
+        per row: about 3 million rows); also bounds the working memory of ``fit``.
     spill_dir : str or None
         Directory for spilled runs (a temporary directory inside it; default: the
         system's temporary directory).
@@ -726,7 +726,7 @@ class DuplicatesCheck(Check):
         Option("repeat_quantile", "float", 0.99,
                "quantile of group sizes beyond which repetition is unusual",
                low=0.5, high=1.0),
-        Option("memory_mb", "float", 256.0, "pass-1 fingerprints kept in memory before spilling",
+        Option("memory_mb", "float", 64.0, "pass-1 fingerprints kept in memory before spilling",
                low=0.0, low_open=True),
         Option("spill_dir", "str", None, "directory for spilled fingerprint runs",
                nullable=True),
@@ -849,7 +849,7 @@ class DuplicatesCheck(Check):
         point = rank[inverse]                          # sample row -> its point
         rep = first[order]
         self.projection_ = _principal_axes(X, NEIGHBOUR_DIMS)
-        self.tree_ = cKDTree(self._project(X[rep]))
+        self.tree_ = cKDTree(self._project(X)[rep])
         self._encoder = encoder
         self.point_keys_ = near[rep]
         self.point_sizes_ = np.column_stack([_sizes(self.exact_, self.exact_.lookup(exact[rep])),
@@ -871,7 +871,8 @@ class DuplicatesCheck(Check):
         if self.projection_ is None:
             return np.ascontiguousarray(X, dtype=np.float64)
         mean, axes = self.projection_
-        return np.ascontiguousarray(np.einsum("ij,kj->ik", X - mean, axes))
+        return np.ascontiguousarray(np.einsum("ij,kj->ik", X, axes) - np.einsum("j,kj->k",
+                                                                              mean, axes))
 
     def _codes(self, chunk) -> np.ndarray:
         """Global label codes of ``chunk`` (0 = missing or never seen in pass 1)."""
@@ -1093,8 +1094,7 @@ def _principal_axes(X: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray] |
     if X.shape[1] <= dims:
         return None
     mean = X.mean(axis=0)
-    centred = X - mean
-    values, vectors = np.linalg.eigh(centred.T @ centred)
+    values, vectors = np.linalg.eigh(X.T @ X - len(X) * np.outer(mean, mean))
     axes = vectors[:, np.argsort(values, kind="stable")[::-1][:dims]].T
     axes *= np.where(axes[np.arange(dims), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
     return mean, np.ascontiguousarray(axes)
