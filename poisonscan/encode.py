@@ -22,6 +22,7 @@ the matrix is built once per chunk whatever the number of checks).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, RobustScaler
@@ -30,6 +31,8 @@ from .io.chunk import Chunk
 from .io.schema import CATEGORICAL
 
 _MISSING = "\x00missing"
+#: A level no column has (to find where unseen levels go).
+_UNSEEN = "\x00unseen"
 #: Fewest sampled values to call a numeric column a sequential id.
 MIN_SEQUENTIAL_ROWS = 20
 
@@ -79,6 +82,7 @@ class FeatureEncoder:
         n = max(len(sample), 1)
         self.skipped_ = {}
         self.numeric_, self.categorical_ = [], []
+        self._levels, self._targets = [], []
         for column in schema.features:
             if schema.kinds[column] != CATEGORICAL:
                 values = sample.numeric(column)
@@ -117,8 +121,35 @@ class FeatureEncoder:
                 max_categories=self.max_categories, sparse_output=False, dtype=np.float64,
             ).fit(self._categorical_matrix(sample))
             names += [str(f) for f in self.onehot_.get_feature_names_out(self.categorical_)]
+            self._fit_lookups(len(names) - len(self.onehot_.get_feature_names_out()))
         self.feature_names_ = names
         return self
+
+    def _fit_lookups(self, start: int) -> None:
+        """Per categorical column: its levels and the output column of each level.
+
+        Derived from the fitted :class:`~sklearn.preprocessing.OneHotEncoder` by
+        transforming probe rows, so that :meth:`transform` gives exactly its output with
+        one hash lookup per value (the encoder itself checks values one by one in Python).
+        The last entry of each target array is where an unseen level goes (``-1``: none).
+        """
+        levels = self.onehot_.categories_
+        base = [lv[0] for lv in levels]
+        # every column's first level sets one output; blocks follow the column order
+        fixed = np.flatnonzero(self.onehot_.transform(np.array([base], dtype=object))[0])
+        self._levels, self._targets = [], []
+        for j, lv in enumerate(levels):
+            others = set(fixed.tolist()) - {int(fixed[j])}
+            probe = np.array([base] * (len(lv) + 1), dtype=object)
+            probe[:, j] = list(lv) + [_UNSEEN]
+            hot = self.onehot_.transform(probe)
+            target = np.full(len(lv) + 1, -1, dtype=np.int64)
+            for r in range(len(lv) + 1):
+                mine = set(np.flatnonzero(hot[r]).tolist()) - others
+                if mine:
+                    target[r] = start + mine.pop()
+            self._levels.append(pd.Index(list(lv), dtype=object))
+            self._targets.append(target)
 
     def _sequential(self, values: np.ndarray, rows: np.ndarray) -> bool:
         """Whether a numeric column looks like a sequential id of the rows."""
@@ -147,11 +178,19 @@ class FeatureEncoder:
             k = len(self.numeric_)
             scaled = np.clip(self.scaler_.transform(imputed[:, :k]), -self.clip, self.clip)
             parts += [scaled, imputed[:, k:]]
-        if self.categorical_:
-            parts.append(self.onehot_.transform(self._categorical_matrix(chunk)))
-        if not parts:
+        if not parts and not self.categorical_:
             return np.zeros((len(chunk), 0))
-        return np.ascontiguousarray(np.hstack(parts), dtype=np.float64)
+        out = np.zeros((len(chunk), len(self.feature_names_)))
+        done = 0
+        for part in parts:
+            out[:, done:done + part.shape[1]] = part
+            done += part.shape[1]
+        rows = np.arange(len(chunk))
+        for c, levels, target in zip(self.categorical_, self._levels, self._targets):
+            column = target[levels.get_indexer(self._categories_of(chunk, c))]
+            hot = column >= 0
+            out[rows[hot], column[hot]] = 1.0
+        return out
 
     def _numeric_matrix(self, chunk: Chunk) -> np.ndarray:
         X = np.column_stack([chunk.numeric(c) for c in self.numeric_]).astype(np.float64)
@@ -159,9 +198,11 @@ class FeatureEncoder:
         return X
 
     def _categorical_matrix(self, chunk: Chunk) -> np.ndarray:
-        columns = []
-        for c in self.categorical_:
-            values = chunk.strings(c).copy()
-            values[values == None] = _MISSING  # noqa: E711 - elementwise on an object array
-            columns.append(values)
-        return np.column_stack(columns)
+        return np.column_stack([self._categories_of(chunk, c) for c in self.categorical_])
+
+    @staticmethod
+    def _categories_of(chunk: Chunk, column: str) -> np.ndarray:
+        """The column's values as text, missing as a level of its own."""
+        values = chunk.strings(column).copy()
+        values[values == None] = _MISSING  # noqa: E711 - elementwise on an object array
+        return values

@@ -174,3 +174,25 @@ def test_frequent_levels_only(kw):
     names = enc.feature_names_
     assert names[-1] == "c_infrequent_sklearn"
     assert {"c_a", "c_b"} <= set(names) and "c_h" not in names
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_hot_lookup_matches_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    n = 3000
+    frame = pd.DataFrame({
+        "zipf": [f"v{int(k)}" for k in rng.zipf(1.6, n)],          # long tail -> infrequent
+        "few": rng.choice(["a", "b", "c"], n, p=[0.6, 0.399, 0.001]),
+        "flag": rng.random(n) < 0.5,
+        "gappy": pd.Series(rng.choice(["x", "y", None], n), dtype=object),
+        "num": rng.normal(size=n),
+    })
+    enc = FeatureEncoder(max_categories=8).fit(one_chunk(frame.iloc[:2000]))
+    later = frame.iloc[2000:].copy()
+    later.loc[later.index[:5], "few"] = "unseen"
+    later.loc[later.index[5:10], "zipf"] = "unseen"
+    chunk = one_chunk(later.reset_index(drop=True))
+    X = enc.transform(chunk)
+    k = len(enc.feature_names_) - len(enc.onehot_.get_feature_names_out())
+    expected = enc.onehot_.transform(enc._categorical_matrix(chunk))
+    assert np.array_equal(X[:, k:], expected)

@@ -247,6 +247,8 @@ def test_reasons_only_for_the_tail_of_the_sample():
     quiet, source, schema = fitted(df, reason_tail=0.0)
     _, _, reasons = scored(quiet, source, schema)
     assert all(r is None for r in reasons)
+    assert quiet.describe()["reason_threshold"] is None
+    json.dumps(quiet.describe(), allow_nan=False)
 
 
 def test_same_seed_same_scores_other_seed_other_forest():
@@ -270,7 +272,7 @@ def test_describe_reports_what_was_learned():
     assert set(learned["classes"]) == {"neg", "pos"}
     assert learned["classes"]["neg"]["sampled_rows"] + learned["classes"]["pos"]["sampled_rows"] \
         == 500
-    json.dumps(learned)  # plain JSON values
+    json.dumps(learned, allow_nan=False)  # plain JSON values
 
 
 # ---------------------------------------------------------------------------- calibration

@@ -78,9 +78,18 @@ REASON_DETECTOR_SHARE = 0.05
 
 # ----------------------------------------------------------------------------- helpers
 
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` whose rows do not depend on the other rows of ``a`` (no BLAS)."""
-    return np.einsum("ij,jk->ik", a, b)
+def _projected_sqnorm(a: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``|a @ basis|^2`` per row, whose value does not depend on the other rows of ``a``.
+
+    BLAS would round a row differently depending on how many rows are multiplied at
+    once; :func:`numpy.einsum` (without ``optimize``) does not call BLAS. The product is
+    taken in float32 (twice as fast; ample for an outlier score), the norm summed in
+    float64. ``basis`` must be float32.
+    """
+    if basis.shape[1] == 0:
+        return np.zeros(len(a))
+    projected = np.einsum("ij,jk->ik", a.astype(np.float32), basis)
+    return np.einsum("ij,ij->i", projected, projected, dtype=np.float64)
 
 
 def _sqnorm(a: np.ndarray) -> np.ndarray:
@@ -148,21 +157,26 @@ class _Subspace(_Detector):
         order = np.argsort(values)[::-1]
         values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
         total = values.sum()
-        if total <= 0:
-            k = Z.shape[1]
-        else:
-            k = int(np.searchsorted(np.cumsum(values) / total, self.variance) + 1)
-        self.components_ = np.ascontiguousarray(vectors[:, :min(k, Z.shape[1])])
+        d = Z.shape[1]
+        k = d if total <= 0 else \
+            min(int(np.searchsorted(np.cumsum(values) / total, self.variance) + 1), d)
+        self.n_components_ = k
+        # the residual is the energy along the other (minor) components: project on
+        # whichever basis is smaller
+        self.inside_ = k <= d - k
+        basis = vectors[:, :k] if self.inside_ else vectors[:, k:]
+        self.basis_ = np.ascontiguousarray(basis, dtype=np.float32)
         return self
 
     def score(self, Z, codes, rows):
         R = Z - self.mean_
         total = _sqnorm(R)
-        inside = _sqnorm(_product(R, self.components_))
-        return np.clip(total - inside, 0.0, None) / np.maximum(total, 1e-12)
+        along = _projected_sqnorm(R, self.basis_)
+        residual = total - along if self.inside_ else along
+        return np.clip(residual, 0.0, None) / np.maximum(total, 1e-12)
 
     def describe(self):
-        return {"components": int(self.components_.shape[1])}
+        return {"components": int(self.n_components_)}
 
 
 class _ClassGeometry(_Detector):
@@ -235,7 +249,7 @@ class _Ellipsoid(_ClassGeometry):
         super().fit(Z, ctx)
         d = Z.shape[1]
         n_groups = len(self.radii_)
-        self.whiten_ = np.zeros((n_groups, d, d))
+        self.whiten_ = np.zeros((n_groups, d, d), dtype=np.float32)
         R = self._residuals(Z, ctx.codes)
         for c in range(n_groups):
             members = R[ctx.codes == c]
@@ -249,11 +263,13 @@ class _Ellipsoid(_ClassGeometry):
         return self
 
     def score(self, Z, codes, rows):
-        R = self._residuals(Z, codes)
         out = np.empty(len(Z))
-        for c in np.unique(codes):
-            at = np.flatnonzero(codes == c)
-            out[at] = _sqnorm(_product(np.ascontiguousarray(R[at]), self.whiten_[c]))
+        if len(self.radii_) == 1:
+            out[:] = _projected_sqnorm(Z - self.centres_[0], self.whiten_[0])
+        else:
+            for c in np.unique(codes):
+                at = np.flatnonzero(codes == c)
+                out[at] = _projected_sqnorm(Z[at] - self.centres_[c], self.whiten_[c])
         return out / max(Z.shape[1], 1)
 
 
@@ -570,6 +586,7 @@ class OutlierCheck(Check):
         codes = self._codes(sample, Z)
         ctx = _Context(seed=profile.seed, codes=codes, centres=self.centres_,
                        rows=sample.rows, keys=_sample_keys(profile))
+        raw: dict[str, np.ndarray] = {}
         for name in names:
             spec = DETECTORS[name]
             if spec.needs_label and not self.classes_:
@@ -582,12 +599,13 @@ class OutlierCheck(Check):
                 continue
             detector = spec.make(self).fit(Z, ctx)
             self.detectors_[name] = detector
-            self.calibration_[name] = TailCalibration.fit(detector.score(Z, codes, sample.rows))
+            raw[name] = detector.score(Z, codes, sample.rows)
+            self.calibration_[name] = TailCalibration.fit(raw[name])
         if not self.detectors_:
             self.inactive_ = "no detector could run"
             return self
         if self.reason_tail > 0:
-            family, _, _ = self._evidence(Z, codes, sample.rows)
+            family = self._combine({name: self.calibration_[name](raw[name]) for name in raw})
             self.threshold_ = float(np.quantile(family, 1.0 - self.reason_tail))
         return self
 
@@ -637,10 +655,15 @@ class OutlierCheck(Check):
         """Family score (mean evidence), each detector's evidence and raw score."""
         raw = {name: det.score(Z, codes, rows) for name, det in self.detectors_.items()}
         per = {name: self.calibration_[name](raw[name]) for name in raw}
-        family = np.zeros(len(Z))
+        return self._combine(per), per, raw
+
+    @staticmethod
+    def _combine(per: dict[str, np.ndarray]) -> np.ndarray:
+        """Mean evidence of the detectors (summed in a fixed order)."""
+        family = np.zeros(len(next(iter(per.values()))))
         for evidence in per.values():
             family += evidence
-        return family / len(per), per, raw
+        return family / len(per)
 
     def score(self, chunk) -> CheckScores:
         n = len(chunk)
@@ -687,7 +710,8 @@ class OutlierCheck(Check):
             out["inactive"] = self.inactive_
             return out
         out["reason_tail"] = self.reason_tail
-        out["reason_threshold"] = _round(self.threshold_)
+        out["reason_threshold"] = _round(self.threshold_) if math.isfinite(self.threshold_) \
+            else None
         for name, det in self.detectors_.items():
             extra = det.describe()
             if extra:
