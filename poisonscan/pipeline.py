@@ -72,8 +72,9 @@ class Plan:
         """Pass 2 on one chunk: the per-row table written to the intermediate file."""
         results = {c.name: c.score(chunk) for c in self.checks}
         score, violation, checks, reason = self.fusion.fuse(results)
-        columns = [chunk.rows, score, violation] + [results[f].scores for f in self.families] \
-            + [checks, reason]
+        # "+ 0.0" turns -0.0 into 0.0: the sign of a zero must not depend on the chunking
+        columns = [chunk.rows, score + 0.0, violation] \
+            + [results[f].scores + 0.0 for f in self.families] + [checks, reason]
         return pa.table([pa.array(c, type=t) for c, t in
                          zip(columns, self.pass2_schema().types)], schema=self.pass2_schema())
 

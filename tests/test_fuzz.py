@@ -142,6 +142,7 @@ PARQUET = _valid_parquet()
 
 @FUZZ
 @example(cut=0, flips=[(197, 128)])  # long-run finding: invalid UTF-8 in a string page (exit 3)
+@example(cut=0, flips=[(33, 22)])  # long-run finding: an infinite learned bound (exit 3)
 @given(cut=st.integers(0, len(PARQUET)),
        flips=st.lists(st.tuples(st.integers(0, len(PARQUET) - 1), st.integers(1, 255)),
                       max_size=4))

@@ -621,7 +621,7 @@ class BoundsCheck(Check):
         if wall:
             low = max(low, 0.0)
             t_low = max(t_low, 0.0)
-        if integer:
+        if integer and math.isfinite(low) and math.isfinite(high):
             low, high = float(math.ceil(low - 1e-9)), float(math.floor(high + 1e-9))
             if low > high:
                 low = high = float(round(mode))
