@@ -25,6 +25,7 @@ import itertools
 import multiprocessing
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -263,13 +264,13 @@ def headline_table(records: pd.DataFrame, methods: list[str]) -> str:
 
 
 def legend(methods: list[str]) -> str:
-    """One line per reported ranking: its label and what it is (the method's docstring)."""
+    """One line per method: its ranking labels and what it is (its docstring's summary)."""
     lines = []
     for method in method_lib.METHODS.values():
-        summary = " ".join(method.run.__doc__.split("\n\n")[0].split())
-        for name, label in method.rankings.items():
-            if name in methods:
-                lines.append(f"* **{label}**: {summary}")
+        labels = [f"**{label}**" for name, label in method.rankings.items() if name in methods]
+        if labels:
+            summary = " ".join(method.run.__doc__.split("\n\n")[0].split())
+            lines.append(f"* {', '.join(labels)}: {summary}")
     return "\n".join(lines)
 
 
@@ -386,8 +387,32 @@ def versions() -> dict[str, str]:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class RunCost:
+    """What a run took: wall and CPU time (this process and its workers), and the
+    machine's 1-minute load average at start and end (other work slows wall time)."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    load_start: float
+    load_end: float
+
+    def describe(self) -> str:
+        return (f"Wall time: {self.wall_seconds / 60:.1f} min on {os.cpu_count()} cores "
+                f"(CPU time {self.cpu_seconds / 60:.1f} min; 1-minute load average "
+                f"{self.load_start:.1f} at start, {self.load_end:.1f} at end), "
+                f"Python {platform.python_version()}")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
-           seconds: float) -> str:
+           cost: RunCost) -> str:
     """The Markdown section written between the markers."""
     methods = [r for r in method_lib.ranking_labels() if r in set(records["method"])]
     parts = [
@@ -395,8 +420,7 @@ def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
         f"Command: `{command}`  \nSeeds: {', '.join(map(str, plan.seeds))} · rates: "
         f"{', '.join(f'{r:.0%}' for r in plan.rates)} · row cap {plan.max_rows} "
         f"(seeded subsample, seed {data_lib.CAP_SEED}) · cleanlab pred_probs: {plan.model}, "
-        f"{method_lib.CV_FOLDS}-fold `cross_val_predict`  \nWall time: {seconds / 60:.1f} min on "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}  \nVersions: "
+        f"{method_lib.CV_FOLDS}-fold `cross_val_predict`  \n{cost.describe()}  \nVersions: "
         + ", ".join(f"{k} {v}" for k, v in versions().items()),
         "How to read: every figure is a mean over datasets (and rates where not split), then "
         "mean ± std across seeds. Higher is better. AP = average precision of the full "
@@ -481,14 +505,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = stderr
     plan = plan_from_args(args, log)
-    started = time.perf_counter()
+    started, cpu_started, load_start = time.perf_counter(), cpu_seconds(), os.getloadavg()[0]
     records, facts = run_benchmark(plan, log, jobs=args.jobs)
-    seconds = time.perf_counter() - started
+    cost = RunCost(wall_seconds=time.perf_counter() - started,
+                   cpu_seconds=cpu_seconds() - cpu_started, load_start=load_start,
+                   load_end=os.getloadavg()[0])
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.records:
         records.to_csv(args.records, index=False)
-    write_section(args.out, render(records, facts, plan, command.strip(), seconds))
-    log(f"wrote {args.out} ({len(records)} records, {seconds / 60:.1f} min)")
+    write_section(args.out, render(records, facts, plan, command.strip(), cost))
+    log(f"wrote {args.out} ({len(records)} records, {cost.wall_seconds / 60:.1f} min)")
     return 0
 
 
