@@ -36,7 +36,7 @@ _COMMON = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=list(HealthCheck))
 settings.register_profile("fuzz-ci", max_examples=50, derandomize=True,
                           phases=[Phase.explicit, Phase.generate], **_COMMON)
-settings.register_profile("long", max_examples=4_000, **_COMMON)
+settings.register_profile("long", max_examples=20_000, **_COMMON)  # 10+ minutes here
 FUZZ = settings.get_profile(
     os.environ.get("HYPOTHESIS_PROFILE") if os.environ.get("HYPOTHESIS_PROFILE") == "long"
     else "fuzz-ci")
