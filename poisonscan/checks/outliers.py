@@ -25,9 +25,18 @@ Every detector's raw score (higher = more suspect) becomes evidence ``-log p``, 
 its tail probability against the detector's scores on the sample (the empirical share,
 or a power-law tail fitted robustly on the sample where that says more: see
 :class:`TailCalibration`). The family score is the mean evidence of the detectors
-(Fisher's combination), comparable across rows and chunks. Outliers are soft evidence: ``violation`` is always false. Rows whose family
-score lies in the top ``reason_tail`` of the sample get a reason naming the detectors
-that fired and, with a label, the distance to the class centroid.
+(Fisher's combination), comparable across rows and chunks. Outliers are soft evidence:
+``violation`` is always false. Rows whose family score lies in the top ``reason_tail`` of
+the sample get a reason naming the detectors that fired and, with a label, the distance
+to the class centroid in class radii.
+
+The defaults (``subspace`` and ``ellipsoid``) were chosen on the detection-quality
+benchmark (``benchmarks/quality.py``): on rows whose every value is in range but whose
+combination is not, ``subspace`` is the strongest linear-cost detector by far, and the
+mean with ``ellipsoid`` adds the label's view and the gross outliers; adding a third
+detector (``sphere``, ``iforest``, ``hbos``, ``ecod``) dilutes the agreement of the two.
+The covariances are fitted on all sampled rows of a class: trimmed or reweighted
+(MCD-like) estimates ranked worse there, heavy-tailed real columns being the norm.
 
 Class centres come from the sample, robustly (the mean of the 90% of a class's sampled
 rows closest to its coordinate-wise median), not from exact pass-1 sums: the encoding
@@ -37,7 +46,8 @@ sampling error of a 100,000-row sample is negligible against a class radius.
 
 Scoring never calls BLAS matrix products: their rounding depends on how many rows are
 multiplied at once, which would make a row's score depend on its chunk. Products go
-through :func:`numpy.einsum` (no BLAS), whose result for a row depends on that row only.
+through :func:`numpy.einsum` (no BLAS, float32), whose result for a row depends on that
+row only.
 """
 
 from __future__ import annotations
@@ -53,7 +63,7 @@ from ..config import Option
 from ..errors import ConfigError
 from .base import Check, CheckScores
 
-#: Detectors run when the user does not choose (see benchmarks/RESULTS.md).
+#: Detectors run when the user does not choose (chosen on benchmarks/quality.py).
 DEFAULT_DETECTORS: tuple[str, ...] = ("subspace", "ellipsoid")
 #: Fewest sampled rows (with at least one encoded feature) to fit anything on.
 MIN_FIT_ROWS = 5
@@ -65,6 +75,9 @@ MAX_CLASSES = 100
 #: Share of a class's sampled rows (the closest to its coordinate-wise median) that its
 #: centre is the mean of.
 CENTRE_SHARE = 0.9
+#: Robust standard deviations from the median beyond which the ``subspace`` detector's
+#: principal components do not see a value.
+WINSOR = 3.0
 #: Neighbours of the ``knn`` detector, and the sample rows it searches at most.
 KNN_NEIGHBOURS = 10
 KNN_REFERENCE = 20_000
@@ -103,6 +116,16 @@ def _robust_centre(Z: np.ndarray) -> np.ndarray:
     distance = _sqnorm(Z - median)
     keep = distance <= np.quantile(distance, CENTRE_SHARE)
     return Z[keep].mean(axis=0)
+
+
+def _winsorised(R: np.ndarray) -> np.ndarray:
+    """Each column clipped to its median ± :data:`WINSOR` robust standard deviations
+    (interquartile range / 1.349); columns with no interquartile spread stay as they are."""
+    q25, q50, q75 = np.quantile(R, [0.25, 0.5, 0.75], axis=0)
+    spread = (q75 - q25) / 1.349
+    low = np.where(spread > 0, q50 - WINSOR * spread, -np.inf)
+    high = np.where(spread > 0, q50 + WINSOR * spread, np.inf)
+    return np.clip(R, low, high)
 
 
 def _positive(x: float, fallback: float = 1.0) -> float:
@@ -144,7 +167,12 @@ class _Detector:
 
 
 class _Subspace(_Detector):
-    """Share of the centred squared norm outside the principal subspace."""
+    """Share of the centred squared norm outside the principal subspace.
+
+    The principal components come from the sample winsorised column by column (see
+    :func:`_winsorised`): gross outliers in the sample would otherwise pull components
+    towards themselves and hide inside the subspace.
+    """
 
     def __init__(self, variance: float):
         self.variance = variance
@@ -152,7 +180,7 @@ class _Subspace(_Detector):
     def fit(self, Z, ctx):
         self.mean_ = Z.mean(axis=0)
         R = Z - self.mean_
-        cov = np.atleast_2d(np.cov(R, rowvar=False, bias=True))
+        cov = np.atleast_2d(np.cov(_winsorised(R), rowvar=False, bias=True))
         values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1]
         values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
