@@ -130,3 +130,31 @@ def test_formula_column_names_are_guarded_in_review_csv_but_not_in_clean(tmp_pat
     out = tmp_path / "out"
     assert (out / "quarantine.csv").read_text().startswith('"\'=cmd')
     assert (out / "clean.csv").read_text().startswith('"=cmd')  # training data: unaltered
+
+
+@pytest.mark.parametrize("key, value", [("format", '"../../escape"'),
+                                        ("checks", '["../../escape"]'),
+                                        ("detectors", '["../../escape"]')])
+def test_config_values_cannot_name_paths_outside_the_output_directory(tmp_path, key, value,
+                                                                     monkeypatch, capsys):
+    from poisonscan.cli import main
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "poisonscan.toml").write_text(f"{key} = {value}\n", encoding="utf-8")
+    code = main(["scan", str(root / "fixtures" / "loans.csv"), "--label", "default",
+                 "-o", "out", "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert key in err or "escape" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["poisonscan.toml", "work"]
+
+
+def test_a_scan_writes_only_inside_its_output_directory(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    poisonscan.scan(str(root / "fixtures" / "loans.csv"), label="default", out="out")
+    assert (tmp_path / "out" / "summary.json").exists()
+    outside = [p for p in tmp_path.rglob("*") if not p.is_relative_to(tmp_path / "out")]
+    assert outside == []
