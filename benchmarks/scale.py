@@ -287,8 +287,8 @@ def growth_checks(results: list[CaseResult]) -> list[str]:
         lines.append(f"* {human_rows(small)} → {human_rows(large)} rows adds "
                      f"**{delta:+,.0f} MB** to the peak "
                      f"(target ≤ {GROWTH_LIMIT_MB} MB: {'met' if ok else 'NOT met'}).")
-    sizes = sorted(peak)
-    if len(sizes) >= 2 and sizes[-1] > sizes[0]:
+    sizes = sorted(size for size in peak if size >= 1_000_000) or sorted(peak)
+    if len(sizes) >= 2:
         slope = (peak[sizes[-1]] - peak[sizes[0]]) * MB / (sizes[-1] - sizes[0])
         lines.append(f"* Peak-memory growth {human_rows(sizes[0])} → {human_rows(sizes[-1])}: "
                      f"{slope:,.1f} bytes per extra row.")
@@ -392,6 +392,7 @@ def peer_verdict(peers: list[dict], budget: dict) -> str:
 def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: str,
              args: argparse.Namespace, pending: list[str] = ()) -> str:
     """Return the whole Markdown section (without the markers)."""
+    results = sorted(results, key=lambda r: (r.case.fmt != "parquet", r.case.fmt, r.case.rows))
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     lines = ["## Scale: time and peak memory vs. rows", "", f"Command: `{command}`", ""]
     if pending:
@@ -508,7 +509,9 @@ def plot(results: list[CaseResult], peers: list[dict], path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", required=True,
+    parser.add_argument("--render", type=Path, default=None, metavar="SCALE_JSON",
+                        help="measure nothing: rewrite RESULTS and the plot from a scale.json")
+    parser.add_argument("--sizes", nargs="+", default=["100k", "1M", "2M", "8M"],
                         help="row counts, optionally with a format: 100k 1M 2M 8M 1M:csv")
     parser.add_argument("--format", default="parquet", choices=("parquet", "csv", "csv.gz"))
     parser.add_argument("--peers", action="store_true", help="also run cleanlab Datalab")
@@ -531,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options the Markdown section describes; saved in scale.json for ``--render``.
+SETTINGS = ("seed", "poison_rate", "interval", "scan_args")
+
+
 def publish(args: argparse.Namespace, command: str, load_start: float,
             results: list[CaseResult], peers: list[dict], pending: list[str]) -> None:
     """Write scale.json, the RESULTS section and the plot for what has been measured.
@@ -541,6 +548,7 @@ def publish(args: argparse.Namespace, command: str, load_start: float,
     env = environment(args.scanner)
     env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
     raw = {"command": command, "environment": env, "pending": pending,
+           "settings": {k: getattr(args, k) for k in SETTINGS},
            "results": [r.as_dict() for r in results], "peers": peers}
     (args.out_dir / "scale.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
     update_section(args.results, markdown(results, peers, env, command, args, pending))
@@ -554,12 +562,41 @@ def reused_peers(path: Path) -> tuple[list[dict], str]:
     return raw.get("peers", []), raw.get("command", str(path))
 
 
+def load_results(raw: dict) -> list[CaseResult]:
+    """Rebuild the :class:`CaseResult` list of a saved ``scale.json``."""
+    def measurement(d: dict) -> Measurement:
+        return Measurement(**{k: v for k, v in d.items() if k != "peak_mb"})
+
+    return [CaseResult(Case(r["rows"], r["format"]), r["file_mb"], measurement(r["floor"]),
+                       measurement(r["scan"]), {"timings_seconds": r.get("timings") or {}},
+                       r.get("detection") or {}) for r in raw["results"]]
+
+
+def render(args: argparse.Namespace, path: Path) -> int:
+    """Rewrite the RESULTS section and the plot from a saved ``scale.json``."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    for name, value in raw.get("settings", {}).items():
+        setattr(args, name, value)
+    results, peers = load_results(raw), raw.get("peers", [])
+    if args.reuse_peers:
+        peers, args.peers_command = reused_peers(args.reuse_peers)
+    for budget in (p.get("budget") for p in peers if p.get("budget")):
+        args.peer_budget, args.peer_max_mb = budget["seconds"], budget["mb"]
+    update_section(args.results, markdown(results, peers, raw["environment"], raw["command"],
+                                          args, raw.get("pending", [])))
+    plot(results, peers, args.plot)
+    _log(f"wrote {args.results} and {args.plot} from {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    args.scanner = args.scanner or default_scanner()
     args.peers_command = None
+    if args.render:
+        return render(args, args.render)
+    args.scanner = args.scanner or default_scanner()
     cases = list(dict.fromkeys(parse_case(s, args.format) for s in args.sizes))
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -239,3 +239,7 @@ def test_scale_benchmark_end_to_end(tmp_path):
     text = results.read_text()
     assert "| 4,000 | parquet |" in text and "| 4,000 | csv |" in text
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+    again = tmp_path / "AGAIN.md"
+    assert scale.main(["--render", str(tmp_path / "out" / "scale.json"), "--results", str(again),
+                       "--plot", str(tmp_path / "again.png")]) == 0
+    assert again.read_text() == text
