@@ -109,6 +109,18 @@ def test_every_detector_is_pure_chunk_invariant_and_finds_the_gross_outlier(name
         assert rank_of(whole, GROSS) < 3, f"{name} ranks a 40-sigma row {rank_of(whole, GROSS)}th"
 
 
+def test_many_gross_outliers_do_not_hide_inside_the_principal_subspace():
+    rng = np.random.default_rng(7)
+    t = rng.normal(size=1000)
+    df = pd.DataFrame({"a": t, "b": 2 * t, "c": -t, "d": rng.normal(size=1000)})
+    df[["a", "b", "c"]] += rng.normal(scale=0.1, size=(1000, 3))
+    gross = np.arange(5, 1000, 10)  # 10% of the rows, all in the sample
+    df.loc[gross, "a"] = 30.0  # far off, and off the line a, b and c lie on
+    check, source, schema = fitted(df, label=None, detectors=["subspace"])
+    scores, _, _ = scored(check, source, schema)
+    assert len(set(np.argsort(-scores)[:len(gross)]) & set(gross)) >= 60  # 0 unwinsorised
+
+
 def test_geometry_detectors_see_a_row_carrying_the_other_class_label():
     df = correlated(1000)
     far = int(np.argmax(df["a"].to_numpy() * (df["y"] == "pos")))  # deep inside 'pos'
