@@ -8,6 +8,8 @@ was waited for), a cross-check that does not depend on sampling.
 
 Summing RSS counts pages shared between processes (e.g. forked workers) once
 per process, so the sum is an upper bound of the tree's real footprint.
+``ru_maxrss`` also counts the measuring process's own memory at spawn time
+(Linux keeps the pre-``exec`` high-water mark), so it is only a cross-check.
 
 Run as a script, the module also provides the bare-read floor::
 
@@ -40,11 +42,12 @@ class Measurement:
         Wall time from start to exit, in seconds.
     peak_rss : int
         Peak memory of the tree, in bytes: the largest sampled sum of RSS
-        over the process tree, or ``maxrss`` if that is larger (a spike
-        shorter than the sampling interval).
+        over the process tree.
     maxrss : int
         Kernel ``ru_maxrss`` of the reaped child (largest single process that
-        was waited for), in bytes.
+        was waited for), in bytes. A cross-check only: Linux records the
+        high-water mark of the memory a process had before ``exec``, so this
+        includes the resident size of the measuring process at spawn time.
     max_processes : int
         Largest number of live processes seen in the tree at once.
     samples : int
@@ -183,7 +186,7 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.05, timeout: float |
     maxrss = usage.ru_maxrss * 1024  # kilobytes on Linux
     if status is None:
         status = "ok" if returncode == 0 else "failed"
-    return Measurement(wall, max(peak, maxrss), maxrss, most, samples, returncode, status,
+    return Measurement(wall, peak, maxrss, most, samples, returncode, status,
                        stdout, stderr[-4000:])
 
 

@@ -408,8 +408,9 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
         f"({len(make_data.ATTACKS)} attacks: {', '.join(make_data.ATTACKS)}).", "",
         f"Scan: `{shlex.join(scan_command(['poisonscan'], Path('FILE'), Path('OUT'), args.scan_args))}`. "
         "Peak MB is the largest sum of resident memory over the scan's whole process tree, "
-        f"sampled every {args.interval * 1000:g} ms (ru_maxrss: the largest single process, "
-        "from the kernel). The read floor is a bare pyarrow streaming read of the same file "
+        f"sampled every {args.interval * 1000:g} ms (ru_maxrss: the kernel's largest single "
+        "process, a cross-check that also counts the benchmark process's own memory at "
+        "spawn time). The read floor is a bare pyarrow streaming read of the same file "
         "in its own process (Parquet `pre_buffer=False`, batches of 100k rows; CSV "
         "`open_csv`); ratios are scan / floor.", "",
         *scan_table(results), "",
