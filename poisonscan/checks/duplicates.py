@@ -38,8 +38,9 @@ group, or with its near group where that holds more rows. Questions asked of eac
   ``repeat_quantile`` of the sizes of its label's groups, the largest few left out)?
 
 A group of agreeing labels is a *finding* when it is ``SIZE_RATIO`` times larger than
-the groups around it, or when it repeats a point whose neighbourhood disfavours its
-label (the "concentrated" attack); a smaller excess is mild evidence, calibrated like
+the groups around it (``RARE_SIZE_RATIO`` times where rows of its label never repeat by
+nature), or when it repeats a point whose neighbourhood disfavours its label (the
+"concentrated" attack); a smaller excess is mild evidence, calibrated like
 any soft score. Nothing here is a hard violation: duplicates are evidence, not a broken
 rule.
 """
@@ -66,8 +67,12 @@ from .base import Check, CheckScores
 
 #: Raw score of a member of an exact group with conflicting labels (near: times NEAR_WEIGHT).
 CONFLICT_SCORE = 0.9
-#: Size over the groups around it from which a repeated point is evidence by its size alone.
+#: Size over the groups around it from which a repeated point is evidence by its size alone
+#: (``RARE_SIZE_RATIO`` where rows of its label never repeat by nature).
 SIZE_RATIO = 4.0
+RARE_SIZE_RATIO = 2.0
+#: Share of a label's distinct points repeated by nature from which repeats are usual.
+RARE_REPEAT_SHARE = 0.01
 #: Weaker findings are only mild evidence.
 MIN_FINDING = 0.1
 #: Raw score of a repeated point that is no finding, times ``1 - 1 / ratio`` (its size
@@ -499,6 +504,9 @@ class Groups:
         Per label code, the usual size of the groups whose rows carry that label (and no
         other): the ``repeat_quantile`` of their sizes over distinct points, the
         ``LARGEST_IGNORED`` largest groups left out (they may be the attack's own).
+    rarity_by_label : numpy.ndarray of float64
+        Per label code, how rarely its points repeat by nature: 1 when, the largest
+        groups left out, none does, 0 when ``RARE_REPEAT_SHARE`` of them do.
     distinct : int
         Distinct fingerprints.
     repeated_rows : int
@@ -517,6 +525,7 @@ class Groups:
     conflict: np.ndarray
     label: np.ndarray
     usual_by_label: np.ndarray
+    rarity_by_label: np.ndarray
 
     def lookup(self, fingerprints: np.ndarray) -> np.ndarray:
         """Group index of each fingerprint, ``-1`` for a fingerprint held by one row."""
@@ -608,20 +617,23 @@ class _GroupBuilder:
             has = first < len(label_codes)
             main[has] = label_codes[first[has]]
         conflict = n_known >= 2
-        # usual group size among the points of each label
+        # usual group size among the points of each label, and how rarely they repeat
         usual_by_label = np.ones(self.n_codes + 1, dtype=np.int64)
+        rarity_by_label = np.ones(self.n_codes + 1)
         agreeing = np.flatnonzero(~conflict)
         order = agreeing[np.lexsort((sizes[agreeing], main[agreeing]))]
         bounds = np.searchsorted(main[order], np.arange(self.n_codes + 2))
         for code in np.flatnonzero(np.diff(bounds)).tolist():
             grouped = sizes[order[bounds[code]:bounds[code + 1]]][:-LARGEST_IGNORED]
             usual_by_label[code] = _size_quantile(grouped, int(self.singles[code]), quantile)
+            natural = len(grouped) / max(int(self.singles[code]) + len(grouped), 1)
+            rarity_by_label[code] = max(0.0, 1.0 - natural / RARE_REPEAT_SHARE)
         return Groups(keys=keys, sizes=sizes, label_ptr=ptr, label_codes=label_codes,
                       label_counts=counts[element], members=members,
                       usual=_size_quantile(sizes, singletons, quantile),
                       distinct=int(self.distinct), repeated_rows=int(sizes.sum()),
                       conflict=conflict, label=main.astype(np.int64),
-                      usual_by_label=usual_by_label)
+                      usual_by_label=usual_by_label, rarity_by_label=rarity_by_label)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -900,6 +912,7 @@ class DuplicatesCheck(Check):
         size = np.ones(n)
         conflict = np.zeros(n, dtype=bool)
         baseline = np.ones(n)
+        rarity = np.zeros(n)
         weight = np.zeros(n)
         for k, (groups, _, w) in enumerate(kinds):
             rows = np.flatnonzero(inside & (which == k))
@@ -907,6 +920,7 @@ class DuplicatesCheck(Check):
             size[rows] = groups.sizes[g]
             conflict[rows] = groups.conflict[g]
             baseline[rows] = groups.usual_by_label[groups.label[g]]
+            rarity[rows] = groups.rarity_by_label[groups.label[g]]
             weight[rows] = w
         disagreement = np.full(n, np.nan)
         asked = inside & (conflict | (size > baseline) | self.ask_all_)
@@ -916,10 +930,12 @@ class DuplicatesCheck(Check):
                                                             which, kinds, conflict)
             baseline[rows] = np.where(np.isnan(local), baseline[rows], local)
         # a repeated point is a finding when it is much larger than the groups around it
-        # (or, unmeasured, than the usual group of its label), or when the neighbourhood
-        # outside the group disfavours its label
+        # (or, unmeasured, than the usual group of its label) -- sooner where the label's
+        # rows never repeat -- or when the neighbourhood outside the group disfavours its
+        # label
         ratio = size / np.maximum(baseline, 1.0)
-        size_evidence = np.clip(1.0 - SIZE_RATIO / ratio, 0.0, 1.0)
+        size_ratio = SIZE_RATIO - (SIZE_RATIO - RARE_SIZE_RATIO) * rarity
+        size_evidence = np.clip(1.0 - size_ratio / ratio, 0.0, 1.0)
         foreign = np.where(np.isnan(disagreement), 0.0, np.clip(2 * disagreement - 1, 0, 1))
         finding = np.maximum(size_evidence * (0.5 + 0.5 * foreign),
                              np.maximum(0.0, 1.0 - 1.0 / ratio) * foreign)
