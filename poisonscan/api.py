@@ -163,12 +163,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
             for family in cfg.fail_on:
                 check_class(family)  # an unknown family is a ConfigError (exit 2)
 
-    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
-    for role, column in (("label", cfg.label), ("id", cfg.id_column)):
-        if column is not None and column not in source.arrow_schema.names:
-            raise InputError(f"{role} column {column!r} not found (columns: "
-                             f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
-    schema = ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    source, schema = _open(source, cfg)
     logger.info("scanning %s (%d features, label %s) into %s", ", ".join(source.names[:3]),
                 len(schema.features), cfg.label or "none", cfg.out)
     with _located(cfg):
@@ -299,12 +294,7 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
     cfg = ScanConfig.resolve(arguments, config_file=config)
     if out is not None and Path(out).exists() and not cfg.overwrite:
         raise OutputExistsError(f"{out}: already exists; use --overwrite to replace it")
-    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
-    for role, column in (("label", cfg.label), ("id", cfg.id_column)):
-        if column is not None and column not in source.arrow_schema.names:
-            raise InputError(f"{role} column {column!r} not found (columns: "
-                             f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
-    schema = ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    source, schema = _open(source, cfg)
     params = {k: v for k, v in cfg.families.get("bounds", {}).items()
               if k not in ("reference", "columns", "by_label") and not isinstance(v, dict)}
     with _located(cfg):
@@ -320,3 +310,12 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
                 f" -> {out}" if out is not None else "")
     return doc
 
+
+def _open(source, cfg: ScanConfig):
+    """Open ``source`` and check that the label and id columns exist; ``(source, schema)``."""
+    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
+    for role, column in (("label", cfg.label), ("id", cfg.id_column)):
+        if column is not None and column not in source.arrow_schema.names:
+            raise InputError(f"{role} column {column!r} not found (columns: "
+                             f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
+    return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
