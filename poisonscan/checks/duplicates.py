@@ -37,9 +37,9 @@ group, or with its near group where that holds more rows. Questions asked of eac
   ``LOCAL_QUANTILE`` of the neighbours' group sizes; without neighbours, the
   ``repeat_quantile`` of the sizes of its label's groups, the largest few left out)?
 
-A group of agreeing labels is a *finding* when it is ``SIZE_RATIO`` times larger than
-the groups around it (``RARE_SIZE_RATIO`` times where rows of its label never repeat by
-nature), or when it repeats a point whose neighbourhood disfavours its label (the
+A group of agreeing labels is a *finding* when it is larger than its label's usual group
+and ``SIZE_RATIO`` times larger than the groups around it (``RARE_SIZE_RATIO`` times
+where rows of its label never repeat by nature), or when it repeats a point whose neighbourhood disfavours its label (the
 "concentrated" attack); a smaller excess is mild evidence, calibrated like
 any soft score. Nothing here is a hard violation: duplicates are evidence, not a broken
 rule.
@@ -75,8 +75,9 @@ RARE_SIZE_RATIO = 2.0
 RARE_REPEAT_SHARE = 0.01
 #: Weaker findings are only mild evidence.
 MIN_FINDING = 0.1
-#: Raw score of a repeated point that is no finding, times ``1 - 1 / ratio`` (its size
-#: over the groups around it): mild evidence, calibrated like any soft score.
+#: Raw score of a repeated point that is no finding but larger than its label's usual
+#: group, times ``1 - 1 / ratio`` (its size over the groups around it) and the label's
+#: rarity of repeats: mild evidence, calibrated like any soft score.
 MILD_SCORE = 0.1
 #: Weight of near-duplicate evidence relative to exact duplicates.
 NEAR_WEIGHT = 0.9
@@ -912,6 +913,7 @@ class DuplicatesCheck(Check):
         size = np.ones(n)
         conflict = np.zeros(n, dtype=bool)
         baseline = np.ones(n)
+        usual = np.ones(n)
         rarity = np.zeros(n)
         weight = np.zeros(n)
         for k, (groups, _, w) in enumerate(kinds):
@@ -919,7 +921,7 @@ class DuplicatesCheck(Check):
             g = reported[rows]
             size[rows] = groups.sizes[g]
             conflict[rows] = groups.conflict[g]
-            baseline[rows] = groups.usual_by_label[groups.label[g]]
+            usual[rows] = baseline[rows] = groups.usual_by_label[groups.label[g]]
             rarity[rows] = groups.rarity_by_label[groups.label[g]]
             weight[rows] = w
         disagreement = np.full(n, np.nan)
@@ -929,21 +931,21 @@ class DuplicatesCheck(Check):
             disagreement[rows], local = self._neighbourhood(chunk, rows, near, codes, reported,
                                                             which, kinds, conflict)
             baseline[rows] = np.where(np.isnan(local), baseline[rows], local)
-        # a repeated point is a finding when it is much larger than the groups around it
-        # (or, unmeasured, than the usual group of its label) -- sooner where the label's
-        # rows never repeat -- or when the neighbourhood outside the group disfavours its
-        # label
+        # a repeated point is a finding when it is larger than the usual group of its label
+        # and much larger than the groups around it -- sooner where the label's rows never
+        # repeat -- or when the neighbourhood outside the group disfavours its label
         ratio = size / np.maximum(baseline, 1.0)
         size_ratio = SIZE_RATIO - (SIZE_RATIO - RARE_SIZE_RATIO) * rarity
-        size_evidence = np.clip(1.0 - size_ratio / ratio, 0.0, 1.0)
+        size_evidence = np.where(size > usual, np.clip(1.0 - size_ratio / ratio, 0.0, 1.0), 0.0)
         foreign = np.where(np.isnan(disagreement), 0.0, np.clip(2 * disagreement - 1, 0, 1))
         finding = np.maximum(size_evidence * (0.5 + 0.5 * foreign),
                              np.maximum(0.0, 1.0 - 1.0 / ratio) * foreign)
         finding = np.where(inside & ~conflict, np.minimum(weight * finding, 0.999), 0.0)
         finding[finding < MIN_FINDING] = 0.0
-        # below a finding, any repetition beyond the groups around it is mild evidence
-        mild = np.where(inside & ~conflict, weight * MILD_SCORE * np.maximum(0.0, 1 - 1 / ratio),
-                        0.0)
+        # below a finding, a group larger than its label's usual and than the groups around
+        # it is mild evidence, where rows of its label rarely repeat by nature
+        mild = np.where(inside & ~conflict & (size > usual),
+                        weight * MILD_SCORE * rarity * np.maximum(0.0, 1 - 1 / ratio), 0.0)
         scores = np.where(conflict, weight * CONFLICT_SCORE, np.maximum(finding, mild))
         flagged = conflict | (finding > 0)
         reasons = self._reasons(chunk, codes, reported, which, kinds, flagged, conflict,
