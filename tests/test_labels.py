@@ -166,15 +166,16 @@ def test_same_seed_same_scores_other_seed_other_folds():
 def test_chunking_and_sampling_change_nothing():
     """Rows outside the sample use fold models, sampled rows their out-of-fold values."""
     df = flip(blobs(1200, seed=6), PLANTED)
-    check, source, schema = fitted(df, sample_rows=500, chunk_rows=97)
-    other, _, _ = fitted(df, sample_rows=500, chunk_rows=1200)
+    small = dict(sample_rows=500, model_rows=300, knn_rows=200)  # every path of pass 2
+    check, source, schema = fitted(df, chunk_rows=97, **small)
+    other, _, _ = fitted(df, chunk_rows=1200, **small)
     whole = scored(check, source, schema, chunk_rows=1200)
     for size in (1, 64, 333):
         part = scored(check, source, schema, chunk_rows=size)
         assert np.array_equal(whole[0], part[0]) and list(whole[1]) == list(part[1])
     assert np.array_equal(whole[0], scored(other, source, schema, chunk_rows=1200)[0])
     # the sample scored as a chunk of its own gives its rows the same (out-of-fold) scores
-    assert len(check.oof_rows_) == 500
+    assert len(check.oof_rows_) == 300 and len(check.knn_rows_) == 200
     state = None
     for chunk in source.chunks(1200, schema):
         state = pipeline.summarize(chunk, [], sample_rows=500, seed=0)
@@ -188,7 +189,7 @@ def test_neighbours_are_exact_with_ties_and_exclude_the_row_itself():
     df = pd.concat([base] + [base.iloc[:40]] * 12, ignore_index=True)  # many exact ties
     check, source, schema = fitted(df)
     chunk = next(source.chunks(len(df), schema))
-    X = check._encoder.transform(chunk)
+    X = check._project(check._encoder.transform(chunk))
     got = check._neighbours(X, chunk.rows)
     # reference: exact distances, ties broken by index position, self excluded by row id
     assert np.array_equal(got, check._exact_neighbours(X, chunk.rows))
@@ -230,3 +231,14 @@ def test_scoring_leaves_the_check_unchanged(binary):
     before = pickle.dumps(check)
     scored(check, source, schema)
     assert pickle.dumps(check) == before
+
+
+def test_many_classes_fall_back_to_the_linear_model():
+    df = blobs(500, classes=tuple(f"c{i:02d}" for i in range(25)), seed=10, spread=0.3)
+    check, source, schema = fitted(df)
+    learned = check.describe()
+    assert learned["model"].startswith("logreg (boosting skipped")
+    assert len(learned["classes"]) == 25
+    assert all(len(fold) == 1 for fold in check.models_)
+    scores = scored(check, source, schema)[0]
+    assert np.isfinite(scores).all() and 0 <= scores.min() and scores.max() <= 1
