@@ -4,6 +4,12 @@ Every output is first written into a private staging directory inside the output
 directory and moved into place (``os.replace``, atomic on one file system) only when the
 whole scan has succeeded. A failure at any point removes the staging directory: the
 output directory then holds exactly what it held before.
+
+The output directory may also be a URL (``s3://bucket/scans/today``,
+:mod:`poisonscan.io.storage`). Files are then staged locally, and files that workers of
+the Dask engine write go to a staging prefix next to the outputs; both are moved into
+place when the scan succeeds, ``summary.json`` last (object stores have no atomic
+rename: a present ``summary.json`` marks a complete scan).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import OutputExistsError, UsageError
+from . import storage
 
 #: The files of a scan (DESIGN.md §5); ``{fmt}`` is ``csv`` or ``parquet``.
 CONTRACT_FILES = ("scores.parquet", "suspects.csv", "quarantine.csv", "quarantine.parquet",
@@ -52,22 +59,38 @@ class OutputDir:
     """
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
-        self.path = Path(path)
+        self.url = str(path) if storage.is_url(str(path)) else None
+        self.path = Path(path) if self.url is None else None
         self.overwrite = overwrite
+        self.staging: Path | None = None
+        self.remote_staging: str | None = None
+        self._created = False
+        if self.url is not None:
+            self._fs, self._root = storage.filesystem(self.url)
+            existing = self.existing()
+            if existing and not overwrite:
+                raise OutputExistsError(f"{self.url}: already holds a scan "
+                                        f"({', '.join(existing)}); use --overwrite to replace it")
+            return
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path}: output path exists and is not a directory")
         existing = self.existing()
         if existing and not overwrite:
             raise OutputExistsError(f"{self.path}: already holds a scan ({', '.join(existing)}); "
                                     "use --overwrite to replace it")
-        self.staging: Path | None = None
-        self._created = False
 
     def existing(self) -> list[str]:
-        """Contract files already in the directory."""
+        """Contract files (or directories of parts) already in the directory."""
+        if self.url is not None:
+            return [name for name in CONTRACT_FILES
+                    if self._fs.exists(self._root.rstrip("/") + "/" + name)]
         return [name for name in CONTRACT_FILES if (self.path / name).exists()]
 
     def __enter__(self) -> "OutputDir":
+        if self.url is not None:
+            self.staging = Path(tempfile.mkdtemp(prefix=".poisonscan-staging-"))
+            self.remote_staging = storage.join(self.url, self.staging.name)
+            return self
         if not self.path.exists():
             self.path.mkdir(parents=True)
             self._created = True
@@ -75,30 +98,84 @@ class OutputDir:
         return self
 
     def file(self, name: str) -> Path:
-        """Where to write output ``name`` while the scan runs."""
+        """Where to write output ``name`` while the scan runs (a local path)."""
         return self.staging / name
 
-    def commit(self) -> list[Path]:
-        """Move every staged file into place; ``summary.json`` goes last."""
-        staged = sorted((p for p in self.staging.iterdir() if not p.name.startswith(".")),
-                        key=lambda p: (p.name == "summary.json", p.name))
-        produced = {p.name for p in staged}
+    def shared(self, name: str) -> str:
+        """Where other machines (Dask workers) write output ``name`` while the scan runs.
+
+        The local staging directory for a local output directory (shared with the
+        workers of a local cluster, or a shared file system); a staging prefix in the
+        same store for a URL.
+        """
+        if self.remote_staging is not None:
+            return storage.join(self.remote_staging, name)
+        return str(self.staging / name)
+
+    def commit(self) -> list[str]:
+        """Move every staged file (or directory of parts) into place; ``summary.json`` last."""
+        staged = {p.name: str(p) for p in self.staging.iterdir() if not p.name.startswith(".")}
+        if self.remote_staging is not None:
+            fs, root = storage.filesystem(self.remote_staging)
+            if fs.exists(root):
+                for entry in fs.ls(root, detail=False):
+                    name = entry.rstrip("/").rsplit("/", 1)[-1]
+                    if not name.startswith(".") and name not in staged:
+                        staged[name] = fs.unstrip_protocol(entry)
         for stale in self.existing():
-            if stale not in produced:
-                (self.path / stale).unlink()
+            if stale not in staged:
+                self._remove(stale)
         moved = []
-        for item in staged:
-            target = self.path / item.name
-            os.replace(item, target)
-            moved.append(target)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging = None
+        for name in sorted(staged, key=lambda n: (n == "summary.json", n)):
+            moved.append(self._move(staged[name], name))
+        self._clean_staging()
         return moved
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def _target(self, name: str) -> str:
+        return self._root.rstrip("/") + "/" + name if self.url is not None \
+            else str(self.path / name)
+
+    def _remove(self, name: str) -> None:
+        target = self._target(name)
+        if self.url is not None:
+            self._fs.rm(target, recursive=True)
+        elif os.path.isdir(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+
+    def _move(self, item: str, name: str) -> str:
+        target = self._target(name)
+        if self.url is None:
+            if os.path.isdir(target) or (os.path.isdir(item) and os.path.exists(target)):
+                self._remove(name)  # a directory of parts replaces a file, or the reverse
+            os.replace(item, target)
+            return target
+        if self._fs.exists(target):
+            self._remove(name)
+        if storage.is_url(item):
+            self._fs.mv(storage.filesystem(item)[1], target, recursive=True)
+        else:
+            self._fs.put(item, target, recursive=os.path.isdir(item))
+        return self._fs.unstrip_protocol(target)
+
+    def _clean_staging(self) -> None:
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+        if self.remote_staging is not None:
+            fs, root = storage.filesystem(self.remote_staging)
+            try:
+                if fs.exists(root):
+                    fs.rm(root, recursive=True)
+            except OSError:
+                pass
+            self.remote_staging = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._clean_staging()
+        if self.url is not None:
+            return
         if exc_type is not None and self._created:
             try:
                 self.path.rmdir()
@@ -144,23 +221,28 @@ class TableWriter:
         Neutralise text cells a spreadsheet would execute (CSV review files only).
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, fmt: str, *, guard_formulas: bool = False):
+    def __init__(self, path: Path | str, schema: pa.Schema, fmt: str, *,
+                 guard_formulas: bool = False, header: bool = True):
         self.schema = schema.remove_metadata()
         self.fmt = fmt
         self.guard = guard_formulas and fmt == "csv"
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        if fmt == "parquet":
-            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
-        elif fmt == "csv":
-            header = self.schema
-            if self.guard:  # attacker-chosen column names reach the review file's header too
-                header = pa.schema([f.with_name(_guard_text(f.name)) for f in self.schema])
-            self._header = header
-            self._writer = pacsv.CSVWriter(path, header)
-        else:
+        if fmt not in ("parquet", "csv"):
             raise ValueError(f"unknown format {fmt!r}")
+        # a URL (a Dask worker writing a part to object storage) is written through fsspec
+        self._file = storage.open_output(path) if storage.is_url(str(path)) else None
+        sink = self._file if self._file is not None else path
+        if fmt == "parquet":
+            self._writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
+        else:
+            head = self.schema
+            if self.guard:  # attacker-chosen column names reach the review file's header too
+                head = pa.schema([f.with_name(_guard_text(f.name)) for f in self.schema])
+            self._header = head
+            self._writer = pacsv.CSVWriter(sink, head, write_options=pacsv.WriteOptions(
+                include_header=header))
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -193,6 +275,8 @@ class TableWriter:
         if self.fmt == "parquet":
             self._flush(final=True)
         self._writer.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> "TableWriter":
         return self

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from ..errors import InputError
 from .chunk import CellErrors, Chunk
 from .schema import ScanSchema
+from .storage import is_url, open_input
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -63,7 +64,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
     Order: the inputs as given; within a glob or a directory, files sorted by path.
     Hidden files and files starting with ``_`` (``_SUCCESS``, ``_metadata``) are ignored
-    in directories.
+    in directories. A URL (``s3://bucket/data/``) is listed through fsspec
+    (:mod:`poisonscan.io.storage`) and stays a string; local files are paths.
 
     Raises
     ------
@@ -74,10 +76,13 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         inputs = [inputs]
     if not inputs:
         raise InputError("no input given")
-    files: list[Path] = []
+    files: list[Path | str] = []
     for item in inputs:
         text = str(item)
-        if any(ch in text for ch in "*?[") and not Path(text).exists():
+        if is_url(text):
+            from .storage import expand
+            files.extend(expand(text))
+        elif any(ch in text for ch in "*?[") and not Path(text).exists():
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
             if not matches:
                 raise InputError("no file matches this pattern", path=text)
@@ -101,9 +106,9 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def _sniff_parquet(path: Path) -> bool:
+def _sniff_parquet(path: Path | str) -> bool:
     try:
-        with open(path, "rb") as fh:
+        with open_input(path) as fh:
             return fh.read(4) == b"PAR1"
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", path=str(path)) from None
@@ -146,18 +151,75 @@ class Source:
         """Schema of the ``raw=True`` tables."""
         return self.arrow_schema
 
+    def partitions(self, rows: int) -> list["Part"]:
+        """Pieces of this source that can be read independently (on other machines).
+
+        The pieces cover every row once, in order; each is a :class:`Source` whose
+        :meth:`tables` yields the rows' global ids once its first row is known
+        (:attr:`Part.start`; ``None`` until :meth:`Part.count` has run on every earlier
+        piece, see :func:`place`).
+
+        Parameters
+        ----------
+        rows : int
+            Rows a piece should hold at least where the format allows (Parquet: whole
+            row groups; CSV: one piece per file; in-memory tables: slices).
+        """
+        raise NotImplementedError
+
+
+class Part(Source):
+    """A piece of a source (see :meth:`Source.partitions`): picklable, self-contained.
+
+    Attributes
+    ----------
+    start : int or None
+        Global id of the piece's first row.
+    num_rows : int or None
+        Rows in the piece when known without reading it.
+    """
+
+    start: int | None = None
+    num_rows: int | None = None
+
+    def count(self) -> int:
+        """Rows in the piece (reads it when the count is not known)."""
+        if self.num_rows is None:
+            self.num_rows = sum(table.num_rows for _, table, _, _ in self._tables(1 << 16, True))
+        return self.num_rows
+
+    def tables(self, chunk_rows, *, raw=False):
+        if self.start is None:
+            raise ValueError("the first row of this piece is not known yet (see place())")
+        return self._tables(chunk_rows, raw)
+
+    def _tables(self, chunk_rows: int, raw: bool):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.names[0]!r}, start={self.start})"
+
+
+def place(parts: Sequence[Part], counts: Sequence[int]) -> list[Part]:
+    """Give every piece its first row from the row counts of all pieces (in order)."""
+    start = 0
+    for part, n in zip(parts, counts):
+        part.start, part.num_rows = start, n
+        start += n
+    return list(parts)
+
 
 class ParquetSource(Source):
     """Parquet files of one schema, streamed with ``pre_buffer=False`` (see DESIGN §9)."""
 
     fmt = "parquet"
 
-    def __init__(self, files: Sequence[Path]):
+    def __init__(self, files: Sequence[Path | str]):
         self.files = list(files)
         self.names = [str(f) for f in self.files]
         schema = None
         for path in self.files:
-            file_schema = self._open(path).schema_arrow.remove_metadata()
+            file_schema = _open_parquet(path).schema_arrow.remove_metadata()
             if schema is None:
                 schema, first = file_schema, path
             elif not file_schema.equals(schema):
@@ -166,24 +228,63 @@ class ParquetSource(Source):
         self.arrow_schema = schema
         _check_column_names(schema.names, self.names[0])
 
-    @staticmethod
-    def _open(path: Path) -> pq.ParquetFile:
-        try:
-            return pq.ParquetFile(path, pre_buffer=False)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"cannot read Parquet file: {_one_line(exc)}", path=str(path)) from None
-
     def tables(self, chunk_rows, *, raw=False):
         start = 0
         for path in self.files:
-            try:
-                for batch in self._open(path).iter_batches(batch_size=chunk_rows):
-                    table, bad_text = _repair_utf8(pa.Table.from_batches([batch]))
-                    yield start, table, ({} if raw else bad_text), str(path)
-                    start += batch.num_rows
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"cannot read Parquet file after row {start}: {_one_line(exc)}",
-                                 path=str(path)) from None
+            for item in _parquet_tables(path, start, chunk_rows, raw):
+                yield item
+                start += item[1].num_rows
+
+    def partitions(self, rows):
+        parts, start = [], 0
+        for path in self.files:
+            meta = _open_parquet(path).metadata
+            group: list[int] = []
+            size = 0
+            for index in range(meta.num_row_groups):
+                group.append(index)
+                size += meta.row_group(index).num_rows
+                if size >= rows or index == meta.num_row_groups - 1:
+                    parts.append(ParquetPart(path, tuple(group), start, size, self.arrow_schema))
+                    start += size
+                    group, size = [], 0
+        return parts
+
+
+class ParquetPart(Part):
+    """Consecutive row groups of one Parquet file."""
+
+    fmt = "parquet"
+
+    def __init__(self, path, row_groups: tuple[int, ...], start: int, num_rows: int,
+                 arrow_schema: pa.Schema):
+        self.path, self.row_groups = path, row_groups
+        self.start, self.num_rows = start, num_rows
+        self.names, self.arrow_schema = [str(path)], arrow_schema
+
+    def _tables(self, chunk_rows, raw):
+        return _parquet_tables(self.path, self.start, chunk_rows, raw, self.row_groups)
+
+
+def _open_parquet(path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(open_input(path) if is_url(path) else path, pre_buffer=False)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"cannot read Parquet file: {_one_line(exc)}", path=str(path)) from None
+
+
+def _parquet_tables(path, start: int, chunk_rows: int, raw: bool,
+                    row_groups: Sequence[int] | None = None):
+    """The blocks of one Parquet file (or of some of its row groups) from row ``start``."""
+    try:
+        for batch in _open_parquet(path).iter_batches(batch_size=chunk_rows,
+                                                      row_groups=row_groups):
+            table, bad_text = _repair_utf8(pa.Table.from_batches([batch]))
+            yield start, table, ({} if raw else bad_text), str(path)
+            start += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"cannot read Parquet file after row {start}: {_one_line(exc)}",
+                         path=str(path)) from None
 
 
 class CsvSource(Source):
@@ -191,7 +292,7 @@ class CsvSource(Source):
 
     fmt = "csv"
 
-    def __init__(self, files: Sequence[Path], *, text_columns: Iterable[str] = ()):
+    def __init__(self, files: Sequence[Path | str], *, text_columns: Iterable[str] = ()):
         self.files = list(files)
         self.names = [str(f) for f in self.files]
         header = None
@@ -217,7 +318,7 @@ class CsvSource(Source):
         return self._raw_schema
 
     @staticmethod
-    def _first_look(path: Path) -> tuple[list[str], list[tuple]]:
+    def _first_look(path: Path | str) -> tuple[list[str], list[tuple]]:
         """Header and column types from the first block of the file.
 
         pyarrow infers a text type for a column in which a single cell does not parse;
@@ -228,7 +329,7 @@ class CsvSource(Source):
             _refuse_binary_csv(path)
         try:
             reader = pacsv.open_csv(
-                path, read_options=pacsv.ReadOptions(block_size=FIRST_LOOK_BYTES),
+                _csv_input(path), read_options=pacsv.ReadOptions(block_size=FIRST_LOOK_BYTES),
                 convert_options=pacsv.ConvertOptions(null_values=list(NULL_MARKERS),
                                                      strings_can_be_null=True))
             try:
@@ -253,50 +354,87 @@ class CsvSource(Source):
         evidence = [_type_evidence(batch.column(i)) for i in range(batch.num_columns)]
         return names, evidence
 
-    def _reader(self, path: Path, problems: list):
-        def on_invalid_row(row):
-            problems.append(row)
-            return "error"
-        return pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-            convert_options=pacsv.ConvertOptions(
-                column_types=pa.schema([(n, pa.binary()) for n in self._raw_schema.names]),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False, null_values=[]))
-
     def tables(self, chunk_rows, *, raw=False):
         start = 0
         for path in self.files:
-            problems: list = []
-            try:
-                for table in _rebatch(self._reader(path, problems), chunk_rows):
-                    table, bad_text = _decode_utf8(table, self._raw_schema)
-                    _check_cell_sizes(table, start, str(path))
-                    if raw:
-                        yield start, table, {}, str(path)
-                    else:
-                        typed, errors = _convert(table, self.arrow_schema)
-                        for column, bad in bad_text.items():
-                            errors[column] = _merge_errors(errors.get(column), bad)
-                        yield start, typed, errors, str(path)
-                    start += table.num_rows
-            except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-                if problems:
-                    bad = problems[0]
-                    where = _locate_malformed_row(path, bad.expected_columns)
-                    message = (f"malformed CSV row{where}: expected {bad.expected_columns} "
-                               f"fields, got {bad.actual_columns}: {bad.text[:60]!r}")
-                else:
-                    message = f"cannot read CSV file after data row {start}: {_one_line(exc)}"
-                raise InputError(message, path=str(path)) from None
+            for item in _csv_tables(path, start, chunk_rows, raw, self._raw_schema,
+                                    self.arrow_schema):
+                yield item
+                start += item[1].num_rows
+
+    def partitions(self, rows):
+        return [CsvPart(path, self._raw_schema, self.arrow_schema) for path in self.files]
+
+
+class CsvPart(Part):
+    """One CSV file of a source; its first row is known once earlier files are counted."""
+
+    fmt = "csv"
+
+    def __init__(self, path, raw_schema: pa.Schema, arrow_schema: pa.Schema):
+        self.path, self._raw_schema, self.arrow_schema = path, raw_schema, arrow_schema
+        self.names = [str(path)]
+
+    def raw_schema(self) -> pa.Schema:
+        return self._raw_schema
+
+    def _tables(self, chunk_rows, raw):
+        return _csv_tables(self.path, self.start or 0, chunk_rows, raw, self._raw_schema,
+                           self.arrow_schema)
+
+
+def _csv_input(path):
+    """What pyarrow's CSV reader opens: a local path (it detects the compression itself)
+    or a decompressing stream of a URL."""
+    return open_input(path, compression="infer") if is_url(path) else path
+
+
+def _csv_reader(path, raw_schema: pa.Schema, problems: list):
+    def on_invalid_row(row):
+        problems.append(row)
+        return "error"
+    return pacsv.open_csv(
+        _csv_input(path),
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+        convert_options=pacsv.ConvertOptions(
+            column_types=pa.schema([(n, pa.binary()) for n in raw_schema.names]),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False, null_values=[]))
+
+
+def _csv_tables(path, start: int, chunk_rows: int, raw: bool, raw_schema: pa.Schema,
+                arrow_schema: pa.Schema):
+    """The blocks of one CSV file from row ``start``: raw text, or typed with cell errors."""
+    problems: list = []
+    try:
+        for table in _rebatch(_csv_reader(path, raw_schema, problems), chunk_rows):
+            table, bad_text = _decode_utf8(table, raw_schema)
+            _check_cell_sizes(table, start, str(path))
+            if raw:
+                yield start, table, {}, str(path)
+            else:
+                typed, errors = _convert(table, arrow_schema)
+                for column, bad in bad_text.items():
+                    errors[column] = _merge_errors(errors.get(column), bad)
+                yield start, typed, errors, str(path)
+            start += table.num_rows
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        if problems:
+            bad = problems[0]
+            where = _locate_malformed_row(path, bad.expected_columns)
+            message = (f"malformed CSV row{where}: expected {bad.expected_columns} "
+                       f"fields, got {bad.actual_columns}: {bad.text[:60]!r}")
+        else:
+            message = f"cannot read CSV file after data row {start}: {_one_line(exc)}"
+        raise InputError(message, path=str(path)) from None
 
 
 class TableSource(Source):
     """An in-memory pandas DataFrame or pyarrow Table, streamed in slices."""
 
     fmt = "parquet"
+    start = 0
 
     def __init__(self, data, name: str = "<table>"):
         if not isinstance(data, pa.Table):
@@ -311,8 +449,22 @@ class TableSource(Source):
         _check_column_names(self.arrow_schema.names, name)
 
     def tables(self, chunk_rows, *, raw=False):
-        for start in range(0, self.table.num_rows, chunk_rows):
-            yield start, self.table.slice(start, chunk_rows), {}, self.names[0]
+        for offset in range(0, self.table.num_rows, chunk_rows):
+            yield self.start + offset, self.table.slice(offset, chunk_rows), {}, self.names[0]
+
+    def partitions(self, rows):
+        return [TablePart(self.table.slice(start, rows), self.names[0], start)
+                for start in range(0, max(self.table.num_rows, 1), rows)]
+
+
+class TablePart(TableSource, Part):
+    """A slice of an in-memory table (shipped to the worker with the task)."""
+
+    def __init__(self, table: pa.Table, name: str, start: int):
+        self.table, self.names, self.arrow_schema = table, [name], table.schema
+        self.start, self.num_rows = start, table.num_rows
+
+    tables = TableSource.tables
 
 
 def open_source(source, *, text_columns: Iterable[str] = ()) -> Source:
@@ -541,14 +693,14 @@ def _parse_cell(value: str, target: pa.DataType):
     return value
 
 
-def _locate_malformed_row(path: Path, expected: int) -> str:
+def _locate_malformed_row(path: Path | str, expected: int) -> str:
     """`` at data row N (line L)`` of the first row with the wrong number of fields.
 
     pyarrow's streaming reader does not say where a malformed row is; this second,
     slow read runs only after the scan has already failed.
     """
     try:
-        with pa.input_stream(str(path), compression="detect") as raw, \
+        with open_input(path, compression="infer") as raw, \
                 io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
             reader = csv.reader(text)
             next(reader, None)  # header
@@ -568,10 +720,10 @@ _MAGIC = ((b"\x1f\x8b", "gzip-compressed (name it *.csv.gz)"),
           (b"PK\x03\x04", "a zip archive (unzip it first)"))
 
 
-def _refuse_binary_csv(path: Path) -> None:
+def _refuse_binary_csv(path: Path | str) -> None:
     """A ``.csv`` file that is really compressed or binary: say what it looks like."""
     try:
-        with open(path, "rb") as fh:
+        with open_input(path) as fh:
             magic = fh.read(4)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", path=str(path)) from None
