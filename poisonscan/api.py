@@ -25,6 +25,7 @@ from .io.schema import ScanSchema
 from .io.sinks import OutputDir, TableWriter
 from .io.sources import open_source
 from .report import html as html_report
+from .report.details import collect_details
 from .report.summary import build_summary, write_json
 
 #: The library's logger; poisonscan adds no handlers (the CLI attaches one to stderr).
@@ -175,10 +176,16 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
+    exempt = None
+    if cfg.allowlist is not None:
+        from .review import allowlist_rows, read_decisions
+        exempt = allowlist_rows(read_decisions(cfg.allowlist),
+                                source.chunks(cfg.chunk_rows, schema), schema.id_column,
+                                path=cfg.allowlist)
 
     check_seconds: dict[str, float] = {}
     with OutputDir(cfg.out, overwrite=cfg.overwrite) as outdir:
-        engine = ScanRun(source, schema, checks, cfg, outdir, fmt, progress)
+        engine = ScanRun(source, schema, checks, cfg, outdir, fmt, progress, exempt=exempt)
         with _located(cfg), _timed_checks(checks if cfg.verbose else [], check_seconds):
             run = engine.run()
         run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
@@ -193,8 +200,11 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
                         for name, seconds in check_seconds.items()})
         summary = build_summary(config=cfg, source=source, schema=schema, fmt=fmt, run=run,
                                 checks_skipped=skipped, timings=timings, outputs=outputs)
-        outdir.file("report.html").write_text(html_report.render(summary, suspects),
-                                              encoding="utf-8")
+        details = collect_details(outdir, summary, suspects, run["plan"], source,
+                                  top=cfg.report_top)
+        outdir.file("report.html").write_text(
+            html_report.render(summary, suspects, top=cfg.report_top, details=details),
+            encoding="utf-8")
         write_json(summary, outdir.file("summary.json"))
         outdir.commit()
     _log_summary(summary)

@@ -71,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="config file (default: ./poisonscan.toml, or [tool.poisonscan] "
                            "in ./pyproject.toml)")
     _add_options(conf, [o.name for o in OPTIONS if o.name != "json"])
+    apply = commands.add_parser(
+        "apply", help="apply a reviewer's decisions.csv to a scan (kept rows back to clean)",
+        description="Rewrite the clean and quarantine files of SCAN_DIR (or write the "
+                    "whole scan to --out DIR) from the decisions exported by report.html: "
+                    "rows marked keep go back to the clean file in input order, rows marked "
+                    "drop stay quarantined; summary.json records the decisions.")
+    apply.add_argument("scan_dir", metavar="SCAN_DIR")
+    apply.add_argument("--decisions", required=True, metavar="FILE",
+                       help="decisions.csv exported from report.html (row,id,decision,note"
+                            "[,fingerprint])")
+    apply.add_argument("-o", "--out", metavar="DIR", default=None,
+                       help="write the result there instead of rewriting SCAN_DIR")
+    apply.add_argument("--overwrite", action="store_true",
+                       help="replace a scan already in --out")
+    apply.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     comp = commands.add_parser(
         "completion", help="print a shell completion script (bash or zsh)",
         description="Print a completion script: 'eval \"$(poisonscan completion bash)\"' "
@@ -286,10 +301,45 @@ def _print_summary(summary: dict, result) -> None:
         hit = {f: n for f, n in policy["fail_on_rows"].items() if n}
         lines.append("  policy exceeded: --fail-on " + ", ".join(
             f"{f} ({n:,} quarantined rows)" for f, n in hit.items()))
+    lines += _top_suspects(result.suspects, summary.get("id_column"))
     if summary["config"].get("verbose"):
         lines.append("  timings: " + ", ".join(
             f"{k} {v:.2f} s" for k, v in summary["timings_seconds"].items()))
     print("\n".join(lines), file=sys.stderr)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from .review import apply_decisions  # heavy imports only when it runs
+
+    summary = apply_decisions(args.scan_dir, args.decisions, args.out, overwrite=args.overwrite)
+    if not args.quiet:
+        record, rows = summary["decisions"][-1], summary["rows"]
+        print(f"poisonscan: applied {record['decided']} decisions: {record['kept']} kept "
+              f"(back to clean), {record['dropped']} dropped, {record['undecided']} undecided; "
+              f"{rows['clean']:,} clean, {rows['quarantined']:,} quarantined -> "
+              f"{args.out or args.scan_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _top_suspects(suspects, id_column: str | None, top: int = 10, width: int = 72
+                  ) -> list[str]:
+    """The first suspects as a small table (rank, row, id, score, reason cut to fit)."""
+    if suspects is None or len(suspects) == 0:
+        return []
+    lines = [f"  top {min(top, len(suspects))} of {len(suspects):,} suspects "
+             "(all in suspects.csv, review in report.html):"]
+    for record in suspects.head(top).to_dict("records"):
+        # cell values reach the terminal: no control characters (escape sequences)
+        ident = f" {_printable(str(record[id_column]))[:14]:<14}" if id_column else ""
+        reason = _printable(" ".join(str(record["reason"] or "").split()))
+        reason = reason if len(reason) <= width else reason[:width - 1] + "…"
+        lines.append(f"  {record['rank']:>4} row {record['row']:<8}{ident} "
+                     f"{record['score']:.3f}  {reason!s}")
+    return lines
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", text)
 
 
 def _completion(args: argparse.Namespace) -> int:
@@ -439,4 +489,4 @@ class StderrProgress:
 
 
 COMMANDS = {"scan": _scan, "profile": _profile, "config": _config_show,
-            "completion": _completion}
+            "apply": _apply, "completion": _completion}

@@ -147,12 +147,27 @@ OPTIONS: tuple[Option, ...] = (
            nullable=True, metavar="A,B", family="outliers"),
     Option("reference", "str", None, "trusted reference profile (JSON) to check bounds against",
            nullable=True, metavar="FILE", family="bounds"),
+    Option("allowlist", "str", None,
+           "decisions.csv of an earlier review: rows a reviewer kept are not quarantined "
+           "(matched by id, else by feature fingerprint)", nullable=True, metavar="FILE"),
+    Option("report_top", "int", 500,
+           "suspects listed in report.html (all of them are in suspects.csv)", low=0,
+           metavar="N"),
     Option("overwrite", "bool", False, "replace a scan already in the output directory"),
     Option("quiet", "bool", False, "no progress and no terminal summary (errors still print)",
            short="-q"),
     Option("json", "bool", False, "print summary.json to stdout"),
     Option("verbose", "bool", False,
            "more detail on stderr: per-check timings and learned bound counts", short="-v"),
+    Option("engine", "str", "local",
+           "where the passes run: this process, or a Dask cluster (pip install "
+           "'poisonscan[dask]')", choices=("local", "dask")),
+    Option("scheduler", "str", None,
+           "Dask scheduler address (tcp://host:8786) of an existing cluster; default: a local "
+           "cluster sized to this machine", nullable=True, metavar="ADDRESS"),
+    Option("partition_rows", "int", 1_000_000,
+           "rows per Dask partition, at least (whole Parquet row groups; a CSV file is one "
+           "partition)", low=1, metavar="N"),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -183,10 +198,15 @@ class ScanConfig:
     fail_on: tuple[str, ...] | None = None
     detectors: tuple[str, ...] | None = None
     reference: str | None = None
+    allowlist: str | None = None
+    report_top: int = 500
     overwrite: bool = False
     quiet: bool = False
     json: bool = False
     verbose: bool = False
+    engine: str = "local"
+    scheduler: str | None = None
+    partition_rows: int = 1_000_000
     families: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     config_file: str | None = None
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)

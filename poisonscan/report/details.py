@@ -1,0 +1,227 @@
+"""What the review page shows beyond ``summary.json``, gathered at the end of a scan.
+
+:func:`collect_details` reads the staged scan files (``scores.parquet`` and the
+quarantine file, streamed) and the fitted plan, and returns plain data for
+:mod:`poisonscan.report.html`:
+
+* the histogram of every row's score (the threshold is in the summary);
+* suspects per class (all suspects, from the quarantine file);
+* for the top suspects: their cell values (as text), their label, the columns their
+  reasons name, the labels of their nearest neighbours when the ``labels`` family said
+  so, and their feature fingerprint (what ``--allowlist`` matches rows by);
+* for the numeric columns those reasons name: the distribution of the column on the
+  row sample, its learned and declared bounds, and where the top suspects' values sit
+  (on a ``log1p`` axis where the bounds check learned the column on that scale).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..io.chunk import Chunk
+from ..io.schema import NUMERIC
+from ..review import QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint
+
+#: Bins of the score histogram (scores lie in ``[0, 2)``).
+SCORE_BINS = 40
+#: Numeric columns given a distribution plot at most.
+MAX_COLUMN_PLOTS = 8
+#: Suspects marked on one column's plot at most.
+MAX_POINTS = 25
+#: Bins of a column's histogram.
+COLUMN_BINS = 30
+#: Classes listed in the suspects-per-class plot at most (the rest are summed).
+MAX_CLASSES = 20
+_NEIGHBOURS = re.compile(r"(\d+)/(\d+) neighbours ('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def collect_details(outdir, summary: dict, suspects: pa.Table, plan, source, *,
+                    top: int) -> dict[str, Any]:
+    """The page's data for a finished scan (see the module docstring).
+
+    Parameters
+    ----------
+    outdir : OutputDir
+        The entered output directory (its staged files are read).
+    summary : dict
+        The scan's summary.
+    suspects : pyarrow.Table
+        The ranked suspects.
+    plan : Plan
+        The fitted plan (row sample, fitted checks).
+    source : Source
+        The scan's input (its typed schema).
+    top : int
+        Suspects shown on the page.
+
+    Returns
+    -------
+    dict
+        ``score_histogram``, ``per_class``, ``rows`` (by row id) and ``columns``.
+    """
+    schema = plan.schema
+    fmt = summary["output_format"]
+    top_rows = suspects.column("row").slice(0, top).to_numpy() if suspects.num_rows else \
+        np.zeros(0, dtype=np.int64)
+    details: dict[str, Any] = {"score_histogram": _score_histogram(outdir.file("scores.parquet"))}
+    rows, per_class = _suspect_rows(outdir.file(f"quarantine.{fmt}"), fmt, top_rows, schema,
+                                    source.arrow_schema)
+    details["per_class"] = per_class
+    bounds = next((c for c in plan.checks if c.name == "bounds"), None)
+    reasons = dict(zip(suspects.column("row").to_pylist(), suspects.column("reason").to_pylist()))
+    names = list(source.arrow_schema.names)
+    for row, info in rows.items():
+        reason = reasons.get(row) or ""
+        named = bounds.tally([reason], names) if bounds is not None and hasattr(bounds, "tally") \
+            else {}
+        info["columns"] = [c for c in named if c in names]
+        found = _NEIGHBOURS.search(reason)
+        info["neighbours"] = f"{found.group(1)}/{found.group(2)} say {found.group(3)}" \
+            if found else None
+    details["rows"] = rows
+    details["columns"] = _column_plots(plan, bounds, summary, rows, suspects)
+    return details
+
+
+def _score_histogram(path) -> dict[str, Any]:
+    """Rows per score bin, clean and quarantined; clean rows scoring 1 or more."""
+    edges = np.linspace(0.0, 2.0, SCORE_BINS + 1)
+    clean = np.zeros(SCORE_BINS, dtype=np.int64)
+    quarantined = np.zeros(SCORE_BINS, dtype=np.int64)
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
+            columns=["score", "suspect"], batch_size=1 << 18):
+        values = np.clip(batch.column(0).to_numpy(zero_copy_only=False), 0.0, 1.999999)
+        suspect = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=bool)
+        clean += np.histogram(values[~suspect], bins=edges)[0]
+        quarantined += np.histogram(values[suspect], bins=edges)[0]
+    findings_left = int(clean[edges[:-1] >= 1.0].sum())
+    return {"edges": [round(float(e), 4) for e in edges], "clean": clean.tolist(),
+            "quarantined": quarantined.tolist(), "clean_findings": findings_left}
+
+
+def _suspect_rows(path, fmt: str, top_rows: np.ndarray, schema, typed_schema: pa.Schema
+                  ) -> tuple[dict[int, dict], dict[str, int]]:
+    """Values, label and fingerprint of the top suspects; suspects per class."""
+    blocks = _Blocks(path, fmt, guarded=True)
+    wanted = pa.array(np.sort(top_rows), pa.int64())
+    label = schema.label
+    per_class: dict[str, int] = {}
+    rows: dict[int, dict] = {}
+    originals = [n for n in blocks.schema.names if n not in QUARANTINE_EXTRA]
+    for table in blocks.tables(unguard=True):
+        if label is not None:
+            for item in pc.value_counts(pc.cast(table.column(label), pa.string())).to_pylist():
+                key = "(missing)" if item["values"] in (None, "") else item["values"]
+                per_class[key] = per_class.get(key, 0) + item["counts"]
+        picked = table.filter(pc.is_in(table.column("_row"), value_set=wanted))
+        if picked.num_rows == 0:
+            continue
+        data = picked.select(originals)
+        typed, errors = _typed(data, typed_schema, fmt)
+        chunk = Chunk(typed, picked.column("_row").to_numpy(), schema, errors, "<quarantine>")
+        prints = fingerprint_rows(chunk)
+        texts = {c: _texts(data.column(c)) for c in originals}
+        for i, row in enumerate(picked.column("_row").to_pylist()):
+            rows[row] = {
+                "values": {c: texts[c][i] for c in originals},
+                "label": texts[label][i] if label is not None else None,
+                "fingerprint": format_fingerprint(prints[i]),
+            }
+    ordered = dict(sorted(per_class.items(), key=lambda kv: (-kv[1], kv[0])))
+    if len(ordered) > MAX_CLASSES:
+        items = list(ordered.items())
+        ordered = dict(items[:MAX_CLASSES - 1])
+        ordered["(other classes)"] = sum(v for _, v in items[MAX_CLASSES - 1:])
+    return {r: rows[r] for r in top_rows.tolist() if r in rows}, ordered
+
+
+def _typed(data: pa.Table, typed_schema: pa.Schema, fmt: str):
+    """The quarantined rows typed as the scan typed them (``(table, cell_errors)``)."""
+    if fmt == "csv":
+        from ..io.sources import _convert  # the CSV source's own typing of text cells
+        return _convert(data, typed_schema)
+    return data.cast(typed_schema), {}
+
+
+def _texts(column: pa.ChunkedArray) -> list[str | None]:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    return column.to_pylist()
+
+
+def _column_plots(plan, bounds, summary: dict, rows: dict[int, dict], suspects: pa.Table
+                  ) -> dict[str, dict]:
+    """Distribution, bounds and top-suspect values of the numeric columns reasons name."""
+    schema = plan.schema
+    numeric = schema.of_kind(NUMERIC)
+    order: list[str] = []
+    for info in rows.values():
+        for column in info["columns"]:
+            if column in numeric and column not in order:
+                order.append(column)
+    order = order[:MAX_COLUMN_PLOTS]
+    if not order:
+        return {}
+    sample = plan.profile.sample_chunk()
+    declared = ((summary["checks"].get("bounds") or {}).get("learned") or {}).get("declared") or {}
+    out: dict[str, dict] = {}
+    for column in order:
+        values = sample.numeric(column)
+        values = values[np.isfinite(values)]
+        fence = getattr(bounds, "fences_", {}).get(column) if bounds is not None else None
+        marks = {}
+        if fence is not None:
+            marks["learned min"], marks["learned max"] = fence.low, fence.high
+        spec = declared.get(column) or {}
+        for key in ("min", "max"):
+            if isinstance(spec.get(key), (int, float)) and not isinstance(spec.get(key), bool):
+                marks[f"declared {key}"] = float(spec[key])
+        log = bool(getattr(fence, "log", False))
+        marks = {k: _scaled(float(v), log) for k, v in marks.items()
+                 if v is not None and math.isfinite(v)}
+        values = np.sign(values) * np.log1p(np.abs(values)) if log else values
+        points = []
+        for row, info in rows.items():
+            if column in info["columns"] and len(points) < MAX_POINTS:
+                points.append({"row": row, "text": info["values"].get(column)})
+        if len(values):
+            low, high = np.quantile(values, [0.005, 0.995])
+        else:
+            low, high = 0.0, 1.0
+        low = min([low] + list(marks.values()))
+        high = max([high] + list(marks.values()))
+        if not high > low:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, COLUMN_BINS + 1)
+        counts = np.histogram(np.clip(values, low, high), bins=edges)[0] if len(values) \
+            else np.zeros(COLUMN_BINS, dtype=np.int64)
+        for point in points:
+            value = _number(point["text"])
+            point["value"] = None if value is None else _scaled(value, log)
+        out[column] = {"edges": [float(e) for e in edges], "counts": counts.tolist(),
+                       "sample_rows": int(len(values)), "marks": marks, "points": points,
+                       "scale": "log1p" if log else "linear"}
+    return out
+
+
+def _scaled(value: float, log: bool) -> float:
+    """``value`` on the plot's axis: ``sign * log1p(|value|)`` for a log-scaled column."""
+    return math.copysign(math.log1p(abs(value)), value) if log else value
+
+
+def _number(text: str | None) -> float | None:
+    """A cell's value as a number for plotting (``None`` when it is not one)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
