@@ -142,7 +142,9 @@
     });
     save(); apply();
   });
+  // for tools and tests: the export as text, and the formula guard it applies
   window.poisonscanDecisionsCsv = function () { return decisionsCsv().text; };
+  window.poisonscanGuard = guard;
   load();
   apply();
 }());
