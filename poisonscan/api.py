@@ -185,10 +185,12 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
 
     check_seconds: dict[str, float] = {}
     with OutputDir(cfg.out, overwrite=cfg.overwrite) as outdir:
-        engine = ScanRun(source, schema, checks, cfg, outdir, fmt, progress, exempt=exempt)
-        with _located(cfg), _timed_checks(checks if cfg.verbose else [], check_seconds):
+        engine = _engine(cfg)(source, schema, checks, cfg, outdir, fmt, progress, exempt=exempt)
+        timed = checks if cfg.verbose and cfg.engine == "local" else []  # Dask: on workers
+        with _located(cfg), _timed_checks(timed, check_seconds):
             run = engine.run()
-        run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
+        if run.get("bounds_tally") is None:  # the Dask engine counts them on the workers
+            run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
         suspects: pa.Table = run["suspects"]
         with TableWriter(outdir.file("suspects.csv"), suspects.schema, "csv",
                          guard_formulas=True) as writer:
@@ -209,6 +211,14 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outdir.commit()
     _log_summary(summary)
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
+
+def _engine(cfg: ScanConfig):
+    """The engine class of ``cfg.engine`` (only the Dask engine imports Dask)."""
+    if cfg.engine == "dask":
+        from .engines.dask import DaskRun
+        return DaskRun
+    return ScanRun
+
 
 @contextlib.contextmanager
 def _timed_checks(checks, seconds: dict[str, float]):

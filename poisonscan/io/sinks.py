@@ -307,3 +307,29 @@ def guard_formulas(table: pa.Table) -> pa.Table:
             column = pc.if_else(risky, pc.binary_join_element_wise(quote, column, empty), column)
         columns.append(column)
     return pa.table(columns, schema=table.schema)
+
+
+def concat_parts(parts, target, schema: pa.Schema, fmt: str, *,
+                 guard_formulas: bool = False) -> None:
+    """Write one file at ``target`` from parts written by :class:`TableWriter` (CSV parts
+    with ``header=False``), in order; the parts stay where they are.
+
+    The result is byte for byte what one :class:`TableWriter` writing the parts' rows
+    gives: CSV parts are copied after one header, Parquet parts are read back and
+    rewritten in :data:`ROW_GROUP_ROWS` row groups. Parts and target may be local paths
+    or URLs; memory stays bounded (one row group).
+    """
+    if fmt == "csv":
+        head = pa.BufferOutputStream()
+        TableWriter(head, schema, "csv", guard_formulas=guard_formulas).close()
+        with storage.open_output(str(target)) as out:
+            out.write(head.getvalue().to_pybytes())
+            for part in parts:
+                with storage.open_input(part) as fh:
+                    shutil.copyfileobj(fh, out, 1 << 20)
+        return
+    with TableWriter(target, schema, "parquet") as writer:
+        for part in parts:
+            source = storage.open_input(part) if storage.is_url(str(part)) else part
+            for batch in pq.ParquetFile(source, pre_buffer=False).iter_batches(ROW_GROUP_ROWS):
+                writer.write(pa.Table.from_batches([batch], schema=writer.schema))
