@@ -21,7 +21,7 @@ import pyarrow as pa
 TOP_SUSPECTS = 500
 #: The page's style sheet and script (inlined: the page is one file).
 TEMPLATES = Path(__file__).with_name("templates")
-#: Families whose findings are shown per row, in this order.
+#: The score ranges of the fused score (README: "Scores"), as the score plot labels them.
 _ZONES = ((0.0, 1.0, "statistical evidence"), (1.0, 1.5, "findings"),
           (1.5, 2.0, "hard violations"))
 
@@ -72,6 +72,7 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
         f"{_e(summary['poisonscan_version'])} · seed {_e(summary['seed'])}"
         + (f" · files: {links}" if links else "") + "</p>",
         _kpis(summary, details),
+        _decision(summary),
         _applied(summary),
         "<h2>Where the suspects are</h2>",
         '<div class="plots">',
@@ -79,21 +80,12 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
         _family_plot(summary),
         _class_plot(summary, details.get("per_class")),
         "</div>",
-        "<h2>Checks</h2>",
-        _table(["family", "rows flagged", "rows quarantined"],
-               [[name, c["rows_flagged"], c["rows_quarantined"]]
-                for name, c in summary["checks"].items()]),
-    ]
-    if summary["checks_skipped"]:
-        parts.append(_table(["skipped family", "why"], list(summary["checks_skipped"].items())))
-    decision = summary["decision"]
-    parts += [
-        "<h2>Decision</h2>",
-        f"<p>Policy <b>{_e(decision['policy'])}</b>: {_e(decision['suspects'])} suspects"
-        + (f", lowest suspect score {decision['min_suspect_score']:.4f}"
-           if decision["min_suspect_score"] is not None else "")
-        + (f"; {_e(decision['allowlisted'])} suspects kept by an earlier review "
-           f"(--allowlist)" if decision.get("allowlisted") else "") + ".</p>",
+        f"<h2>Top suspects ({min(top, suspects.num_rows)} of {suspects.num_rows})</h2>",
+        ("<p class=\"muted\">Mark each suspect <b>drop</b> or <b>keep</b> (a note is "
+         "optional), export <code>decisions.csv</code>, then run <code>poisonscan apply "
+         "SCAN_DIR --decisions decisions.csv</code>. Every suspect is in "
+         "<a href=\"suspects.csv\">suspects.csv</a>.</p>" if shown.num_rows else ""),
+        _suspects_section(shown, summary, details),
     ]
     columns = details.get("columns") or {}
     if columns:
@@ -105,13 +97,13 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
                   *(_column_plot(name, plot) for name, plot in columns.items()),
                   "</div>"]
     parts += [
-        f"<h2>Top suspects ({min(top, suspects.num_rows)} of {suspects.num_rows})</h2>",
-        ("<p class=\"muted\">Mark each suspect <b>drop</b> or <b>keep</b> (a note is "
-         "optional), export <code>decisions.csv</code>, then run <code>poisonscan apply "
-         "SCAN_DIR --decisions decisions.csv</code>. Every suspect is in "
-         "<a href=\"suspects.csv\">suspects.csv</a>.</p>" if shown.num_rows else ""),
-        _suspects_section(shown, summary, details),
+        "<h2>Checks</h2>",
+        _table(["family", "rows flagged", "rows quarantined"],
+               [[name, c["rows_flagged"], c["rows_quarantined"]]
+                for name, c in summary["checks"].items()]),
     ]
+    if summary["checks_skipped"]:
+        parts.append(_table(["skipped family", "why"], list(summary["checks_skipped"].items())))
     drift = summary.get("drift")
     if drift:
         parts += ["<h2>Drift against the reference</h2>", _drift(drift)]
@@ -182,6 +174,15 @@ def _kpis(summary: dict, details: dict) -> str:
         for key, label, value, note in items) + "</div>"
 
 
+def _decision(summary: dict) -> str:
+    decision = summary["decision"]
+    return (f"<p>Decision: policy <b>{_e(decision['policy'])}</b>, {_e(decision['suspects'])} "
+            "suspects" + (f", lowest suspect score {decision['min_suspect_score']:.4f}"
+                          if decision["min_suspect_score"] is not None else "")
+            + (f"; {_e(decision['allowlisted'])} suspects kept by an earlier review "
+               "(--allowlist)" if decision.get("allowlisted") else "") + ".</p>")
+
+
 def _poisons_left(summary: dict, details: dict) -> tuple[int | None, str]:
     """Rows in the clean file that a family found (score of 1 or more) plus the wrong
     labels the ``labels`` family estimates beyond the label suspects quarantined."""
@@ -220,6 +221,17 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _short(text: str | None) -> str:
+    """A cell for a caption: numbers to 6 significant digits, text cut at 24 characters."""
+    if text is None:
+        return "null"
+    try:
+        value = float(text)
+    except ValueError:
+        return text if len(text) <= 24 else text[:23] + "…"
+    return f"{value:.6g}" if math.isfinite(value) else text
+
+
 def _svg(width: int, height: int, title: str, body: list[str], caption: str = "") -> str:
     return (f'<figure class="plot" style="width:{width}px"><h3>{_e(title)}</h3><svg xmlns="http://www.w3.org/2000/svg" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
@@ -232,7 +244,7 @@ def _score_plot(summary: dict, histogram: dict | None) -> str:
     """Rows per score bin (log scale), quarantined rows in red, the threshold dashed."""
     if not histogram:
         return ""
-    W, H, L, R, T, B = 520, 220, 44, 10, 14, 36
+    W, H, L, R, T, B = 470, 220, 44, 10, 14, 36
     edges, clean, quar = histogram["edges"], histogram["clean"], histogram["quarantined"]
     top = max([c + q for c, q in zip(clean, quar)] + [1])
     scale_y = math.log10(top + 1)
@@ -266,8 +278,8 @@ def _score_plot(summary: dict, histogram: dict | None) -> str:
     threshold = summary["decision"].get("min_suspect_score")
     if threshold is not None:
         body.append(f'<line class="thr" x1="{x(threshold):.1f}" y1="{T}" x2="{x(threshold):.1f}" '
-                    f'y2="{H - B}"/><text x="{x(threshold) - 3:.1f}" y="{T + 12}" '
-                    f'text-anchor="end">threshold {threshold:.3f}</text>')
+                    f'y2="{H - B}"/><text x="{x(threshold) + 3:.1f}" y="{T + 12}" '
+                    f'text-anchor="start">threshold {threshold:.3f}</text>')
     body.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">score '
                 f'(rows per bin, log scale; red: quarantined)</text>')
     return _svg(W, H, "Score distribution", body)
@@ -277,7 +289,7 @@ def _hbars(title: str, items: list[tuple[str, int, int | None]], caption: str = 
     """Horizontal bars: ``(name, value, background_value_or_None)``."""
     if not items:
         return ""
-    W, L, R, row = 360, 110, 60, 20
+    W, L, R, row = 320, 100, 56, 20
     H = 10 + row * len(items)
     top = max([max(v, b or 0) for _, v, b in items] + [1])
     body = []
@@ -367,12 +379,12 @@ def _column_plot(name: str, plot: dict) -> str:
         f"{k} {shown(v)}" for k, v in plot["marks"].items())
     if unplotted:
         caption += "; not numbers: " + ", ".join(
-            f"row {p['row']} {p['text']!r}" for p in unplotted[:5])
+            f"row {p['row']} {_short(p['text'])!r}" for p in unplotted[:5])
     outside = [p for p in plot["points"] if p["value"] is not None
                and not low <= p["value"] <= high]
     if outside:
         caption += "; beyond the axis: " + ", ".join(
-            f"row {p['row']} {p['text']}" for p in outside[:5])
+            f"row {p['row']} {_short(p['text'])}" for p in outside[:5])
     return _svg(W, H, name, body, caption)
 
 
