@@ -263,7 +263,7 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
         raise InputError(f"unreadable summary.json: {exc}", path=str(summary_path)) from None
     clean_path, quarantine_path = scan_dir / f"clean.{fmt}", scan_dir / f"quarantine.{fmt}"
     for path in (clean_path, quarantine_path):
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"scan file {path.name} is missing", path=str(scan_dir))
     id_col = summary.get("id_column")
     chosen = read_decisions(decisions)
@@ -326,18 +326,24 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
                                if n_rows else 0.0)
         summary["decisions"] = list(summary.get("decisions") or []) + [record]
         for name in sorted(os.listdir(scan_dir)):
-            if name in {clean_path.name, quarantine_path.name, "summary.json"} \
-                    or name.startswith(".") or not (scan_dir / name).is_file():
-                continue
-            if name in CONTRACT_FILES:
-                _copy(scan_dir / name, outdir.file(name))
+            if name in CONTRACT_FILES and name not in {
+                    clean_path.name, quarantine_path.name, "summary.json"}:
+                _copy(scan_dir / name, Path(outdir.file(name)))
         write_json(summary, outdir.file("summary.json"))
         outdir.commit()
     return summary
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target`` where possible (same file system), else copy."""
+    """Hard-link ``source`` to ``target`` where possible (same file system), else copy; a
+    directory of parts is copied part by part."""
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, target)
+
+
+def _link_or_copy(source, target) -> None:
     try:
         os.link(source, target)
     except OSError:
@@ -355,7 +361,7 @@ class _Blocks:
     def __init__(self, path: Path, fmt: str, *, guarded: bool = False):
         self.path, self.fmt, self.guarded = path, fmt, guarded
         if fmt == "parquet":
-            self.schema = pq.read_schema(path).remove_metadata()
+            self.schema = pq.read_schema(parquet_parts(path)[0]).remove_metadata()
             return
         with open(path, encoding="utf-8", newline="") as handle:
             header = next(csv.reader(handle), [])
@@ -372,10 +378,11 @@ class _Blocks:
     def tables(self, *, unguard: bool = False, columns: list[str] | None = None
                ) -> Iterator[pa.Table]:
         if self.fmt == "parquet":
-            batches = pq.ParquetFile(self.path, pre_buffer=False).iter_batches(
-                batch_size=BLOCK_ROWS, columns=columns)
-            for batch in batches:
-                yield pa.Table.from_batches([batch])
+            for part in parquet_parts(self.path):
+                batches = pq.ParquetFile(part, pre_buffer=False).iter_batches(
+                    batch_size=BLOCK_ROWS, columns=columns)
+                for batch in batches:
+                    yield pa.Table.from_batches([batch])
             return
         # CSV review files hold text; every column is read as text, cell for cell
         reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=4 << 20),
@@ -399,6 +406,20 @@ class _Blocks:
         if len(q) > 1 and np.any(np.diff(q) <= 0):
             raise InputError("quarantine rows are not in input order", path=str(self.path))
         return q.astype(np.int64), ids
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    """The files of a Parquet output: itself, or the sorted parts of a directory (the
+    Dask engine may write ``name.parquet/`` as a directory of parts)."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted((p for p in path.iterdir() if p.suffix == ".parquet"),
+                       key=lambda p: [int(t) if t.isdigit() else t
+                                      for t in re.split(r"(\d+)", p.name)])
+        if not parts:
+            raise InputError("no Parquet parts in the directory", path=str(path))
+        return parts
+    return [path]
 
 
 def _kept_rows(quarantine: _Blocks, kept: np.ndarray, schema: pa.Schema) -> pa.Table:

@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from ..io.chunk import Chunk
 from ..io.schema import NUMERIC
-from ..review import QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint
+from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint,
+                      parquet_parts)
 
 #: Bins of the score histogram (scores lie in ``[0, 2)``).
 SCORE_BINS = 40
@@ -75,7 +76,8 @@ def collect_details(outdir, summary: dict, suspects: pa.Table, plan, source, *,
                                     source.arrow_schema)
     details["per_class"] = per_class
     bounds = next((c for c in plan.checks if c.name == "bounds"), None)
-    reasons = dict(zip(suspects.column("row").to_pylist(), suspects.column("reason").to_pylist()))
+    listed = suspects.slice(0, top)
+    reasons = dict(zip(listed.column("row").to_pylist(), listed.column("reason").to_pylist()))
     names = list(source.arrow_schema.names)
     for row, info in rows.items():
         reason = reasons.get(row) or ""
@@ -95,8 +97,9 @@ def _score_histogram(path) -> dict[str, Any]:
     edges = np.linspace(0.0, 2.0, SCORE_BINS + 1)
     clean = np.zeros(SCORE_BINS, dtype=np.int64)
     quarantined = np.zeros(SCORE_BINS, dtype=np.int64)
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(
-            columns=["score", "suspect"], batch_size=1 << 18):
+    for batch in (b for part in parquet_parts(path) for b in pq.ParquetFile(
+            part, pre_buffer=False).iter_batches(columns=["score", "suspect"],
+                                                 batch_size=1 << 18)):
         values = np.clip(batch.column(0).to_numpy(zero_copy_only=False), 0.0, 1.999999)
         suspect = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=bool)
         clean += np.histogram(values[~suspect], bins=edges)[0]

@@ -136,8 +136,12 @@ def _page_data(summary: dict, shown: pa.Table, details: dict) -> dict:
     rows = details.get("rows") or {}
     ids = shown.column(id_col).to_pylist() if id_col and id_col in shown.column_names \
         else [None] * shown.num_rows
+    # decisions kept in the browser belong to this scan's suspects, not to a later scan's
     key = hashlib.sha256(json.dumps([summary["inputs"], summary["seed"], summary["rows"]["in"],
-                                     summary["poisonscan_version"]]).encode()).hexdigest()[:16]
+                                     summary["poisonscan_version"],
+                                     shown.column("row").to_pylist(),
+                                     [None if i is None else str(i) for i in ids]]
+                                    ).encode()).hexdigest()[:16]
     return {
         "scan_key": key,
         "rows": {k: summary["rows"][k] for k in ("in", "clean", "quarantined")},
