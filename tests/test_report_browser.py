@@ -360,6 +360,10 @@ def test_review_workflow_in_chromium(browser, tmp_path):
     record = json.loads((applied / "summary.json").read_text())["decisions"][-1]
     assert (record["kept_rows"], record["dropped_rows"]) == ([12], [5])
 
+    # the page's script threw nothing (a CSP violation or a bug would show here)
+    thrown = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+    assert thrown == []
+
     # a later scan remembers the kept row
     again = tmp_path / "again"
     assert _scan(data, again, "--allowlist", str(exported)) == 0

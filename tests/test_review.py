@@ -149,6 +149,20 @@ def test_a_bad_decisions_file_is_one_line_naming_file_row_and_column(tmp_path, c
     assert {p.name: p.read_bytes() for p in res.out.iterdir()} == snapshot
 
 
+def test_formula_column_names_survive_apply(tmp_path):
+    df = _frame().rename(columns={"colour": "=colour", "count": "@count"})
+    df.to_csv(tmp_path / "data.csv", index=False)
+    res = _scan(tmp_path)
+    header = (tmp_path / "data.csv").read_text().splitlines()[0].split(",")
+    quarantine_header = (res.out / "quarantine.csv").read_text().splitlines()[0]
+    assert '"\'=colour"' in quarantine_header                   # guarded in the review file
+    apply_decisions(res.out, _decisions(tmp_path / "d.csv", ["40,,keep,", "3,,drop,"]))
+    clean = pd.read_csv(res.out / "clean.csv", dtype=str, keep_default_na=False)
+    assert list(clean.columns) == header                         # training data: as given
+    assert clean.loc[clean["uid"] == "u00040", "=colour"].item() == "=cmd|' /C calc'!A0"
+    assert '"\'=colour"' in (res.out / "quarantine.csv").read_text().splitlines()[0]
+
+
 def test_apply_refuses_a_directory_that_is_no_scan(tmp_path, capsys):
     decisions = _decisions(tmp_path / "d.csv", ["1,,keep,"])
     assert main(["apply", str(tmp_path), "--decisions", str(decisions)]) == 2
