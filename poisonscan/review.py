@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import hashlib
 import json
 import os
@@ -158,7 +159,7 @@ def read_decisions(path: str | os.PathLike) -> list[Decision]:
     except OSError as exc:
         raise InputError(f"cannot read decisions file: {exc.strerror or exc}",
                          path=name) from None
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None:
         raise InputError("empty decisions file (expected a header: "
@@ -171,7 +172,8 @@ def read_decisions(path: str | os.PathLike) -> list[Decision]:
     at = {c: header.index(c) for c in DECISION_COLUMNS if c in header}
     decisions: list[Decision] = []
     seen: dict[int, int] = {}
-    for line, fields in enumerate(reader, start=2):
+    for fields in reader:
+        line = reader.line_num - fields_lines(fields) + 1  # first line of the record
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != len(header):
@@ -205,6 +207,11 @@ def read_decisions(path: str | os.PathLike) -> list[Decision]:
                                   decision=decision, note=cell("note"),
                                   fingerprint=int(fingerprint, 16) if fingerprint else None))
     return decisions
+
+
+def fields_lines(fields: list[str]) -> int:
+    """Lines a CSV record spans (a quoted field may hold line breaks)."""
+    return 1 + sum(f.count("\n") for f in fields)
 
 
 def format_fingerprint(value: int) -> str:

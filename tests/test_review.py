@@ -177,6 +177,14 @@ def test_undecided_lines_are_skipped_and_guards_removed(tmp_path):
     assert unguard_text(decision.id) == "-x"
 
 
+def test_a_note_may_span_lines_and_errors_name_the_right_line(tmp_path):
+    path = _decisions(tmp_path / "d.csv", ['3,u00003,drop,"two\nlines"', "10,u00010,maybe,"])
+    with pytest.raises(InputError, match=r"d\.csv: row 4: column 'decision'"):
+        read_decisions(path)
+    path = _decisions(tmp_path / "d.csv", ['3,u00003,drop,"two\nlines"'])
+    assert read_decisions(path)[0].note == "two\nlines"
+
+
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-1.5", "-x", "@SUM(A1)", "\tx", "\rx",
                                   "plain", "", "'quoted", "1e5", "-", "=", "'-3"])
 def test_unguard_undoes_the_guard(text):
