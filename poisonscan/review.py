@@ -276,12 +276,11 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
     chosen = read_decisions(decisions)
 
     quarantine = _Blocks(quarantine_path, fmt, guarded=True)
-    q_rows, q_ids = quarantine.rows_and_ids(id_col)
-    position = {int(r): i for i, r in enumerate(q_rows)}
+    q_rows, q_ids = quarantine.rows_and_ids(id_col, {d.row for d in chosen})
+    quarantined = set(q_rows[np.isin(q_rows, [d.row for d in chosen])].tolist())
     kept_rows, dropped_rows, already_clean = [], [], []
     for d in chosen:
-        at = position.get(d.row)
-        if at is None:
+        if d.row not in quarantined:
             if d.row >= n_rows:
                 raise InputError(f"row {d.row} is not in the scan ({n_rows} rows)",
                                  path=str(decisions), row=d.line, column="row")
@@ -291,8 +290,8 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
                                  column="row")
             already_clean.append(d.row)
             continue
-        if d.id is not None and id_col is not None and q_ids is not None:
-            scanned = q_ids[at]
+        if d.id is not None and id_col is not None and d.row in q_ids:
+            scanned = q_ids[d.row]
             if d.id != scanned and unguard_text(d.id) != scanned:
                 raise InputError(f"row {d.row} has id {scanned!r} in the scan, not "
                                  f"{d.id[:40]!r} (decisions of another scan?)",
@@ -401,14 +400,19 @@ class _Blocks:
                     table = unguard_table(table)
                 yield table.select(columns) if columns else table
 
-    def rows_and_ids(self, id_col: str | None) -> tuple[np.ndarray, list[str] | None]:
-        """``_row`` of every quarantined row, and its id (unguarded text) when known."""
-        rows, ids = [], [] if id_col else None
+    def rows_and_ids(self, id_col: str | None, wanted: set[int]
+                     ) -> tuple[np.ndarray, dict[int, str | None]]:
+        """``_row`` of every quarantined row, and the id (unguarded text) of the ``wanted``
+        rows among them when the scan had an id column."""
+        rows, ids = [], {}
+        want = pa.array(sorted(wanted), pa.int64())
         for table in self.tables(unguard=True):
             rows.append(table.column("_row").to_numpy())
-            if id_col and id_col in table.column_names:
-                ids += [None if v is None else str(v)
-                        for v in table.column(id_col).to_pylist()]
+            if id_col and id_col in table.column_names and wanted:
+                picked = table.filter(pc.is_in(table.column("_row"), value_set=want))
+                for row, value in zip(picked.column("_row").to_pylist(),
+                                      picked.column(id_col).to_pylist()):
+                    ids[row] = None if value is None else str(value)
         q = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         if len(q) > 1 and np.any(np.diff(q) <= 0):
             raise InputError("quarantine rows are not in input order", path=str(self.path))
