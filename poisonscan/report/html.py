@@ -49,7 +49,6 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
         hash in the Content-Security-Policy, no network access.
     """
     details = details or {}
-    rows = summary["rows"]
     shown = suspects.slice(0, top)
     script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
@@ -237,7 +236,8 @@ def _short(text: str | None) -> str:
 
 
 def _svg(width: int, height: int, title: str, body: list[str], caption: str = "") -> str:
-    return (f'<figure class="plot" style="width:{width}px"><h3>{_e(title)}</h3><svg xmlns="http://www.w3.org/2000/svg" '
+    return (f'<figure class="plot" style="width:{width}px"><h3>{_e(title)}</h3>'
+            '<svg xmlns="http://www.w3.org/2000/svg" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="{_e(title)}">' + "".join(body) + "</svg>"
             + (f'<figcaption class="muted">{_e(caption)}</figcaption>' if caption else "")
@@ -261,13 +261,15 @@ def _score_plot(summary: dict, histogram: dict | None) -> str:
 
     body = []
     for low, high, name in _ZONES:
-        body.append(f'<rect class="zone" x="{x(low) + 1:.1f}" y="{T}" width="{x(high) - x(low) - 2:.1f}" '
+        body.append(f'<rect class="zone" x="{x(low) + 1:.1f}" y="{T}" '
+                    f'width="{x(high) - x(low) - 2:.1f}" '
                     f'height="{H - T - B}"/><text x="{x((low + high) / 2):.1f}" y="{T - 3}" '
                     f'text-anchor="middle">{_e(name)}</text>')
     for i, (c, q) in enumerate(zip(clean, quar)):
         x0, x1 = x(edges[i]) + 0.5, x(edges[i + 1]) - 0.5
         if c:
-            body.append(f'<rect class="clean" x="{x0:.1f}" y="{y(c + q):.1f}" width="{x1 - x0:.1f}" '
+            body.append(f'<rect class="clean" x="{x0:.1f}" y="{y(c + q):.1f}" '
+                        f'width="{x1 - x0:.1f}" '
                         f'height="{y(q) - y(c + q):.1f}"><title>{_num(edges[i])}–'
                         f'{_num(edges[i + 1])}: {c:,} clean rows</title></rect>')
         if q:
@@ -276,7 +278,8 @@ def _score_plot(summary: dict, histogram: dict | None) -> str:
                         f'{_num(edges[i + 1])}: {q:,} quarantined rows</title></rect>')
     body.append(f'<line class="axis" x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}"/>')
     for tick in (0, 0.5, 1.0, 1.5, 2.0):
-        body.append(f'<text x="{x(tick):.1f}" y="{H - B + 13}" text-anchor="middle">{tick:g}</text>')
+        body.append(f'<text x="{x(tick):.1f}" y="{H - B + 13}" '
+                    f'text-anchor="middle">{tick:g}</text>')
     for count in sorted({1, 10 ** int(math.log10(top)) if top >= 10 else 1, top}):
         body.append(f'<text x="{L - 4}" y="{y(count) + 4:.1f}" text-anchor="end">{count:,}</text>')
     threshold = summary["decision"].get("min_suspect_score")
@@ -306,7 +309,8 @@ def _hbars(title: str, items: list[tuple[str, int, int | None]], caption: str = 
             body.append(f'<rect class="flag" x="{L}" y="{y0 + 3}" '
                         f'width="{(W - L - R) * back / top:.1f}" height="{row - 6}">'
                         f"<title>{back:,} flagged</title></rect>")
-        body.append(f'<rect class="quar" x="{L}" y="{y0 + 3}" width="{(W - L - R) * value / top:.1f}" '
+        body.append(f'<rect class="quar" x="{L}" y="{y0 + 3}" '
+                    f'width="{(W - L - R) * value / top:.1f}" '
                     f'height="{row - 6}"><title>{value:,} quarantined</title></rect>')
         label = f"{value:,}" + (f" / {back:,}" if back else "")
         body.append(f'<text x="{L + (W - L - R) * max(value, back or 0) / top + 4:.1f}" '
@@ -436,7 +440,8 @@ def _suspects_section(shown: pa.Table, summary: dict, details: dict) -> str:
         select("f-column", "column", columns),
         '<label>search <input type="search" id="f-text"></label>',
         '<label><input type="checkbox" id="f-undecided"> undecided only</label>',
-        f'<span class="muted"><span id="shown">{len(records)}</span> of {len(records)} shown</span>',
+        f'<span class="muted"><span id="shown">{len(records)}</span> of {len(records)} '
+        "shown</span>",
         '<button type="button" id="drop-shown">drop all shown (undecided)</button>',
         '<button type="button" id="export">export decisions.csv</button>',
         '<span id="status" role="status"></span>',
