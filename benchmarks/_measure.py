@@ -59,6 +59,9 @@ class Measurement:
         (killed for exceeding a limit).
     stdout, stderr : str
         Captured output (stderr truncated to its last 4,000 characters).
+    largest_rss : int
+        Largest RSS of any single process of the tree in any sample, in bytes (for a
+        Dask run: the biggest of client, scheduler and workers).
     """
 
     wall_s: float
@@ -70,6 +73,7 @@ class Measurement:
     status: str
     stdout: str = ""
     stderr: str = ""
+    largest_rss: int = 0
 
     @property
     def peak_mb(self) -> float:
@@ -91,20 +95,25 @@ def tree_rss(root) -> tuple[int, int]:
     root : psutil.Process
         Root of the tree.
     """
+    return tree_rss_detail(root)[:2]
+
+
+def tree_rss_detail(root) -> tuple[int, int, int]:
+    """Return (summed RSS, number of processes, largest single RSS) of a process tree."""
     import psutil
 
     try:
         processes = [root] + root.children(recursive=True)
     except psutil.Error:
-        return 0, 0
-    total = count = 0
+        return 0, 0, 0
+    total = count = largest = 0
     for process in processes:
         try:
-            total += process.memory_info().rss
-            count += 1
+            rss = process.memory_info().rss
         except psutil.Error:
             continue
-    return total, count
+        total, count, largest = total + rss, count + 1, max(largest, rss)
+    return total, count, largest
 
 
 def _kill_tree(root) -> None:
@@ -161,14 +170,15 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.05, timeout: float |
         start = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=cwd)
         root = psutil.Process(proc.pid)
-        peak = most = samples = 0
+        peak = most = samples = largest = 0
         status = None
         while True:
             finished = _wait_nohang(proc.pid)
             if finished is not None:
                 break
-            rss, count = tree_rss(root)
+            rss, count, single = tree_rss_detail(root)
             peak, most, samples = max(peak, rss), max(most, count), samples + 1
+            largest = max(largest, single)
             elapsed = time.perf_counter() - start
             if status is None and timeout is not None and elapsed > timeout:
                 status = "timeout"
@@ -187,7 +197,7 @@ def run_measured(cmd: Sequence[str], *, interval: float = 0.05, timeout: float |
     if status is None:
         status = "ok" if returncode == 0 else "failed"
     return Measurement(wall, peak, maxrss, most, samples, returncode, status,
-                       stdout, stderr[-4000:])
+                       stdout, stderr[-4000:], largest)
 
 
 def _temp_paths() -> tuple[str, str]:

@@ -16,11 +16,20 @@ It writes a Markdown section between ``<!-- scale:start -->`` and
 ``<!-- scale:end -->`` of ``benchmarks/RESULTS.md``, a plot
 ``benchmarks/scale.png`` and the raw figures as JSON under ``--out-dir``.
 
+With ``--dask`` it instead scans each size twice, on the local engine and on the
+Dask engine (``--engine dask``: a local cluster sized to the machine, started by
+the scan; ``--dask-args`` adds options such as ``--scheduler ADDRESS``), checks
+that both give the same answer, and writes only the section between
+``<!-- scale-dask:start -->`` and ``<!-- scale-dask:end -->`` (raw figures in
+``scale-dask.json``); the peak of the largest single process bounds what one
+worker needs.
+
 Sizes take an optional format: ``1M:csv`` scans a 1M-row CSV whatever
 ``--format`` says. Examples::
 
     python benchmarks/scale.py --sizes 100k 1M 2M 8M 1M:csv --peers
     python benchmarks/scale.py --sizes 2000000 8000000   # issue 2's memory check
+    python benchmarks/scale.py --sizes 1M --dask         # issue 11: Dask beside local
 """
 from __future__ import annotations
 
@@ -40,6 +49,7 @@ from _measure import MB, Measurement, floor_command, run_measured
 
 HERE = Path(__file__).resolve().parent
 MARK_START, MARK_END = "<!-- scale:start -->", "<!-- scale:end -->"
+DASK_START, DASK_END = "<!-- scale-dask:start -->", "<!-- scale-dask:end -->"
 RESULTS_HEADING = "# poisonscan benchmark results"
 
 #: Issue 2's acceptance: peak at 2M rows and the extra peak for 4x the rows.
@@ -441,17 +451,17 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
     return "\n".join(lines)
 
 
-def update_section(path: Path, body: str) -> None:
+def update_section(path: Path, body: str, start: str = MARK_START, end: str = MARK_END) -> None:
     """Replace the text between the scale markers of ``path`` (created if absent).
 
     Only the marked section changes; the rest of the file is kept as it is on
     disk at the moment of writing.
     """
-    block = f"{MARK_START}\n{body.rstrip()}\n{MARK_END}"
+    block = f"{start}\n{body.rstrip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else f"{RESULTS_HEADING}\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -528,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scanner command (default: poisonscan, or python -m poisonscan)")
     parser.add_argument("--scan-args", type=shlex.split, default=[],
                         help="extra scan options, e.g. '--chunk-rows 100000'")
+    parser.add_argument("--dask", action="store_true",
+                        help="scan each size on the local and on the Dask engine; write only "
+                             "the scale-dask section")
+    parser.add_argument("--dask-args", type=shlex.split, default=["--partition-rows", "250000"],
+                        help="extra options of the Dask scan (default: '--partition-rows "
+                             "250000'; e.g. '--scheduler tcp://host:8786')")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--out-dir", type=Path, default=HERE / "out" / "scale")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -603,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "benchmarks/scale.py", *argv])
     load_start = os.getloadavg()[0]
+    if args.dask:
+        return run_dask(cases, args, command, load_start)
     peers: list[dict] = []
     if args.reuse_peers:
         peers, args.peers_command = reused_peers(args.reuse_peers)
@@ -618,6 +636,130 @@ def main(argv: list[str] | None = None) -> int:
         args.peers_command = None
         publish(args, command, load_start, results, peers, [])
     return 0
+
+
+# --------------------------------------------------------------------------- Dask
+
+def same_answer(local: Path, dask: Path) -> dict:
+    """Whether two scans' outputs agree: bytes of single files, values of directories.
+
+    Returns ``{output name: True/False}`` for scores, suspects, clean and quarantine.
+    """
+    import filecmp
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    verdict = {}
+    for name in sorted(p.name for p in local.iterdir()):
+        if not name.startswith(("scores.", "suspects.", "clean.", "quarantine.")):
+            continue
+        a, b = local / name, dask / name
+        if a.is_file() and b.is_file():
+            verdict[name] = filecmp.cmp(a, b, shallow=False)
+        else:  # a Parquet output written as a directory of parts
+            try:
+                pd.testing.assert_frame_equal(pq.read_table(a).to_pandas(),
+                                              pq.read_table(b).to_pandas())
+                verdict[name] = True
+            except AssertionError:
+                verdict[name] = False
+    return verdict
+
+
+def run_dask_case(case: Case, args: argparse.Namespace) -> dict:
+    """Scan one case on both engines; return both measurements and the comparison."""
+    def compact(m: Measurement) -> dict:
+        return {k: v for k, v in m.as_dict().items() if k not in ("stdout", "stderr")}
+
+    path = dataset(case, args.data_dir, args.seed, args.poison_rate)
+    entry = {"rows": case.rows, "format": case.fmt,
+             "file_mb": path.stat().st_size / MB, "dask_args": args.dask_args}
+    outs = {}
+    for engine, extra in (("local", []), ("dask", ["--engine", "dask", *args.dask_args])):
+        out = args.out_dir / f"{engine}_{case.name}_{case.fmt}"
+        cmd = scan_command(args.scanner, path, out, [*args.scan_args, *extra])
+        _log(f"{case.name} {case.fmt}: {engine} engine")
+        measured = run_measured(cmd, interval=args.interval, timeout=args.timeout)
+        _check(measured, shlex.join(cmd))
+        summary = read_summary(out)
+        entry[engine] = {**compact(measured), "timings": scan_timings(summary),
+                         "detection": detection(out, make_data.truth_path(path))}
+        outs[engine] = out
+        _log(f"{case.name} {case.fmt} {engine}: {measured.wall_s:.1f} s, peak "
+             f"{measured.peak_mb:,.0f} MB (largest process "
+             f"{measured.largest_rss / MB:,.0f} MB, {measured.max_processes} processes)")
+    entry["same"] = same_answer(outs["local"], outs["dask"])
+    return entry
+
+
+def dask_markdown(results: list[dict], env: dict, command: str,
+                  args: argparse.Namespace) -> str:
+    """Return the scale-dask section (without the markers)."""
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    lines = ["## Scale: the Dask engine beside the local engine", "", f"Command: `{command}`", "",
+             f"Machine: {env['nproc']} cores ({env['cpu']}), {env['memory_gb']} GB RAM; "
+             f"Python {env['python']}; {versions}; poisonscan at commit {env['commit']}. "
+             f"1-minute load average {env['load'][0]} at the start, {env['load'][1]} at the "
+             "end (other work on the machine slows wall times).", "",
+             "Both scans: `" + shlex.join(scan_command(['poisonscan'], Path('FILE'), Path('OUT'),
+                                                       args.scan_args)) + "`; the Dask scan adds "
+             f"`{shlex.join(['--engine', 'dask', *args.dask_args])}`, so it starts a "
+             "`distributed.LocalCluster` sized to the machine (one worker process per core) "
+             "and stops it at the end; its time includes that. Peak MB sums the resident "
+             "memory of the whole process tree (client, scheduler, workers); the largest "
+             "process is the most any one of them held.", "",
+             "| rows | format | engine | wall s | rows/s | peak MB (tree) | largest process MB "
+             "| processes | suspects | poison recall |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        for engine in ("local", "dask"):
+            m = r[engine]
+            d = m.get("detection") or {}
+            lines.append(
+                f"| {r['rows']:,} | {r['format']} | {engine} | {m['wall_s']:,.1f} | "
+                f"{r['rows'] / m['wall_s']:,.0f} | {m['peak_mb']:,.0f} | "
+                f"{m.get('largest_rss', 0) / MB:,.0f} | {m['max_processes']} | "
+                f"{_int(d.get('suspects'))} | {_pct(d.get('recall'))} |")
+    lines.append("")
+    keys = list(dict.fromkeys(k for r in results for e in ("local", "dask")
+                              for k in r[e]["timings"]))
+    lines += ["Phase timings reported by the scans (`summary.json`; `cluster` = starting the "
+              "local cluster and connecting):", "",
+              "| rows | engine | " + " | ".join(f"{k} s" for k in keys) + " |",
+              "|---:|---|" + "---:|" * len(keys)]
+    for r in results:
+        for engine in ("local", "dask"):
+            t = r[engine]["timings"]
+            lines.append(f"| {r['rows']:,} | {engine} | "
+                         + " | ".join(_num(t.get(k)) for k in keys) + " |")
+    lines.append("")
+    for r in results:
+        same = r["same"]
+        verdict = "the same answer" if all(same.values()) else "DIFFERENT answers"
+        lines.append(f"* {r['rows']:,} rows ({r['format']}): {verdict} — "
+                     + ", ".join(f"`{k}` {'identical' if v else 'differs'}"
+                                 for k, v in same.items())
+                     + " (single files compared byte for byte, a directory of parts by "
+                       "value).")
+    return "\n".join(lines) + "\n"
+
+
+def run_dask(cases: list[Case], args: argparse.Namespace, command: str,
+             load_start: float) -> int:
+    """``--dask``: both engines per case; write scale-dask.json and the scale-dask section."""
+    results = []
+    for case in cases:
+        results.append(run_dask_case(case, args))
+        env = environment(args.scanner)
+        env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
+        raw = {"command": command, "environment": env, "results": results}
+        (args.out_dir / "scale-dask.json").write_text(json.dumps(raw, indent=2),
+                                                      encoding="utf-8")
+        update_section(args.results, dask_markdown(results, env, command, args),
+                       DASK_START, DASK_END)
+        _log(f"wrote {args.results} and {args.out_dir / 'scale-dask.json'}")
+    return 0 if all(all(r["same"].values()) for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -256,3 +256,36 @@ def test_csv_url_input_reads_like_the_local_file(tmp_path, reference):
             poisonscan.scan("memory://csvbucket/missing.csv", out=tmp_path / "m", **SCAN)
     finally:
         fs.rm("/csvbucket", recursive=True)
+
+
+# ------------------------------------------------------------------------ benchmark
+
+def test_scale_benchmark_runs_dask_beside_local(tmp_path):
+    """``scale.py --dask`` on a tiny file: both engines measured, same answer, one section."""
+    pytest.importorskip("psutil")
+    import sys
+    bench = str(FIXTURES.parent / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import scale
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# poisonscan benchmark results\n\n<!-- scale:start -->\nkept\n"
+                       "<!-- scale:end -->\n")
+    # scans run as subprocesses: give them a TCP scheduler whose workers are threads here
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2,
+                                  protocol="tcp", dashboard_address=None) as tcp:
+        code = scale.main(["--sizes", "3000", "--dask", "--data-dir", str(tmp_path / "data"),
+                           "--out-dir", str(tmp_path / "out"), "--results", str(results),
+                           "--scan-args", "--sample-rows 500 --checks bounds",
+                           "--dask-args", f"--scheduler {tcp.scheduler_address} "
+                                          "--partition-rows 1000"])
+    assert code == 0
+    raw = json.loads((tmp_path / "out" / "scale-dask.json").read_text())
+    [entry] = raw["results"]
+    assert entry["local"]["status"] == entry["dask"]["status"] == "ok"
+    assert entry["same"] and all(entry["same"].values())
+    text = results.read_text()
+    assert "kept" in text  # the other scale section is left alone
+    assert text.count(scale.DASK_START) == text.count(scale.DASK_END) == 1
+    assert "| 3,000 | parquet | dask |" in text and "the same answer" in text
