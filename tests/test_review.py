@@ -14,7 +14,7 @@ import pytest
 import poisonscan
 from poisonscan.cli import main
 from poisonscan.errors import InputError
-from poisonscan.io.sinks import _guard_text
+from poisonscan.io.sinks import OutputWriteError, _guard_text
 from poisonscan.report.summary import load_schema
 from poisonscan.review import apply_decisions, read_decisions, unguard_text
 
@@ -161,6 +161,20 @@ def test_formula_column_names_survive_apply(tmp_path):
     assert list(clean.columns) == header                         # training data: as given
     assert clean.loc[clean["uid"] == "u00040", "=colour"].item() == "=cmd|' /C calc'!A0"
     assert '"\'=colour"' in (res.out / "quarantine.csv").read_text().splitlines()[0]
+
+
+def test_a_failing_apply_leaves_the_scan_as_it_was(tmp_path, monkeypatch):
+    res = _scan(tmp_path)
+    snapshot = {p.name: p.read_bytes() for p in res.out.iterdir()}
+    import poisonscan.review as review
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(review, "write_json", broken)  # the last file written
+    with pytest.raises(OutputWriteError, match="nothing was written"):
+        apply_decisions(res.out, _decisions(tmp_path / "d.csv", ["10,,keep,"]))
+    assert {p.name: p.read_bytes() for p in res.out.iterdir()} == snapshot
 
 
 def test_apply_refuses_a_directory_that_is_no_scan(tmp_path, capsys):
