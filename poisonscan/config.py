@@ -137,6 +137,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("contamination", "float", None,
            "quarantine this fraction of rows, the highest ranked (replaces the default rule)",
            low=0.0, high=0.5, low_open=True, nullable=True, metavar="F"),
+    Option("fdr", "float", None,
+           "also quarantine the rows whose soft evidence passes Benjamini-Hochberg at this "
+           "false discovery rate (calibrated tail p-values, Bonferroni over families)",
+           low=0.0, high=0.5, low_open=True, nullable=True, metavar="Q"),
     Option("fail_above", "float", None,
            "exit 1 when the quarantined fraction exceeds RATE (outputs are still written)",
            low=0.0, high=1.0, nullable=True, metavar="RATE"),
@@ -194,6 +198,7 @@ class ScanConfig:
     checks: tuple[str, ...] | None = None
     max_suspects: int | None = None
     contamination: float | None = None
+    fdr: float | None = None
     fail_above: float | None = None
     fail_on: tuple[str, ...] | None = None
     detectors: tuple[str, ...] | None = None

@@ -1,10 +1,19 @@
 """Calibration, fusion and the suspect decision.
 
 * **Calibration.** Raw scores of different checks are not comparable. Each family's score
-  is turned into evidence ``1 - p`` where ``p`` is its empirical tail probability among
-  the family's scores on the row sample: ``p = (1 + #{sample >= s}) / (n + 1)``.
-* **Fusion.** A row's score is the strongest evidence of any family (a maximum does not
-  dilute one check that fired). Hard rule violations rank first: their score is
+  ``s`` becomes a tail probability ``p`` against the family's scores on the row sample:
+  the empirical one, ``(1 + #{sample >= s}) / (n + 1)``, and beyond the sample's
+  :data:`TAIL_QUANTILES` ``(a, b)`` an exponential tail fitted to them,
+  ``(1 - b) exp(-(s - q_b) / beta)`` with ``beta = (q_b - q_a) / ln((1 - a) / (1 - b))``;
+  ``p`` is the smaller of the two. The empirical ``p`` alone cannot tell a family's
+  natural tail from a poison far beyond it (every family's top row gets ``1 / n``, and a
+  maximum over four families then lets three of them bury the one that fired); the tail
+  fit keeps *how far* beyond the bulk a row lies. It is fitted on the bulk (the 75th to
+  90th percentile), so a few percent of poisons in the sample barely move it (3% far-out
+  poisons widen it by about a quarter; they still get tail probabilities of ``1e-12``).
+* **Fusion.** A row's soft score is ``L / (1 + L)``, ``L = -ln(min_f p_f)``: the strongest
+  evidence of any family (a minimum of p-values does not dilute one check that fired),
+  mapped into ``[0, 1)``. Hard rule violations rank first: their score is
   ``1 + v / (1 + v)`` with ``v`` the largest raw score among the violating families,
   so every violation scores in ``[1.5, 2)``, every finding (below) in ``[1, 1.5)`` and
   every other row in ``[0, 1)``.
@@ -19,17 +28,21 @@
   alone does not say which members are wrong; the label evidence does. Per member, the
   label evidence is that ``disagreement`` where it is clear (outside the undecided band
   below: the neighbourhood outside the group cannot be outvoted by the group's own
-  copies, which every label family sees), else the mean of it and the calibrated
-  evidence of every label family that ran (:data:`LABEL_FAMILIES`). A member whose label
-  evidence exceeds ``0.5 + UNDECIDED`` is a finding of strength
+  copies, which every label family sees), else the mean of it and the empirical
+  evidence ``1 - p`` of every label family that ran (:data:`LABEL_FAMILIES`). A member
+  whose label evidence exceeds ``0.5 + UNDECIDED`` is a finding of strength
   ``score * (0.5 + evidence / 2)``;
   one below ``0.5 - UNDECIDED`` is no finding (it keeps the group's calibrated evidence,
   like any soft score); with no label evidence, or evidence either way, the whole group
   is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied.
+* **Explanations.** A row's ``checks`` and ``reason`` list the families that fired,
+  strongest first: violations, then by ascending ``p``.
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
-  violation. ``max_suspects`` caps that set to the highest ranked; ``contamination``
-  replaces the rule by the highest ranked fraction of all rows. Ties are broken by
-  row id, so the decision is deterministic.
+  violation or a finding. ``fdr`` adds the rows whose soft evidence passes the
+  Benjamini–Hochberg procedure at that level (on ``min(1, F min_f p_f)``, Bonferroni over
+  the ``F`` families). ``max_suspects`` caps the set to the highest ranked;
+  ``contamination`` replaces the rule by the highest ranked fraction of all rows. Ties
+  are broken by row id, so the decision is deterministic.
 """
 
 from __future__ import annotations
@@ -47,6 +60,12 @@ LABEL_FAMILIES: tuple[str, ...] = ("labels",)
 UNDECIDED = 0.1
 #: Finding strength (times the group's score) of a conflicting member nothing decides.
 UNFLAGGED = 0.45
+#: Quantiles of a family's sample scores its exponential tail is fitted between.
+TAIL_QUANTILES = (0.75, 0.90)
+#: Smallest tail probability (``-ln`` of it stays finite, so soft scores stay below 1).
+P_FLOOR = 1e-300
+#: Scores at or above this are findings or violations (the rule tiers of the ranking).
+FINDING_FLOOR = 1.0
 
 
 class Fusion:
@@ -56,17 +75,38 @@ class Fusion:
     ----------
     reference_ : dict of str to numpy.ndarray
         Sorted sample scores per family.
+    tail_ : dict of str to tuple of float or None
+        Per family ``(q_b, beta)`` of the exponential tail beyond the upper
+        :data:`TAIL_QUANTILES` quantile ``q_b``; None where the bulk has no spread there
+        (e.g. a family that scores most rows 0): its ``p`` is the empirical one.
     """
 
     def fit(self, sample_scores: Mapping[str, CheckScores]) -> "Fusion":
         self.reference_ = {f: np.sort(s.scores) for f, s in sample_scores.items()}
+        self.tail_ = {f: _exponential_tail(ref) for f, ref in self.reference_.items()}
         return self
 
-    def evidence(self, family: str, scores: np.ndarray) -> np.ndarray:
-        """``1 - p`` of each score against the family's sample scores."""
+    def _empirical(self, family: str, scores: np.ndarray) -> np.ndarray:
         ref = self.reference_[family]
         at_least = len(ref) - np.searchsorted(ref, scores, side="left")
-        return 1.0 - (1.0 + at_least) / (len(ref) + 1.0)
+        return (1.0 + at_least) / (len(ref) + 1.0)
+
+    def evidence(self, family: str, scores: np.ndarray) -> np.ndarray:
+        """``1 - p`` of each score, ``p`` its empirical tail probability in the sample."""
+        return 1.0 - self._empirical(family, scores)
+
+    def pvalue(self, family: str, scores: np.ndarray) -> np.ndarray:
+        """Calibrated tail probability of each score: the empirical one, or the fitted
+        exponential tail where that is smaller (see the module docstring)."""
+        p = self._empirical(family, scores)
+        tail = self.tail_[family]
+        if tail is not None:
+            start, beta = tail
+            beyond = scores > start
+            extrapolated = (1.0 - TAIL_QUANTILES[1]) * np.exp(
+                -(scores[beyond] - start) / beta)
+            p[beyond] = np.minimum(p[beyond], extrapolated)
+        return np.maximum(p, P_FLOOR)
 
     def fuse(self, results: Mapping[str, CheckScores]) -> tuple[np.ndarray, np.ndarray,
                                                                   np.ndarray, np.ndarray]:
@@ -85,14 +125,14 @@ class Fusion:
         """
         families = list(results)
         n = len(next(iter(results.values())).scores) if results else 0
-        evidence = np.zeros(n)
+        pvalues = {}
         violation = np.zeros(n, dtype=bool)
         worst = np.zeros(n)
         finding = np.zeros(n)
         notes: dict[str, np.ndarray] = {}
         for family in families:
             r = results[family]
-            family_evidence = self.evidence(family, r.scores)
+            pvalues[family] = self.pvalue(family, r.scores)
             conflict = getattr(r, "conflict", None)
             if conflict is not None and conflict.any():
                 strength, notes[family] = self._settle(family, r, results)
@@ -100,19 +140,23 @@ class Fusion:
             found = getattr(r, "finding", None)
             if found is not None:
                 np.fmax(finding, found, out=finding)
-            np.fmax(evidence, family_evidence, out=evidence)
             violation |= r.violation
             np.fmax(worst, np.where(r.violation, r.scores, 0.0), out=worst)
         finding = np.clip(finding, 0.0, 0.999)
+        strongest = np.min(np.vstack(list(pvalues.values())), axis=0) if families \
+            else np.ones(n)
+        soft = soft_score(strongest)
         score = np.where(violation, 1.0 + worst / (1.0 + worst),
-                         np.where(finding > 0, 1.0 + finding / 2.0, evidence))
+                         np.where(finding > 0, 1.0 + finding / 2.0, soft))
         checks = np.full(n, None, dtype=object)
         reason = np.full(n, None, dtype=object)
         said = np.zeros(n, dtype=bool)
         for r in results.values():
             said |= r.reasons != None  # noqa: E711 - elementwise on an object array
         for i in np.flatnonzero(said | violation):
-            fired = [f for f in families if results[f].violation[i] or results[f].reasons[i]]
+            fired = sorted((f for f in families
+                            if results[f].violation[i] or results[f].reasons[i]),
+                           key=lambda f: (not results[f].violation[i], pvalues[f][i]))
             checks[i] = ",".join(fired) or None
             reason[i] = " | ".join(results[f].reasons[i] + (notes[f][i] if f in notes and
                                                             notes[f][i] else "")
@@ -177,8 +221,44 @@ class Fusion:
         return strength, notes
 
 
+def _exponential_tail(ref: np.ndarray) -> tuple[float, float] | None:
+    """``(q_b, beta)`` of the exponential tail fitted to sorted sample scores, or None."""
+    if len(ref) == 0:
+        return None
+    low, high = TAIL_QUANTILES
+    q_low, q_high = np.quantile(ref, [low, high])
+    beta = (q_high - q_low) / math.log((1.0 - low) / (1.0 - high))
+    if not (np.isfinite(beta) and beta > 0):
+        return None
+    return float(q_high), float(beta)
+
+
+def soft_score(p: np.ndarray) -> np.ndarray:
+    """Map the strongest tail probability into ``[0, 1)``: ``L / (1 + L)``, ``L = -ln p``."""
+    strength = -np.log(np.maximum(p, P_FLOOR))
+    return strength / (1.0 + strength)
+
+
+def soft_pvalue(score: np.ndarray) -> np.ndarray:
+    """Invert :func:`soft_score`: the strongest tail probability of a soft score."""
+    score = np.clip(score, 0.0, soft_score(np.array([P_FLOOR]))[0])
+    return np.exp(-score / (1.0 - score))
+
+
+def benjamini_hochberg(p: np.ndarray, level: float) -> np.ndarray:
+    """Rows the Benjamini–Hochberg step-up procedure rejects at ``level``."""
+    n = len(p)
+    order = np.argsort(p, kind="stable")
+    passed = np.flatnonzero(p[order] <= level * np.arange(1, n + 1) / n)
+    rejected = np.zeros(n, dtype=bool)
+    if len(passed):
+        rejected[order[:passed[-1] + 1]] = True
+    return rejected
+
+
 def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None = None,
-           contamination: float | None = None) -> tuple[np.ndarray, dict]:
+           contamination: float | None = None, fdr: float | None = None,
+           families: int = 1) -> tuple[np.ndarray, dict]:
     """Choose the suspect rows.
 
     Parameters
@@ -191,22 +271,39 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
         Keep at most this many suspects (the highest ranked).
     contamination : float, optional
         Take the ``ceil(contamination * rows)`` highest ranked rows instead of the rule.
+    fdr : float, optional
+        Also take the rows whose soft evidence passes Benjamini–Hochberg at this level.
+    families : int, default 1
+        Families fused into the soft score (the Bonferroni factor of its p-value).
 
     Returns
     -------
     suspect : numpy.ndarray of bool
         The decision per row.
     info : dict
-        The policy and the threshold it implied (for ``summary.json``).
+        The policy, what each part of it chose and the threshold it implied (for
+        ``summary.json``).
     """
     n = len(score)
+    counts = {}
     if contamination is not None:
         policy = "contamination"
         candidates = np.arange(n)
         limit = math.ceil(contamination * n)
     else:
-        policy = "violations"
-        candidates = np.flatnonzero(violation)
+        policy = "violations+findings"
+        finding = (score >= FINDING_FLOOR) & ~violation
+        chosen = violation | finding
+        counts = {"violations": int(violation.sum()), "findings": int(finding.sum())}
+        if fdr is not None:
+            policy += "+fdr"
+            soft = np.flatnonzero(~chosen)
+            p = np.minimum(1.0, families * soft_pvalue(score[soft]))
+            discovered = np.zeros(n, dtype=bool)
+            discovered[soft[benjamini_hochberg(p, fdr)]] = True
+            counts["fdr"] = int(discovered.sum())
+            chosen |= discovered
+        candidates = np.flatnonzero(chosen)
         limit = len(candidates)
     if max_suspects is not None and max_suspects < limit:
         limit = max_suspects
@@ -217,7 +314,8 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
     suspect[chosen] = True
     threshold = float(score[chosen].min()) if len(chosen) else None
     return suspect, {"policy": policy, "max_suspects": max_suspects,
-                     "contamination": contamination, "suspects": int(len(chosen)),
+                     "contamination": contamination, "fdr": fdr,
+                     "suspects": int(len(chosen)), "chosen_by": counts,
                      "min_suspect_score": threshold}
 
 

@@ -173,7 +173,20 @@ def test_cli_engine_dask_with_scheduler(tmp_path, cluster, reference, capsys):
     assert not any(p.name.startswith(".") for p in out.iterdir())  # staging and parts gone
 
 
+def test_in_memory_frame_is_sliced_into_partitions(tmp_path, cluster, reference):
+    frame = pq.read_table(FIXTURES / "loans.parquet").to_pandas()
+    local = poisonscan.scan(frame, out=tmp_path / "local", **SCAN)
+    assert_same(local, _dask(frame, tmp_path / "dask", cluster, partition_rows=900))
+
+
 # ------------------------------------------------------------------------ failures
+
+def test_empty_input_is_an_input_error(tmp_path, cluster):
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pq.read_table(FIXTURES / "loans.parquet").slice(0, 0), empty)
+    with pytest.raises(InputError, match="no data rows"):
+        _dask(str(empty), tmp_path / "out", cluster)
+
 
 def test_a_partition_that_fails_to_parse_names_its_file_and_row(tmp_path, cluster, capsys):
     split = _split_csv(tmp_path)

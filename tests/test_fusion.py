@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from poisonscan.checks.base import CheckScores
-from poisonscan.fusion import Fusion, decide
+from poisonscan.fusion import TAIL_QUANTILES, Fusion, benjamini_hochberg, decide, \
+    soft_pvalue, soft_score
 
 
 def _scores(values, violation=None):
@@ -25,12 +26,80 @@ def test_evidence_is_a_calibrated_tail_probability():
     assert ev[-1] == 1 - 1 / 101 and ev[-1] < 1
 
 
+def test_pvalue_is_empirical_in_the_bulk_and_exponential_beyond_it():
+    rng = np.random.default_rng(0)
+    sample = rng.exponential(2.0, 20_000)
+    fusion = Fusion().fit({"a": _scores(sample)})
+    start, beta = fusion.tail_["a"]
+    assert start == np.quantile(sample, TAIL_QUANTILES[1])
+    assert abs(beta - 2.0) < 0.15  # the scale of an exponential is recovered from the bulk
+    bulk = np.quantile(sample, [0.1, 0.5])
+    # inside the bulk: the empirical tail probability, exactly
+    assert np.array_equal(fusion.pvalue("a", bulk), 1 - fusion.evidence("a", bulk))
+    # far beyond the sample: keeps falling (the empirical p would stop at 1 / (n + 1))
+    far = np.array([sample.max() + 10, sample.max() + 40])
+    p = fusion.pvalue("a", far)
+    assert p[0] < 1 / (len(sample) + 1) and p[1] < p[0] * 1e-5
+    # and it is a tail probability of the right size: P(X > 30) = exp(-15) for beta = 2
+    assert abs(np.log(fusion.pvalue("a", np.array([30.0]))[0]) - (-15)) < 1.5
+
+
+def test_tail_fit_is_robust_to_a_few_percent_of_poisons_in_the_sample():
+    rng = np.random.default_rng(1)
+    clean = rng.exponential(1.0, 10_000)
+    poisoned = np.concatenate([clean, np.full(300, 50.0)])  # 3% far-out poisons
+    a = Fusion().fit({"a": _scores(clean)}).tail_["a"]
+    fusion = Fusion().fit({"a": _scores(poisoned)})
+    b = fusion.tail_["a"]
+    assert abs(b[1] - a[1]) / a[1] < 0.3  # the quantiles shift by 3%, not to the poisons
+    # the poisons stay far beyond the fitted tail: each far below one-in-the-sample
+    assert fusion.pvalue("a", np.array([50.0]))[0] < 1e-12
+
+
+def test_a_family_without_spread_in_its_bulk_keeps_empirical_pvalues():
+    sample = np.r_[np.zeros(95), np.arange(1, 6)]  # most rows 0, like duplicates
+    fusion = Fusion().fit({"a": _scores(sample)})
+    assert fusion.tail_["a"] is None
+    assert fusion.pvalue("a", np.array([100.0]))[0] == 1 / 101
+
+
 def test_a_single_strong_family_is_not_diluted():
     ref = {"a": _scores(np.arange(100)), "b": _scores(np.arange(100))}
     fusion = Fusion().fit(ref)
     score, violation, _, _ = fusion.fuse({"a": _scores([99, 0]), "b": _scores([0, 0])})
-    assert score[0] == fusion.evidence("a", np.array([99.0]))[0]
+    assert score[0] == soft_score(fusion.pvalue("a", np.array([99.0])))[0]
     assert not violation.any()
+
+
+def test_a_family_far_beyond_its_tail_outranks_others_merely_at_their_top():
+    rng = np.random.default_rng(2)
+    ref = {"a": _scores(rng.normal(size=1000)), "b": _scores(rng.normal(size=1000))}
+    fusion = Fusion().fit(ref)
+    top_a, top_b = ref["a"].scores.max(), ref["b"].scores.max()
+    # row 0: at the top of both families' samples; row 1: far beyond family b's tail
+    score, _, _, _ = fusion.fuse({"a": _scores([top_a, 0.0]), "b": _scores([top_b, 12.0])})
+    assert score[1] > score[0]
+    assert 0 <= score.min() and score.max() < 1
+
+
+def test_soft_scores_invert_to_their_pvalues():
+    p = np.array([1.0, 0.5, 1e-3, 1e-40, 1e-300])
+    assert np.allclose(np.log(soft_pvalue(soft_score(p))), np.log(p), rtol=1e-9)
+    assert np.all(np.diff(soft_score(p)) > 0) and soft_score(p).max() < 1
+
+
+def test_reasons_list_violations_first_then_the_strongest_family():
+    rng = np.random.default_rng(3)
+    ref = {f: _scores(rng.normal(size=500)) for f in "abc"}
+    fusion = Fusion().fit(ref)
+    fired = np.array([True])
+    results = {"a": _scores([2.0], [False]), "b": _scores([9.0], [False]),
+               "c": _scores([0.5], [True])}
+    for r in results.values():
+        r.reasons[:] = np.where(fired, f"{'abc'[list(results.values()).index(r)]}:r", None)
+    _, _, checks, reason = fusion.fuse(results)
+    assert checks[0] == "c,b,a"
+    assert reason[0] == "c:r | b:r | a:r"
 
 
 def test_violations_rank_above_everything_else_and_name_their_family():
@@ -46,13 +115,14 @@ def test_violations_rank_above_everything_else_and_name_their_family():
     assert reason[1] == "a:r" and reason[0] is None
 
 
-def test_default_decision_is_the_violations():
-    score = np.array([0.2, 1.7, 0.9, 1.6])
-    violation = np.array([False, True, False, True])
+def test_default_decision_is_the_violations_and_the_findings():
+    score = np.array([0.2, 1.7, 0.9, 1.6, 1.2, 0.999])
+    violation = np.array([False, True, False, True, False, False])
     suspect, info = decide(score, violation)
-    assert suspect.tolist() == violation.tolist()
-    assert info["policy"] == "violations" and info["suspects"] == 2
-    assert info["min_suspect_score"] == 1.6
+    assert np.flatnonzero(suspect).tolist() == [1, 3, 4]  # 1.2 is a finding; 0.999 is soft
+    assert info["policy"] == "violations+findings" and info["suspects"] == 3
+    assert info["chosen_by"] == {"violations": 2, "findings": 1}
+    assert info["min_suspect_score"] == 1.2
 
 
 def test_max_suspects_caps_the_rule_and_keeps_the_top():
@@ -60,8 +130,49 @@ def test_max_suspects_caps_the_rule_and_keeps_the_top():
     violation = np.array([True, True, True, False])
     suspect, info = decide(score, violation, max_suspects=2)
     assert np.flatnonzero(suspect).tolist() == [1, 2]
-    assert info["policy"] == "violations+max_suspects"
+    assert info["policy"] == "violations+findings+max_suspects"
     assert decide(score, violation, max_suspects=10)[0].sum() == 3  # a cap, not a quota
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    # at 0.05: the largest k with p_(k) <= 0.05 k / 10 is k = 2 (0.008 <= 0.01; 0.039 > 0.015)
+    assert np.flatnonzero(benjamini_hochberg(p, 0.05)).tolist() == [0, 1]
+    # at 0.1 the step-up takes every row up to the last passing rank: k = 6 (0.06 <= 0.06),
+    # although k = 3 and 4 fail (0.039 > 0.03, 0.041 > 0.04); in any input order
+    assert np.flatnonzero(benjamini_hochberg(p[::-1], 0.1)).tolist() == list(range(4, 10))
+    assert not benjamini_hochberg(np.ones(5), 0.5).any()
+
+
+def test_fdr_decision_finds_planted_signals_and_keeps_its_error_rate():
+    rng = np.random.default_rng(4)
+    n, planted = 20_000, 200
+    p = rng.uniform(size=n)
+    p[:planted] = rng.uniform(size=planted) * 1e-7  # strong signals
+    score = soft_score(p)
+    suspect, info = decide(score, np.zeros(n, dtype=bool), fdr=0.05, families=1)
+    assert suspect[:planted].mean() >= 0.99
+    false = suspect[planted:].sum()
+    assert false / max(suspect.sum(), 1) <= 0.05
+    assert info["policy"] == "violations+findings+fdr" and info["chosen_by"]["fdr"] == suspect.sum()
+    # more families fused: each p-value is multiplied by their number, never fewer rejected
+    # by fewer families
+    fewer, _ = decide(score, np.zeros(n, dtype=bool), fdr=0.05, families=4)
+    assert fewer.sum() <= suspect.sum()
+
+
+def test_fdr_on_all_clean_data_quarantines_almost_nothing():
+    rng = np.random.default_rng(5)
+    score = soft_score(rng.uniform(size=50_000))
+    suspect, info = decide(score, np.zeros(len(score), dtype=bool), fdr=0.05, families=4)
+    assert suspect.sum() <= 5 and info["chosen_by"]["fdr"] == suspect.sum()
+
+
+def test_fdr_ties_and_determinism():
+    score = np.array([0.99, 0.99, 0.99, 0.1, 0.1])
+    a, _ = decide(score, np.zeros(5, dtype=bool), fdr=0.2, max_suspects=2)
+    b, _ = decide(score, np.zeros(5, dtype=bool), fdr=0.2, max_suspects=2)
+    assert np.array_equal(a, b) and np.flatnonzero(a).tolist() == [0, 1]  # ties by row id
 
 
 def test_contamination_takes_the_top_fraction_with_ties_broken_by_row():

@@ -124,6 +124,8 @@ class DaskRun(ScanRun):
     def pass_one(self):
         cfg, client = self.config, self.client
         parts = self.source.partitions(cfg.partition_rows)
+        if not parts:  # Parquet files without row groups
+            require_rows(None, self.source.names)
         if any(p.start is None for p in parts):  # CSV: count every file's rows first
             counts = client.gather(client.map(_count, parts, pure=False))
             parts = place(parts, counts)

@@ -78,7 +78,8 @@ class ScanRun:
         score, violation, fired = self.pass_two(plan)
         self._timed("pass2", t)
         suspect, decision = decide(score, violation, max_suspects=cfg.max_suspects,
-                                   contamination=cfg.contamination)
+                                   contamination=cfg.contamination, fdr=cfg.fdr,
+                                   families=len(plan.families))
         if self.exempt is not None:
             from ..review import exempt_rows
             suspect, decision = exempt_rows(suspect, decision, score, self.exempt)
