@@ -277,6 +277,9 @@ class ScanConfig:
         if values.get("max_suspects") is not None and values.get("contamination") is not None \
                 and origins["max_suspects"] == origins["contamination"] == "argument":
             raise ConfigError("give at most one of max_suspects and contamination")
+        if values.get("fdr") is not None and values.get("contamination") is not None:
+            raise ConfigError("give at most one of fdr and contamination (contamination "
+                              "replaces the rule that fdr extends)")
         return cls(**values, families=families,
                    config_file=str(path) if path is not None else None, origins=origins,
                    family_origins=family_origins)

@@ -258,3 +258,14 @@ def test_a_clear_neighbourhood_is_not_outvoted_by_a_label_family():
     score, _, _, reason = fusion.fuse({"d": d, "labels": _scores([99, 0])})
     assert score[0] < 1.0 <= score[1]
     assert "labels 0.98" in reason[0] and "less suspect" in reason[0]
+
+
+def test_fdr_and_contamination_exclude_each_other(tmp_path):
+    import pytest
+
+    from poisonscan.config import ScanConfig
+    from poisonscan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fdr and contamination"):
+        ScanConfig.resolve({"fdr": 0.05, "contamination": 0.01})
+    assert ScanConfig.resolve({"fdr": 0.05}).fdr == 0.05
