@@ -16,7 +16,7 @@ REGISTRY: dict[str, str] = {
     "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
 }
 #: Families run when the user does not choose.
-DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "duplicates")
+DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates")
 
 
 def check_class(name: str) -> type[Check]:
