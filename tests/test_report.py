@@ -76,6 +76,15 @@ def test_kpis_plots_and_rows_follow_the_summary(scanned):
     plot = page[page.index("<h3>x</h3>"):]
     plot = html.unescape(plot[:plot.index("</figure>")])
     assert "row 4: -9000" in plot and "row 15: 10000000" in plot and "row 16 'NaN'" in plot
+    # the colour column's plot: the common colours, and the suspects' values in red
+    plot = page[page.index("<h3>colour</h3>"):]
+    plot = plot[:plot.index("</figure>")]
+    suspects_marked = [html.unescape(t) for t in
+                       re.findall(r'<rect class="quar"[^>]*><title>([^<]*)</title>', plot)]
+    marked = {re.match(r"(.*): (?:[\d,]+ rows|rare)", t).group(1) for t in suspects_marked}
+    assert marked == {'<img src=x onerror="alert(2)">', '=HYPERLINK("http://evil.invalid")'}
+    assert any(t.startswith('=HYPERLINK("http://evil.invalid"): 1 rows') for t in suspects_marked)
+    assert len(re.findall(r'<rect class="bar"', plot)) == 3      # red, green, blue
     data = _data(page)
     assert [s["row"] for s in data["suspects"]] == res.suspects["row"].tolist()
     assert all(re.fullmatch(r"[0-9a-f]{16}", s["fingerprint"]) for s in data["suspects"])

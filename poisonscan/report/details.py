@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..io.chunk import Chunk
-from ..io.schema import NUMERIC
+from ..io.schema import CATEGORICAL, NUMERIC
 from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint,
                       parquet_parts)
 
@@ -34,6 +34,10 @@ from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_finger
 SCORE_BINS = 40
 #: Numeric columns given a distribution plot at most.
 MAX_COLUMN_PLOTS = 8
+#: Categorical columns given a frequency plot at most.
+MAX_CATEGORY_PLOTS = 4
+#: Most frequent categories shown beside the suspects' values.
+TOP_CATEGORIES = 6
 #: Suspects marked on one column's plot at most.
 MAX_POINTS = 25
 #: Bins of a column's histogram.
@@ -89,7 +93,40 @@ def collect_details(outdir, summary: dict, suspects: pa.Table, plan, source, *,
             if found else None
     details["rows"] = rows
     details["columns"] = _column_plots(plan, bounds, summary, rows, suspects)
+    details["categories"] = _category_plots(plan.schema, summary, rows)
     return details
+
+
+def _category_plots(schema, summary: dict, rows: dict[int, dict]) -> dict[str, dict]:
+    """For the categorical columns the top suspects' reasons name: the most frequent
+    categories and the suspects' values, with their row counts (``None``: not known)."""
+    categorical = set(schema.of_kind(CATEGORICAL))
+    learned = ((summary["checks"].get("bounds") or {}).get("learned") or {})
+    out: dict[str, dict] = {}
+    for info in rows.values():
+        for column in info["columns"]:
+            if column not in categorical or column == schema.label:
+                continue
+            if column not in out:
+                if len(out) >= MAX_CATEGORY_PLOTS:
+                    continue
+                stats = summary["columns"].get(column) or {}
+                out[column] = {"rows": stats.get("count", 0), "top": stats.get("top") or {},
+                               "suspects": {},
+                               "known": {**(stats.get("top") or {}),
+                                         **(learned.get("rare_values") or {}).get(column, {})}}
+            plot = out[column]
+            value = info["values"].get(column)
+            if value is None or len(plot["suspects"]) >= MAX_POINTS:
+                continue
+            entry = plot["suspects"].setdefault(value, {"count": plot["known"].get(value),
+                                                        "rows": []})
+            entry["rows"].append(info["row"])
+    for plot in out.values():
+        plot.pop("known")
+        plot["top"] = dict([(v, c) for v, c in plot["top"].items()
+                            if v not in plot["suspects"]][:TOP_CATEGORIES])
+    return out
 
 
 def _score_histogram(path) -> dict[str, Any]:
@@ -133,6 +170,7 @@ def _suspect_rows(path, fmt: str, top_rows: np.ndarray, schema, typed_schema: pa
         texts = {c: _texts(data.column(c)) for c in originals}
         for i, row in enumerate(picked.column("_row").to_pylist()):
             rows[row] = {
+                "row": row,
                 "values": {c: texts[c][i] for c in originals},
                 "label": texts[label][i] if label is not None else None,
                 "fingerprint": format_fingerprint(prints[i]),

@@ -87,13 +87,16 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
         _suspects_section(shown, summary, details),
     ]
     columns = details.get("columns") or {}
-    if columns:
+    categories = details.get("categories") or {}
+    if columns or categories:
         parts += ["<h2>Top suspects against their columns</h2>",
-                  "<p class=\"muted\">Histogram of each column on the row sample, its learned "
-                  "(dashed) and declared (solid) bounds, and the values of the top suspects "
-                  "whose reasons name the column (red; arrows: beyond the axis).</p>",
+                  "<p class=\"muted\">Numbers: the histogram of each column on the row "
+                  "sample, its learned (dashed) and declared (solid) bounds, and the values "
+                  "of the top suspects whose reasons name the column (red; arrows: beyond "
+                  "the axis). Categories: rows per value, the suspects' values in red.</p>",
                   '<div class="plots">',
                   *(_column_plot(name, plot) for name, plot in columns.items()),
+                  *(_category_plot(name, plot) for name, plot in categories.items()),
                   "</div>"]
     parts += [
         "<h2>Checks</h2>",
@@ -334,6 +337,38 @@ def _class_plot(summary: dict, per_class: dict | None) -> str:
         f"{name}: {100 * count / totals[name]:.2g}% of its rows"
         for name, count in list(per_class.items())[:4] if totals.get(name))
     return _hbars("Suspects per class", items, caption)
+
+
+def _category_plot(name: str, plot: dict) -> str:
+    """Rows per category (log-scaled bars): the most frequent ones and the suspects'."""
+    items = [(value, count, False, []) for value, count in plot["top"].items()]
+    items += [(value, entry["count"], True, entry["rows"])
+              for value, entry in plot["suspects"].items()]
+    if not items:
+        return ""
+    W, L, R, row = 300, 110, 60, 18
+    H = 8 + row * len(items)
+    top = max([c or 1 for _, c, _, _ in items] + [2])
+
+    def width(count: int | None) -> float:
+        return (W - L - R) * math.log1p(count or 1) / math.log1p(top)
+
+    body = []
+    for i, (value, count, suspect, rows) in enumerate(items):
+        y0 = 4 + i * row
+        text = value if len(value) <= 16 else value[:15] + "…"
+        tip = f"{value}: {count:,} rows" if count is not None else f"{value}: rare"
+        if rows:
+            tip += " (suspect rows " + ", ".join(map(str, rows[:10])) + ")"
+        body.append(f'<text x="{L - 5}" y="{y0 + 12}" text-anchor="end">{_e(text)}'
+                    f"<title>{_e(tip)}</title></text>")
+        body.append(f'<rect class="{"quar" if suspect else "bar"}" x="{L}" y="{y0 + 3}" '
+                    f'width="{max(width(count), 1.5):.1f}" height="{row - 6}">'
+                    f"<title>{_e(tip)}</title></rect>")
+        body.append(f'<text x="{L + width(count) + 4:.1f}" y="{y0 + 12}">'
+                    f'{_e(f"{count:,}" if count is not None else "rare")}</text>')
+    return _svg(W, H, name, body, f"{plot['rows']:,} rows; log scale; red: top suspects' "
+                "values")
 
 
 def _column_plot(name: str, plot: dict) -> str:
