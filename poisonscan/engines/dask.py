@@ -31,6 +31,7 @@ workers need poisonscan installed. Only this module imports Dask.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import numpy as np
@@ -246,7 +247,14 @@ def _tree_merge(client, states: list, checks):
 
 
 def _fit(state, checks, names) -> pipeline.Plan:
-    return pipeline.fit(require_rows(state, names), checks)
+    """Fit on the worker holding the merged state, with every core of its machine: Dask
+    starts workers with one BLAS/OpenMP thread (many tasks share a machine), but the fit
+    is the only task running."""
+    from threadpoolctl import threadpool_limits
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with threadpool_limits(limits=cores or 1):
+        return pipeline.fit(require_rows(state, names), checks)
 
 
 def _score(part, path, *, plan, chunk_rows):
