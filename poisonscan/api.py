@@ -137,7 +137,9 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     **options
         Any option of :data:`poisonscan.config.OPTIONS` (``id_column``, ``chunk_rows``,
         ``sample_rows``, ``seed``, ``format``, ``max_suspects``, ``contamination``,
-        ``fail_above``, ``fail_on``, ``overwrite``, ``checks``, ``verbose``), and
+        ``fail_above``, ``fail_on``, ``overwrite``, ``checks``, ``verbose``,
+        ``allowlist`` (a reviewer's ``decisions.csv``: the rows it kept are not
+        quarantined), ``report_top`` (suspects listed in ``report.html``)), and
         ``families`` (per-family parameters).
 
     Returns
