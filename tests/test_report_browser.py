@@ -216,19 +216,17 @@ class Page:
 @pytest.fixture(scope="module")
 def browser(chromium, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
-    process = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                "about:blank"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    log = profile.parent / f"{profile.name}.stderr"
+    with open(log, "w") as stderr:  # a file, not a pipe: Chromium never blocks on it
+        process = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                    "about:blank"], stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         url = None
         deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line and process.poll() is not None:
-                break
-            found = re.search(r"DevTools listening on (ws://\S+)", line)
-            url = found.group(1) if found else None
-        assert url, "Chromium did not start its DevTools endpoint"
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            found = re.search(r"DevTools listening on (ws://\S+)", log.read_text(errors="replace"))
+            url = found.group(1) if found else time.sleep(0.05)
+        assert url, f"Chromium did not start its DevTools endpoint: {log.read_text()[-500:]}"
         tools = DevTools(url)
         yield tools
         tools.close()
@@ -238,7 +236,7 @@ def browser(chromium, tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        process.stderr.close()
+            process.wait()
 
 
 def new_page(tools: DevTools, downloads: Path) -> Page:
