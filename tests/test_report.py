@@ -101,6 +101,14 @@ def test_top_n_is_configurable_and_links_the_full_files(tmp_path):
     assert '<a href="suspects.csv">' in page and '<a href="clean.parquet">' in page
 
 
+def test_report_top_zero_lists_no_suspect_but_says_where_they_are(tmp_path):
+    res = poisonscan.scan(make_frame(300, seed=2), label="y", out=tmp_path / "s",
+                          checks=["bounds"], contamination=0.05, report_top=0)
+    page = res.to_html()
+    assert len(res.suspects) == 15 and '<tr data-row="' not in page
+    assert "No suspects listed (<code>--report-top 0</code>)" in page
+
+
 def test_the_page_is_deterministic(tmp_path):
     pages = []
     _frame().to_csv(tmp_path / "d.csv", index=False)

@@ -84,7 +84,9 @@ def render(summary: dict[str, Any], suspects: pa.Table, *, top: int = TOP_SUSPEC
          "optional), export <code>decisions.csv</code>, then run <code>poisonscan apply "
          "SCAN_DIR --decisions decisions.csv</code>. Every suspect is in "
          "<a href=\"suspects.csv\">suspects.csv</a>.</p>" if shown.num_rows else ""),
-        _suspects_section(shown, summary, details),
+        _suspects_section(shown, summary, details) if shown.num_rows or not suspects.num_rows
+        else "<p>No suspects listed (<code>--report-top 0</code>); all are in "
+             "<a href=\"suspects.csv\">suspects.csv</a>.</p>",
     ]
     columns = details.get("columns") or {}
     categories = details.get("categories") or {}
