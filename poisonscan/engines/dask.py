@@ -145,6 +145,8 @@ class DaskRun(ScanRun):
         client = self.client
         plan = client.submit(_fit, state, self._checks_ref, self.source.names,
                              pure=False).result()
+        state.release()  # the merged state (sample, fingerprints) is not needed any more
+        self._checks_ref.release()
         [self._plan_ref] = client.scatter([plan], broadcast=True, hash=False)
         return plan
 
