@@ -386,6 +386,16 @@ def bound_violations(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
     return in_place(ds, rows, frame, detail, via_csv=True)
 
 
+#: The attack that poisons nothing (ranking metrics are undefined; the decision's
+#: ``clean_lost`` is what it measures).
+CLEAN = "clean"
+
+
+def no_attack(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
+    """The clean data itself: what a default scan quarantines when there is no poison."""
+    return in_place(ds, np.empty(0, dtype=np.int64), ds.frame.copy(), "no poison")
+
+
 #: The registry. Add an attack by adding one entry.
 ATTACKS: dict[str, Attack] = {a.name: a for a in (
     Attack("random_flip", random_flip, False, "random label flips"),
@@ -401,6 +411,7 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
     Attack("backdoor", backdoor, False, "fixed trigger (pixel patch / columns) + target label"),
     Attack("bounds", bound_violations, False,
            "impossible values, +-inf, unseen categories, unparseable cells (via CSV)"),
+    Attack(CLEAN, no_attack, False, "no attack: the clean data (one rate only)"),
 )}
 
 #: The attacks of ``--quick``.
@@ -424,7 +435,7 @@ def poison(ds: Dataset, attack: str, rate: float, rng: np.random.Generator) -> P
     Poisoned
     """
     spec = ATTACKS[attack]
-    k = poison_count(len(ds.frame), rate, spec.inserts)
+    k = 0 if attack == CLEAN else poison_count(len(ds.frame), rate, spec.inserts)
     result = spec.build(ds, k, rng)
     if int(result.mask.sum()) != k or len(result.mask) != len(result.frame):
         raise AssertionError(f"{attack}: mask holds {int(result.mask.sum())} poisons, "

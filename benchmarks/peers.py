@@ -145,8 +145,14 @@ def out_of_fold_probs(features: np.ndarray, codes: np.ndarray, model: str,
 # --------------------------------------------------------------------------- methods
 
 
+#: poisonscan's check families whose own scores (``scores.parquet`` columns of the same scan)
+#: are reported beside the fused ranking.
+FAMILY_RANKINGS = ("bounds", "outliers", "labels", "duplicates")
+
+
 def run_poisonscan(case: Case) -> dict[str, Ranking]:
-    """poisonscan with its defaults; scores and suspect flags from ``scores.parquet``."""
+    """poisonscan with its defaults; scores and suspect flags from ``scores.parquet``
+    (``poisonscan:FAMILY`` rankings: one family's raw scores from the same scan)."""
     import poisonscan
 
     result = poisonscan.scan(case.source, label=case.label, out=case.workdir / "poisonscan",
@@ -155,8 +161,12 @@ def run_poisonscan(case: Case) -> dict[str, Ranking]:
     if not np.array_equal(table["row"].to_numpy(), np.arange(len(case.frame))):
         raise RuntimeError(f"poisonscan scored {len(table)} rows, expected {len(case.frame)} "
                            "(one per input row, 0-based)")
-    return {"poisonscan": Ranking(scores=table["score"].to_numpy(dtype=float),
-                                  suspect=table["suspect"].to_numpy(dtype=bool))}
+    rankings = {"poisonscan": Ranking(scores=table["score"].to_numpy(dtype=float),
+                                      suspect=table["suspect"].to_numpy(dtype=bool))}
+    for family in FAMILY_RANKINGS:
+        if family in table:
+            rankings[f"poisonscan:{family}"] = Ranking(table[family].to_numpy(dtype=float))
+    return rankings
 
 
 def run_datalab(case: Case) -> dict[str, Ranking]:
@@ -238,7 +248,10 @@ class Method:
 
 #: The registry, in reporting order. Add a method by adding one entry.
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("poisonscan", run_poisonscan, {"poisonscan": "poisonscan"}, requires=("poisonscan",)),
+    Method("poisonscan", run_poisonscan,
+           {"poisonscan": "poisonscan",
+            **{f"poisonscan:{f}": f"poisonscan [{f}]" for f in FAMILY_RANKINGS}},
+           requires=("poisonscan",)),
     Method("datalab", run_datalab,
            {"datalab_worst": "Datalab worst", "datalab_best_type": "Datalab best type*"},
            requires=("cleanlab", "datasets"), uses_pred_probs=True),

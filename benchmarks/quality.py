@@ -170,7 +170,9 @@ def cached_dataset(name: str, max_rows: int | None) -> data_lib.Dataset:
 
 def case_keys(plan: Plan) -> list[tuple[str, str, float, int]]:
     """Every ``(dataset, attack, rate, seed)`` of the plan, in reporting order."""
-    return list(itertools.product(plan.datasets, plan.attacks, plan.rates, plan.seeds))
+    keys = itertools.product(plan.datasets, plan.attacks, plan.rates, plan.seeds)
+    # the clean case does not depend on the rate: once, at the first one
+    return [key for key in keys if key[1] != attack_lib.CLEAN or key[2] == plan.rates[0]]
 
 
 def run_key(key: tuple[str, str, float, int], plan: Plan,
@@ -411,10 +413,48 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def family_table(records: pd.DataFrame, families: list[str]) -> str:
+    """AP per attack of poisonscan's fused ranking and of each family's own scores."""
+    return headline_table(records, ["poisonscan"] + families)
+
+
+def decision_table(records: pd.DataFrame) -> str:
+    """poisonscan's default decision per attack: precision, recall and clean rows lost."""
+    rows = records[records.method == "poisonscan"]
+    summary = metric_lib.seed_spread(rows, ["attack"], ["precision", "recall", "clean_lost"])
+    table = [[attack] + [_cell(summary, {"attack": attack}, m)
+                         for m in ("precision", "recall", "clean_lost")]
+             for attack in rows["attack"].unique()]
+    means = [fmt_spread(*_overall(rows, m)) for m in ("precision", "recall", "clean_lost")]
+    table.append(["**mean over attacks**"] + means)
+    return markdown_table(["attack", "precision", "recall", "clean lost"], table)
+
+
+def _overall(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """Mean over attacks of a metric's per-attack mean, then mean ± std across seeds."""
+    per_seed = rows.groupby(["seed", "attack"])[metric].mean().groupby("seed").mean()
+    return float(per_seed.mean()), float(per_seed.std(ddof=0)) if len(per_seed) > 1 else 0.0
+
+
+def clean_table(records: pd.DataFrame) -> str:
+    """Share of rows a default poisonscan scan quarantines on unpoisoned data."""
+    rows = records[(records.method == "poisonscan") & (records.attack == attack_lib.CLEAN)]
+    summary = metric_lib.seed_spread(rows, ["dataset"], ["clean_lost"])
+    table = [[dataset, _cell(summary, {"dataset": dataset}, "clean_lost")]
+             for dataset in rows["dataset"].unique()]
+    table.append(["**mean**", fmt_spread(*_overall(rows.assign(attack=rows.dataset),
+                                                   "clean_lost"))])
+    return markdown_table(["dataset", "rows quarantined"], table)
+
+
 def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
            cost: RunCost) -> str:
     """The Markdown section written between the markers."""
-    methods = [r for r in method_lib.ranking_labels() if r in set(records["method"])]
+    present = [r for r in method_lib.ranking_labels() if r in set(records["method"])]
+    methods = [r for r in present if ":" not in r]
+    families = [r for r in present if ":" in r]
+    clean = records[records.attack == attack_lib.CLEAN]
+    records = records[records.attack != attack_lib.CLEAN]
     parts = [
         "## Detection quality",
         f"Command: `{command}`  \nSeeds: {', '.join(map(str, plan.seeds))} · rates: "
@@ -435,6 +475,17 @@ def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
         "### Average precision per attack",
         headline_table(records, methods),
     ]
+    if families:
+        parts += ["### poisonscan's check families on their own (same scans)",
+                  "Each family's raw score from `scores.parquet` as a ranking by itself, beside "
+                  "the fused ranking: what each family sees, and what the fusion keeps of it.",
+                  family_table(records, families)]
+    if "poisonscan" in methods:
+        parts += ["### poisonscan's default decision (what it quarantines)",
+                  decision_table(records)]
+    if len(clean):
+        parts += ["### Clean data: rows quarantined by default when nothing is poisoned",
+                  clean_table(clean)]
     for attack in plan.attacks:
         if attack in set(records["attack"]):
             parts += [f"### {attack}: {attack_lib.ATTACKS[attack].description}",
@@ -445,7 +496,7 @@ def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
     if note:
         parts += ["### Datalab issue type chosen in hindsight", note]
     parts += ["### Time per method", timing_table(records, methods),
-              "### Failures and skipped cases", failures_table(records)]
+              "### Failures and skipped cases", failures_table(pd.concat([records, clean]))]
     return "\n\n".join(parts)
 
 

@@ -84,7 +84,10 @@ def test_encode_features_is_finite_and_handles_text_and_inf(penguins):
 # --------------------------------------------------------------------------- attacks
 
 
-@pytest.mark.parametrize("attack", list(attacks.ATTACKS))
+POISONING = [a for a in attacks.ATTACKS if a != attacks.CLEAN]
+
+
+@pytest.mark.parametrize("attack", POISONING)
 @pytest.mark.parametrize("rate", [0.01, 0.10])
 def test_mask_has_the_intended_count(wine, attack, rate):
     spec = attacks.ATTACKS[attack]
@@ -102,7 +105,24 @@ def test_mask_has_the_intended_count(wine, attack, rate):
                                       wine.frame[~poisoned.mask].astype(object))
 
 
-@pytest.mark.parametrize("attack", list(attacks.ATTACKS))
+def test_the_clean_case_is_the_data_untouched(wine):
+    clean = make(wine, attacks.CLEAN, 0.10)
+    assert not clean.mask.any() and len(clean.mask) == len(wine.frame)
+    pd.testing.assert_frame_equal(clean.frame, wine.frame)
+    assert clean.frame is not wine.frame  # a copy: the cached dataset cannot be changed
+
+
+def test_the_clean_case_runs_once_whatever_the_rates():
+    plan = quality.Plan(methods=["poisonscan"], max_rows=None, model="logreg", seeds=[0, 1],
+                        datasets=["wine"], attacks=["random_flip", attacks.CLEAN],
+                        rates=[0.01, 0.1])
+    keys = quality.case_keys(plan)
+    assert [k for k in keys if k[1] == attacks.CLEAN] == [("wine", attacks.CLEAN, 0.01, 0),
+                                                          ("wine", attacks.CLEAN, 0.01, 1)]
+    assert len([k for k in keys if k[1] == "random_flip"]) == 4
+
+
+@pytest.mark.parametrize("attack", POISONING)
 def test_attacks_are_deterministic_and_seeded(wine, attack):
     first, again, other = make(wine, attack), make(wine, attack), make(wine, attack, seed=1)
     np.testing.assert_array_equal(first.mask, again.mask)
@@ -320,8 +340,14 @@ def test_quick_run_end_to_end(tmp_path):
     plan = quality.QUICK
     assert set(records["dataset"]) == set(plan["datasets"])
     assert set(records["attack"]) == set(plan["attacks"])
-    assert set(records["method"]) == {"poisonscan", "iforest", "ecod"}
-    assert len(records) == len(plan["datasets"]) * len(plan["attacks"]) * 3
+    families = {f"poisonscan:{f}" for f in peers.FAMILY_RANKINGS}
+    assert set(records["method"]) == {"poisonscan", "iforest", "ecod"} | families
+    assert len(records) == len(plan["datasets"]) * len(plan["attacks"]) * (3 + len(families))
+    # a family's ranking is that family's column of the same scan: bounds alone is perfect
+    # on the bound violations, where the fused ranking is too
+    bounds = records[(records.attack == "bounds")
+                     & records.method.isin(["poisonscan", "poisonscan:bounds"])]
+    assert (bounds["ap"] > 0.9).all()
     for row in records.itertuples():
         inserts = attacks.ATTACKS[row.attack].inserts
         base = real_datasets.load_dataset(row.dataset).frame
@@ -331,6 +357,7 @@ def test_quick_run_end_to_end(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert "scale here" in text and text.count(quality.START) == 1
     assert "### Average precision per attack" in text and "| ECOD |" in text
+    assert "poisonscan [labels]" in text and "### poisonscan's default decision" in text
     # rerunning replaces the section instead of appending
     quality.write_section(out, "replaced")
     text = out.read_text(encoding="utf-8")
