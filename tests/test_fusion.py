@@ -47,13 +47,14 @@ def test_pvalue_is_empirical_in_the_bulk_and_exponential_beyond_it():
 def test_tail_fit_is_robust_to_a_few_percent_of_poisons_in_the_sample():
     rng = np.random.default_rng(1)
     clean = rng.exponential(1.0, 10_000)
-    poisoned = np.concatenate([clean, np.full(300, 50.0)])  # 3% far-out poisons
     a = Fusion().fit({"a": _scores(clean)}).tail_["a"]
-    fusion = Fusion().fit({"a": _scores(poisoned)})
-    b = fusion.tail_["a"]
-    assert abs(b[1] - a[1]) / a[1] < 0.3  # the quantiles shift by 3%, not to the poisons
-    # the poisons stay far beyond the fitted tail: each far below one-in-the-sample
-    assert fusion.pvalue("a", np.array([50.0]))[0] < 1e-12
+    for share, widened in ((0.03, 0.15), (0.10, 0.5)):
+        poisoned = np.concatenate([clean, np.full(int(share * 10_000), 50.0)])
+        fusion = Fusion().fit({"a": _scores(poisoned)})
+        b = fusion.tail_["a"]
+        assert 0 <= (b[1] - a[1]) / a[1] < widened  # the quantiles shift, not to the poisons
+        # the poisons stay far beyond the fitted tail: far below one-in-the-sample
+        assert fusion.pvalue("a", np.array([50.0]))[0] < 1e-12
 
 
 def test_a_family_without_spread_in_its_bulk_keeps_empirical_pvalues():
