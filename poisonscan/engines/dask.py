@@ -79,6 +79,31 @@ def connect(scheduler: str | None):
         yield client
 
 
+@contextlib.contextmanager
+def replicas_kept(client):
+    """Pause the scheduler's active memory manager while the scan runs (restarted after,
+    if it was running).
+
+    Its default policy drops surplus copies of a result, any of them: it could drop the
+    copy in the worker process that made a pass-1 state, and with it files the state
+    refers to (the duplicate check's spilled fingerprint runs are owned, and removed
+    on release, by the process that wrote them).
+    """
+    amm = getattr(client, "amm", None)
+    running = False
+    try:
+        running = bool(amm is not None and amm.running())
+        if running:
+            amm.stop()
+    except (AttributeError, KeyError, OSError, ValueError):  # a scheduler without the AMM
+        running = False
+    try:
+        yield
+    finally:
+        if running:
+            amm.start()
+
+
 def part_name(index: int, count: int) -> str:
     """``part-00042.parquet``: zero-padded so that names sort in row order."""
     return f"part-{index:0{max(5, len(str(count - 1)))}d}.parquet"
@@ -93,7 +118,7 @@ class DaskRun(ScanRun):
 
     def run(self) -> dict:
         t = time.perf_counter()
-        with connect(self.config.scheduler) as client:
+        with connect(self.config.scheduler) as client, replicas_kept(client):
             self.client = client
             self._timed("cluster", t)
             try:
@@ -136,7 +161,7 @@ class DaskRun(ScanRun):
         leaves = client.map(_profile, parts, checks=checks, chunk_rows=cfg.chunk_rows,
                             sample_rows=cfg.sample_rows, seed=cfg.seed, schema=self.schema,
                             pure=False)
-        root = _tree_merge(client, leaves, checks)
+        root, self._pass1 = _tree_merge(client, leaves, checks)
         for _ in self._track(leaves, "pass 1/3: profile", None, fetch=False):
             pass
         return root  # a future of the merged state, fitted where it is
@@ -145,8 +170,9 @@ class DaskRun(ScanRun):
         client = self.client
         plan = client.submit(_fit, state, self._checks_ref, self.source.names,
                              pure=False).result()
-        state.release()  # the merged state (sample, fingerprints) is not needed any more
-        self._checks_ref.release()
+        for future in (state, self._checks_ref, *self._pass1):
+            future.release()  # pass-1 states (samples, fingerprints) are not needed any more
+        self._pass1 = []
         [self._plan_ref] = client.scatter([plan], broadcast=True, hash=False)
         return plan
 
@@ -238,14 +264,22 @@ def _merge(a, b, checks):
 
 
 def _tree_merge(client, states: list, checks):
-    """Merge futures of states pairwise, neighbours with neighbours, up to one future."""
+    """Merge futures of states pairwise, neighbours with neighbours, up to one future.
+
+    Returns the root and every future of the tree. Hold them until the fit: a state may
+    refer to files owned by the worker process that made it (the duplicate check's
+    spilled fingerprint runs are removed when their owner object is freed there), so
+    the intermediate states must stay alive until the merged one has been used.
+    """
+    tree = list(states)
     while len(states) > 1:
         merged = [client.submit(_merge, states[i], states[i + 1], checks, pure=False)
                   for i in range(0, len(states) - 1, 2)]
         if len(states) % 2:
             merged.append(states[-1])
+        tree += merged
         states = merged
-    return states[0]
+    return states[0], tree
 
 
 def _fit(state, checks, names) -> pipeline.Plan:
