@@ -20,7 +20,9 @@ label) and categories or labels seen almost never in an otherwise well-populated
 hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
 outside the value lies, unless it is gross: set apart from every value of the column by a
 gap of more than ``gross`` inner widths (see :func:`_reach`), or of a sign that the column
-never has.
+never has. A value set apart that at least two sampled rows share, within ten steps of the
+column's reach (a sparse count's rare 6), is a property of the column, not an isolated value:
+it stays evidence.
 
 Learned ranges
 --------------
@@ -77,6 +79,11 @@ SIGN = 1.0
 MAX_FINDINGS_IN_REASON = 3
 #: Values other than the mode needed to learn the range of a column that one value dominates.
 MIN_TAIL_VALUES = 5
+#: Most recurring values beyond a learned range that a fence remembers as no hard finding,
+#: and how far beyond the column's reach they may lie (in steps: the larger of the inner
+#: width and the reach's distance from the inner quantile).
+MAX_REPEATED = 64
+REPEATED_STEPS = 10.0
 #: Finite sampled values a column needs before a range is learned for it.
 MIN_LEARN_VALUES = 20
 #: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
@@ -279,6 +286,7 @@ class Fence:
     low_step: float = 1.0
     high_step: float = 1.0
     median: float = 0.0
+    repeated: tuple[float, ...] = ()
 
     def g(self, values: np.ndarray) -> np.ndarray:
         """Values on the scale distances beyond the fence are measured on."""
@@ -637,11 +645,19 @@ class BoundsCheck(Check):
             if g_width <= 0:
                 g_width = max(g_high - g_low, math.log1p(abs(mode)), 1.0)
         reach_low, reach_high, low_step, high_step = -math.inf, math.inf, width, width
+        repeated: tuple[float, ...] = ()
         if scale is None:
             reach_low, reach_high = _reach(t, t_low, t_high, width, self.gross, q)
             inner_low, inner_high = (float(v) for v in np.quantile(t, [q, 1 - q]))
             low_step = max(width, inner_low - reach_low)
             high_step = max(width, reach_high - inner_high)
+            # (an integer column's steps are at least one unit: its resolution)
+            unit = (math.log1p(1.0) if log else 1.0) if integer else 0.0
+            repeated = _repeated_beyond(
+                values, t, (reach_low - REPEATED_STEPS * max(low_step, unit),
+                            reach_low - self.gross * low_step),
+                (reach_high + self.gross * high_step,
+                 reach_high + REPEATED_STEPS * max(high_step, unit)))
         mirror = math.inf
         if never_negative:
             mirror = scale.mirror if scale is not None else \
@@ -650,6 +666,7 @@ class BoundsCheck(Check):
                      integer=integer, g_low=g_low, g_high=g_high, g_width=g_width,
                      g_log=never_negative, mirror=mirror, reach_low=reach_low,
                      reach_high=reach_high, low_step=low_step, high_step=high_step,
+                     repeated=repeated,
                      median=float(np.median(values)))
 
     def _fence(self, t: np.ndarray) -> tuple[float, float, float]:
@@ -962,6 +979,8 @@ class BoundsCheck(Check):
                 t = fence.t(v)
                 apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
                     else (t > fence.reach_high + self.gross * fence.high_step)
+                if fence.repeated:  # a value several sampled rows share is no isolated one
+                    apart &= ~np.isin(v, fence.repeated)
                 text = (lambda i, j, c=column, v=values, o=op, b=bound:
                         f"bounds:{c}={fmt(v[i])}{o}{b} (learned)")
                 sign = wrong_sign[pos]
@@ -1205,6 +1224,26 @@ def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
     high = walk(float(inside.max()), t[t > t_high], inner_high)
     low = -walk(-float(inside.min()), -t[t < t_low], -inner_low)
     return low, high
+
+
+def _repeated_beyond(values: np.ndarray, t: np.ndarray, below: tuple[float, float],
+                     above: tuple[float, float]) -> tuple[float, ...]:
+    """Values (column units) set apart within the bands ``below`` and ``above`` (fence
+    scale) that at least two sampled rows share, at most :data:`MAX_REPEATED` of them,
+    most frequent first.
+
+    A rare value that recurs a few steps beyond the column's reach (a sparse count's 6, a
+    pixel's 2) is a property of the column; an inserted gross outlier is a value of its
+    own, and a value repeated far beyond every step (``1e6`` in eight rows of a column of
+    hundreds) is a repeated poison, not a tail: both stay hard findings.
+    """
+    beyond = values[((t >= below[0]) & (t < below[1])) | ((t > above[0]) & (t <= above[1]))]
+    if beyond.size < 2:
+        return ()
+    uniques, counts = np.unique(beyond, return_counts=True)
+    keep = counts >= 2
+    order = np.argsort(-counts[keep], kind="stable")[:MAX_REPEATED]
+    return tuple(float(v) for v in uniques[keep][order])
 
 
 def _never_negative(values: np.ndarray, negative: int, count: int, q: float) -> bool:
