@@ -451,3 +451,19 @@ def test_bound_error_in_pyproject_names_the_line_of_the_nested_table(tmp_path, c
     code, err = _cli(["scan", "d.csv", "-o", "out", "--checks", "bounds"], capsys)
     assert code == 2
     assert "pyproject.toml:12: bounds.x.max must be a number or a date, not True" in err[0]
+
+
+def test_a_rare_value_several_rows_share_near_the_tail_is_evidence_not_a_violation(tmp_path):
+    # caravan's MAANTHUI: 1 mostly, 2 and 3 less, and a rare 7 that five rows share
+    df = make_frame(3000)
+    households = np.repeat([1, 2, 3, 7, 40], [2697, 276, 21, 5, 1])
+    np.random.default_rng(0).shuffle(households)
+    df["households"] = households
+    shared = np.flatnonzero(households == 7)
+    alone = int(np.flatnonzero(households == 40)[0])  # a value of its own, set apart
+    res = _scan(tmp_path, df, checks=["bounds"])
+    rows = set(res.suspects["row"])
+    assert alone in rows
+    assert not rows & set(shared.tolist())
+    scores = res.scores().set_index("row")["bounds"]
+    assert (scores.loc[shared] > scores.median()).all()  # still evidence
