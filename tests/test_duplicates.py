@@ -221,13 +221,19 @@ def test_spilled_state_fits_like_the_in_memory_state(tmp_path, monkeypatch):
     assert np.array_equal(spilled_check.score(chunk).scores, memory.score(chunk).scores)
     assert len(list(spill_parent.iterdir())) == 1
     copy = pickle.loads(pickle.dumps(state))       # e.g. shipped to another process
+    assert all(run.arrays is not None for run in copy.runs)  # it carries its data
     assert np.array_equal(copy.runs[0].read()[1], state.runs[0].read()[1])
     del copy
     gc.collect()
     assert len(list(spill_parent.iterdir())) == 1  # a copy never owns the files
+    shipped = pickle.dumps(state)
     del state
     gc.collect()
     assert list(spill_parent.iterdir()) == []     # the spill directory goes with the state
+    # and what was shipped still fits, though the files it came from are gone (another
+    # process, or machine, freed them)
+    arrived = DuplicatesCheck().fit(pickle.loads(shipped), profile)
+    assert np.array_equal(arrived.score(chunk).scores, memory.score(chunk).scores)
 
 
 def test_merge_is_order_free_and_associative():

@@ -378,14 +378,6 @@ class _SpillDir:
         self.path = tempfile.mkdtemp(prefix="poisonscan-duplicates-", dir=parent)
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
 
-    def __reduce__(self):  # a copy in another process refers to the files, never owns them
-        return (_BorrowedDir, (self.path,))
-
-
-class _BorrowedDir:
-    def __init__(self, path: str):
-        self.path = path
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
@@ -438,6 +430,14 @@ class Run:
                                  shape=(self.size,)) if self.size else np.zeros(0, dtype))
             offset += dtype.itemsize * self.size
         return tuple(out)
+
+    def __reduce__(self):
+        # a spilled run sent to another process (a Dask worker) carries its data: the files
+        # belong to this process (and machine), which may delete them once its copy is gone
+        if self.arrays is None:
+            return (Run, (self.start, self.size, self.labels,
+                          tuple(np.array(a) for a in self.read())))
+        return (Run, (self.start, self.size, self.labels, self.arrays))
 
     def spill(self, directory) -> "Run":
         """This run written to ``directory`` (a :class:`_SpillDir`)."""
