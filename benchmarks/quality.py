@@ -437,14 +437,15 @@ def _overall(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
 
 
 def clean_table(records: pd.DataFrame) -> str:
-    """Share of rows a default poisonscan scan quarantines on unpoisoned data."""
+    """Share of rows (in percent) a default poisonscan scan quarantines on unpoisoned data."""
     rows = records[(records.method == "poisonscan") & (records.attack == attack_lib.CLEAN)]
+    rows = rows.assign(clean_lost=rows["clean_lost"] * 100)
     summary = metric_lib.seed_spread(rows, ["dataset"], ["clean_lost"])
     table = [[dataset, _cell(summary, {"dataset": dataset}, "clean_lost")]
              for dataset in rows["dataset"].unique()]
     table.append(["**mean**", fmt_spread(*_overall(rows.assign(attack=rows.dataset),
                                                    "clean_lost"))])
-    return markdown_table(["dataset", "rows quarantined"], table)
+    return markdown_table(["dataset", "rows quarantined (%)"], table)
 
 
 def render(records: pd.DataFrame, facts: pd.DataFrame, plan: Plan, command: str,
