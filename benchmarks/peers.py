@@ -80,6 +80,7 @@ class Case:
     seed: int
     workdir: Path
     model: str = "logreg"
+    scan_options: dict = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -156,7 +157,7 @@ def run_poisonscan(case: Case) -> dict[str, Ranking]:
     import poisonscan
 
     result = poisonscan.scan(case.source, label=case.label, out=case.workdir / "poisonscan",
-                             seed=case.seed, quiet=True)
+                             seed=case.seed, quiet=True, **case.scan_options)
     table = result.scores().sort_values("row")
     if not np.array_equal(table["row"].to_numpy(), np.arange(len(case.frame))):
         raise RuntimeError(f"poisonscan scored {len(table)} rows, expected {len(case.frame)} "

@@ -30,6 +30,11 @@ import subprocess
 import sys
 import time
 import zlib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -65,6 +70,7 @@ class Plan:
     methods: list[str]
     max_rows: int | None = data_lib.DEFAULT_MAX_ROWS
     model: str = "logreg"
+    scan_options: dict = dataclasses.field(default_factory=dict)
 
 
 def case_rng(seed: int, dataset: str, attack: str, rate: float) -> np.random.Generator:
@@ -133,7 +139,8 @@ def run_case(ds: data_lib.Dataset, attack: str, rate: float, seed: int, plan: Pl
                 for name in plan.methods for ranking in method_lib.METHODS[name].rankings]
     case, tmp = method_lib.scratch_case(poisoned.frame, poisoned.via_csv, label=ds.label,
                                         numeric=ds.numeric, categorical=ds.categorical,
-                                        seed=seed, model=plan.model)
+                                        seed=seed, model=plan.model,
+                                        scan_options=plan.scan_options)
     try:
         records = run_methods(case, poisoned.mask, plan.methods, log)
     finally:
@@ -539,7 +546,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Markdown file whose quality section is rewritten")
     parser.add_argument("--records", type=Path, default=None,
                         help="also write every per-case record to this CSV")
+    parser.add_argument("--scan", action="append", default=[], metavar="OPTION=VALUE",
+                        type=scan_option,
+                        help="a poisonscan option for every scan (repeatable): fdr=0.05, or "
+                             "a family's parameter as labels.hgb_weight=0.3 (values are "
+                             "parsed as TOML)")
     return parser.parse_args(argv)
+
+
+def scan_option(text: str) -> tuple[str, object]:
+    """``fdr=0.05`` -> ``("fdr", 0.05)``; ``labels.hgb_weight=0.3`` -> family parameter."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected OPTION=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word: a string
+    return key.strip(), parsed
+
+
+def scan_options(pairs: list[tuple[str, object]]) -> dict:
+    """``scan()`` keyword arguments from ``--scan`` pairs (family parameters nested)."""
+    options: dict = {}
+    for key, value in pairs:
+        family, dot, name = key.partition(".")
+        if dot:
+            options.setdefault("families", {}).setdefault(family, {})[name] = value
+        else:
+            options[key] = value
+    return options
 
 
 def plan_from_args(args: argparse.Namespace, log: Callable[[str], None]) -> Plan:
@@ -549,7 +585,7 @@ def plan_from_args(args: argparse.Namespace, log: Callable[[str], None]) -> Plan
     if args.quick:
         chosen.update(QUICK)
     return Plan(methods=available_methods(args.methods, log), max_rows=args.max_rows,
-                model=args.model, **chosen)
+                model=args.model, scan_options=scan_options(args.scan), **chosen)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,9 @@
   maximum over four families then lets three of them bury the one that fired); the tail
   fit keeps *how far* beyond the bulk a row lies. It is fitted on the bulk (the median to
   the 75th percentile), so poisons in the sample move it little: 3% of far-out poisons
-  widen it by a tenth, 10% by two fifths, and they still lie far beyond it. (The window
-  was chosen on the quality benchmark: mean AP over attacks, datasets and 1/3/10% rates
-  0.663, against 0.643 for the 75th-90th percentiles, which 10% of poisons contaminate.)
+  widen it by a tenth, 10% by two fifths, and they still lie far beyond it (a window
+  reaching the 90th percentile is contaminated by 10% of poisons; the window was chosen on
+  the quality benchmark's per-family scores, ``benchmarks/RESULTS.md``).
 * **Fusion.** A row's soft score is ``L / (1 + L)``, ``L = -ln(min_f p_f)``: the strongest
   evidence of any family (a minimum of p-values does not dilute one check that fired),
   mapped into ``[0, 1)``. Hard rule violations rank first: their score is

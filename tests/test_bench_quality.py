@@ -425,3 +425,12 @@ def test_datalab_failure_is_an_error_not_a_weaker_peer(wine, monkeypatch):
             peers.run_datalab(case)
     finally:
         tmp.cleanup()
+
+
+def test_scan_options_reach_every_scan():
+    args = quality.parse_args(["--scan", "fdr=0.05", "--scan", "labels.hgb_weight=0.3",
+                               "--scan", "checks=['bounds']"])
+    assert quality.scan_options(args.scan) == {
+        "fdr": 0.05, "checks": ["bounds"], "families": {"labels": {"hgb_weight": 0.3}}}
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--scan", "fdr"])
