@@ -52,3 +52,33 @@ def poisoned_csv(tmp_path) -> Path:
 
 def read_suspect_rows(out: Path) -> list[int]:
     return pd.read_csv(out / "suspects.csv")["row"].tolist()
+
+
+def fit_check(check, df, *, label="y", chunk_rows=300, sample_rows=100_000, seed=0):
+    """Fit one check on ``df`` through pass 1 (chunk by chunk, merged) and ``fit``.
+
+    Returns
+    -------
+    source, schema
+        What the check was fitted on, to score with :func:`score_chunks`.
+    """
+    from poisonscan import pipeline
+    from poisonscan.io.schema import ScanSchema
+    from poisonscan.io.sources import open_source
+
+    source = open_source(df)
+    schema = ScanSchema.build(source.arrow_schema, label=label, id_column=None)
+    state = None
+    for chunk in source.chunks(chunk_rows, schema):
+        part = pipeline.summarize(chunk, [check], sample_rows=sample_rows, seed=seed)
+        state = pipeline.merge(state, part, [check])
+    pipeline.fit(state, [check])
+    return source, schema
+
+
+def score_chunks(check, source, schema, chunk_rows):
+    """``(scores, violation, reasons)`` of every row, scored chunk by chunk."""
+    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
+    return (np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.violation for p in parts]),
+            np.concatenate([p.reasons for p in parts]))

@@ -12,8 +12,8 @@ import poisonscan
 from poisonscan import pipeline
 from poisonscan.checks.labels import LabelsCheck
 from poisonscan.errors import ConfigError
-from poisonscan.io.schema import ScanSchema
-from poisonscan.io.sources import open_source
+
+from conftest import fit_check, score_chunks
 
 
 def blobs(rows=900, classes=("ham", "spam"), seed=0, spread=1.0):
@@ -40,22 +40,15 @@ def flip(df, rows, seed=1):
 
 
 def fitted(df, *, chunk_rows=250, sample_rows=100_000, seed=0, **params):
-    source = open_source(df)
-    schema = ScanSchema.build(source.arrow_schema, label="y", id_column=None)
     check = LabelsCheck(**params)
-    state = None
-    for chunk in source.chunks(chunk_rows, schema):
-        state = pipeline.merge(state, pipeline.summarize(chunk, [check], sample_rows=sample_rows,
-                                                         seed=seed), [check])
-    pipeline.fit(state, [check])
+    source, schema = fit_check(check, df, chunk_rows=chunk_rows, sample_rows=sample_rows,
+                               seed=seed)
     return check, source, schema
 
 
 def scored(check, source, schema, chunk_rows=300):
-    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
-    return (np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.reasons for p in parts]),
-            np.concatenate([p.violation for p in parts]))
+    scores, violation, reasons = score_chunks(check, source, schema, chunk_rows)
+    return scores, reasons, violation
 
 
 def top(scores, k):

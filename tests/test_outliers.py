@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 import poisonscan
-from poisonscan import pipeline
 from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, OutlierCheck, \
     TailCalibration
 from poisonscan.cli import main
 from poisonscan.errors import ConfigError
-from poisonscan.io.schema import ScanSchema
 from poisonscan.io.sources import TableSource
+
+from conftest import fit_check, score_chunks
 
 #: Planted rows of :func:`correlated`.
 JOINT, GROSS = 10, 20
@@ -51,23 +51,15 @@ def correlated(rows: int = 1000, seed: int = 0, classes=("neg", "pos")) -> pd.Da
 
 def fitted(df, label="y", chunk_rows=300, sample_rows=100_000, seed=0, **params):
     """An outlier check fitted through pass 1 and fit, and the schema it was fitted on."""
-    source = TableSource(df)
-    schema = ScanSchema.build(source.arrow_schema, label=label, id_column=None)
     check = OutlierCheck(**params)
     check._validate_params()
-    state = None
-    for chunk in source.chunks(chunk_rows, schema):
-        part = pipeline.summarize(chunk, [check], sample_rows=sample_rows, seed=seed)
-        state = pipeline.merge(state, part, [check])
-    pipeline.fit(state, [check])
+    source, schema = fit_check(check, df, label=label, chunk_rows=chunk_rows,
+                               sample_rows=sample_rows, seed=seed)
     return check, source, schema
 
 
 def scored(check, source, schema, chunk_rows=10_000):
-    parts = [check.score(c) for c in source.chunks(chunk_rows, schema)]
-    return (np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.violation for p in parts]),
-            np.concatenate([p.reasons for p in parts]))
+    return score_chunks(check, source, schema, chunk_rows)
 
 
 def rank_of(scores, row):
