@@ -38,13 +38,26 @@ def test_robust_range_is_not_widened_by_the_outliers_themselves(tmp_path):
     assert float(learned["max"]) < 200
 
 
-def test_a_wider_quantile_tolerates_more_contamination(tmp_path):
+def test_values_set_apart_are_left_out_of_the_learned_range(tmp_path):
+    # 3% of rows far out would put Q(0.99) among them; set apart from the bulk by a gap,
+    # they are left out of the quantiles and every one of them is a hard finding
     df = make_frame(1000)
-    outliers = np.arange(0, 1000, 33)  # 3% of rows
+    outliers = np.arange(0, 1000, 33)
+    df.loc[outliers, "x"] = 1e6
+    res = _scan(tmp_path, df, "default")
+    assert set(res.suspects["row"]) == set(outliers)
+    assert float(res.summary["checks"]["bounds"]["learned"]["ranges"]["x"]["max"]) < 200
+
+
+def test_a_wider_quantile_tolerates_more_contamination(tmp_path):
+    # beyond MAX_DETACHED (5% on a side) a detached block is not left out: Q(0.99) is an
+    # outlier and the default range admits the block; a wider quantile still holds
+    df = make_frame(1000)
+    outliers = np.arange(0, 1000, 12)  # 8% of rows
     df.loc[outliers, "x"] = 1e6
     default = _scan(tmp_path, df, "default")
-    assert len(default.suspects) < len(outliers)  # Q(0.99) is itself an outlier
-    wide = _scan(tmp_path, df, "wide", families={"bounds": {"quantile": 0.05}})
+    assert len(default.suspects) < len(outliers)
+    wide = _scan(tmp_path, df, "wide", families={"bounds": {"quantile": 0.1}})
     assert set(wide.suspects["row"]) == set(outliers)
 
 

@@ -84,6 +84,9 @@ MIN_TAIL_VALUES = 5
 #: width and the reach's distance from the inner quantile).
 MAX_REPEATED = 64
 REPEATED_STEPS = 10.0
+#: Largest share of a column's values set apart on one side that :func:`_bulk` leaves out
+#: of the quantiles its range is learned from.
+MAX_DETACHED = 0.05
 #: Finite sampled values a column needs before a range is learned for it.
 MIN_LEARN_VALUES = 20
 #: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
@@ -595,6 +598,10 @@ class BoundsCheck(Check):
         else:
             never_negative = not datetime and _never_negative(values, negative, count, q)
             integer = not datetime and nonint == 0
+        # the range is learned from the bulk: values set apart from it by a gap are left out
+        full, values = values, _bulk(values, self.gross)
+        if scale is None and not datetime and not never_negative and (full < 0).any():
+            never_negative = bool((values >= 0).all())  # every negative value is set apart
         uniques, counts = np.unique(values, return_counts=True)
         mode = float(uniques[np.argmax(counts)])
         dominated = counts.max() >= (1 - 2 * q) * values.size
@@ -654,7 +661,7 @@ class BoundsCheck(Check):
             # (an integer column's steps are at least one unit: its resolution)
             unit = (math.log1p(1.0) if log else 1.0) if integer else 0.0
             repeated = _repeated_beyond(
-                values, t, (reach_low - REPEATED_STEPS * max(low_step, unit),
+                full, np.log1p(np.maximum(full, 0.0)) if log else full, (reach_low - REPEATED_STEPS * max(low_step, unit),
                             reach_low - self.gross * low_step),
                 (reach_high + self.gross * high_step,
                  reach_high + REPEATED_STEPS * max(high_step, unit)))
@@ -1224,6 +1231,36 @@ def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
     high = walk(float(inside.max()), t[t > t_high], inner_high)
     low = -walk(-float(inside.min()), -t[t < t_low], -inner_low)
     return low, high
+
+
+def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
+    """The values of a column that are not set apart from its bulk.
+
+    Walk outwards from each quartile over the sorted distinct values; a step longer than
+    ``gross`` times the larger of the interquartile range and the distance already walked
+    is a gap, and the values beyond the first gap on that side are set apart. They are
+    left out of the quantiles a range is learned from when they are at most
+    :data:`MAX_DETACHED` of the values on that side: enough inserted gross outliers
+    otherwise move the inner quantiles themselves (3% of rows with a value two ranges
+    beyond the maximum put ``Q(0.99)`` among them), and the range grows to admit them.
+    The distance walked tolerates a long, thinning natural tail; a natural extreme value
+    left out changes nothing, since it lies beyond the inner quantiles anyway.
+    """
+    q25, q75 = (float(v) for v in np.quantile(values, [0.25, 0.75]))
+    step = q75 - q25
+    if step <= 0:
+        return values
+    uniques = np.unique(values)
+    keep = np.ones(values.size, dtype=bool)
+    for sign, start in ((1.0, q75), (-1.0, -q25)):
+        beyond = np.sort(sign * uniques[sign * uniques > start])
+        previous = np.concatenate(([start], beyond[:-1]))
+        gaps = np.flatnonzero(beyond - previous > gross * np.maximum(step, previous - start))
+        if gaps.size:
+            apart = sign * values > previous[gaps[0]]
+            if apart.sum() <= MAX_DETACHED * values.size:
+                keep &= ~apart
+    return values if keep.all() else values[keep]
 
 
 def _repeated_beyond(values: np.ndarray, t: np.ndarray, below: tuple[float, float],
