@@ -335,9 +335,12 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
 
 def _open(source, cfg: ScanConfig):
     """Open ``source`` and check that the label and id columns exist; ``(source, schema)``."""
-    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
+    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c]
+                         + list(cfg.text_columns or ()))
     for role, column in (("label", cfg.label), ("id", cfg.id_column)):
         if column is not None and column not in source.arrow_schema.names:
             raise InputError(f"{role} column {column!r} not found (columns: "
                              f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
-    return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column,
+                                    text_columns=cfg.text_columns or (),
+                                    ignore_columns=cfg.ignore_columns or ())

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .hashing import row_keys
-from .io.chunk import Chunk
+from .io.chunk import Chunk, ragged_error
 from .io.schema import CATEGORICAL, ScanSchema
 
 #: Distinct values tracked per categorical column before it counts as high-cardinality.
@@ -143,6 +143,58 @@ class CategoryStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class VectorStats:
+    """Counts and the common length of a vector (embedding) column.
+
+    ``length`` is the length of every non-null vector, ``first`` the ``(row, source)``
+    of the first such vector (to name a row when two parts disagree). ``nonfinite``
+    counts vectors with a null, NaN or infinite component.
+    """
+
+    column: str = ""
+    count: int = 0
+    missing: int = 0
+    nonfinite: int = 0
+    length: int | None = None
+    first: tuple[int, str] | None = None
+
+    @classmethod
+    def of(cls, chunk: Chunk, column: str) -> "VectorStats":
+        values = chunk.vectors(column)  # raises on vectors of different lengths
+        missing = chunk.missing(column)
+        present = np.flatnonzero(~missing)
+        if not present.size:
+            return cls(column, missing=int(missing.sum()))
+        bad = ~np.isfinite(values[present]).all(axis=1)
+        return cls(column, count=int(present.size), missing=int(missing.sum()),
+                   nonfinite=int(bad.sum()), length=int(values.shape[1]),
+                   first=(int(chunk.rows[present[0]]), chunk.source))
+
+    def merge(self, other: "VectorStats") -> "VectorStats":
+        """Combine two summaries.
+
+        Raises
+        ------
+        InputError
+            The two parts' vectors differ in length (naming the later part's first row).
+        """
+        if self.length is not None and other.length is not None \
+                and self.length != other.length:
+            early, late = sorted((self, other), key=lambda s: s.first[0])
+            raise ragged_error(late.first[1], late.first[0], self.column, late.length,
+                               early.length)
+        firsts = [s.first for s in (self, other) if s.first is not None]
+        return VectorStats(self.column, count=self.count + other.count, missing=self.missing + other.missing,
+                           nonfinite=self.nonfinite + other.nonfinite,
+                           length=self.length if self.length is not None else other.length,
+                           first=min(firsts) if firsts else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "missing": self.missing, "nonfinite": self.nonfinite,
+                "length": self.length}
+
+
+@dataclasses.dataclass(frozen=True)
 class RowSample:
     """A uniform sample of at most ``size`` rows: those with the smallest keyed hashes.
 
@@ -201,6 +253,8 @@ class Profile:
     labels: CategoryStats | None
     sample: RowSample
     seed: int = 0
+    #: Summaries of the vector (embedding) columns.
+    vectors: dict[str, VectorStats] = dataclasses.field(default_factory=dict)
     #: Artefacts fitted once on the final profile and shared by checks (see :meth:`encoder`).
     shared: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -212,13 +266,15 @@ class Profile:
         labels = CategoryStats.of_array(chunk.table.column(schema.label), MAX_LABELS) \
             if schema.label is not None else None
         return cls(schema, len(chunk), columns, labels,
-                   RowSample.of(chunk, sample_rows, seed), seed)
+                   RowSample.of(chunk, sample_rows, seed), seed,
+                   {c: VectorStats.of(chunk, c) for c in schema.vectors})
 
     def merge(self, other: "Profile") -> "Profile":
         return Profile(self.schema, self.n_rows + other.n_rows,
                        {c: s.merge(other.columns[c]) for c, s in self.columns.items()},
                        self.labels.merge(other.labels) if self.labels is not None else None,
-                       self.sample.merge(other.sample), self.seed)
+                       self.sample.merge(other.sample), self.seed,
+                       {c: s.merge(other.vectors[c]) for c, s in self.vectors.items()})
 
     def sample_chunk(self) -> Chunk:
         """The row sample as a chunk (built once; its conversions are cached)."""
