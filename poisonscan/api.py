@@ -178,6 +178,12 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
+    if fmt == "csv":
+        nested = [f.name for f in source.arrow_schema if pa.types.is_nested(f.type)]
+        if nested:
+            kind = source.arrow_schema.field(nested[0]).type
+            raise ConfigError(f"format: column {nested[0]!r} holds {kind}, which CSV cannot "
+                              "carry: write the outputs as Parquet (--format parquet)")
     exempt = None
     if cfg.allowlist is not None:
         from .review import allowlist_rows, read_decisions

@@ -138,7 +138,7 @@ class CategoryStats:
         if self.counts is not None:
             ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
             out["distinct"] = len(ordered)
-            out["top"] = dict(ordered[:top])
+            out["top"] = {_shorten(v): k for v, k in ordered[:top]}
         return out
 
 
@@ -288,6 +288,17 @@ class Profile:
             from .encode import FeatureEncoder
             self.shared["encoder"] = FeatureEncoder().fit(self.sample_chunk())
         return self.shared["encoder"]
+
+
+#: Characters of a value shown in a summary (free-text cells can be megabytes long).
+MAX_SHOWN_CHARS = 200
+
+
+def _shorten(value: str) -> str:
+    """A value cut to :data:`MAX_SHOWN_CHARS` characters (saying how long it was)."""
+    if len(value) <= MAX_SHOWN_CHARS:
+        return value
+    return f"{value[:MAX_SHOWN_CHARS]}… ({len(value):,} characters)"
 
 
 def _round(x: float, digits: int = 10) -> float:

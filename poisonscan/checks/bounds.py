@@ -1342,6 +1342,7 @@ def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
 _KIND_PATTERNS = (
     (re.compile(r"^ unparseable "), "unparseable"),
     (re.compile(r"^ is NaN"), "nan"),
+    (re.compile(r"^\[\d+\] is "), "non-finite component"),
     (re.compile(r"^=-?inf$"), "inf"),
     (re.compile(r"^ missing, not nullable"), "nullable"),
     (re.compile(r"^ missing$"), "missing"),
