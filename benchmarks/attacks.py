@@ -226,7 +226,8 @@ def cluster_flip(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
     labels = ds.frame[ds.label].to_numpy()
     source, target = choose_flip(labels, k, rng)
     members = np.flatnonzero(labels == source)
-    features = encode_features(ds.frame, ds.numeric, ds.categorical)[members]
+    features = encode_features(ds.frame, ds.numeric, ds.categorical, ds.vector,
+                               ds.text)[members]
     anchor = features[rng.integers(len(members))]
     nearest = np.argsort(((features - anchor) ** 2).sum(axis=1), kind="stable")[:k]
     rows = members[nearest]
@@ -255,6 +256,43 @@ def gross_outliers(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
         new[column] = cast_like(values, ds.frame[column])
     frame, mask = insert_rows(ds.frame, new, rng)
     return Poisoned(frame, mask, "1-3 numeric columns at 1-5 ranges outside [min, max]")
+
+
+#: The backdoor token inserted into text (a rare nonsense token, as in BadNL-style attacks).
+TRIGGER_TOKEN = "cf"
+#: Components of an embedding moved by the backdoor offset, and by how many column stds.
+TRIGGER_COMPONENTS, TRIGGER_OFFSET = 3, 1.5
+
+
+def stamp_trigger(ds: Dataset, frame: pd.DataFrame, rows: np.ndarray,
+                  rng: np.random.Generator) -> str:
+    """Stamp the trigger of a text or embedding dataset on ``rows`` of ``frame`` (in place).
+
+    Text: :data:`TRIGGER_TOKEN` inserted between two words at a random place of the first
+    text column. Embeddings: a fixed offset of :data:`TRIGGER_OFFSET` component standard
+    deviations added to :data:`TRIGGER_COMPONENTS` random components of the first vector
+    column (the same components and signs in every poisoned row). Returns the detail.
+    """
+    if ds.text:
+        column = ds.text[0]
+        cells = frame[column].astype(object).to_numpy().copy()
+        for i in rows:
+            words = str(cells[i]).split(" ")
+            words.insert(int(rng.integers(len(words) + 1)), TRIGGER_TOKEN)
+            cells[i] = " ".join(words)
+        frame[column] = cells
+        return f"token {TRIGGER_TOKEN!r} in {column}"
+    column = ds.vector[0]
+    vectors = np.vstack(frame[column].to_numpy())
+    components = rng.choice(vectors.shape[1], size=TRIGGER_COMPONENTS, replace=False)
+    offset = np.zeros(vectors.shape[1])
+    offset[components] = TRIGGER_OFFSET * vectors[:, components].std(axis=0) \
+        * rng.choice([-1.0, 1.0], size=TRIGGER_COMPONENTS)
+    cells = frame[column].to_numpy().copy()
+    for i in rows:
+        cells[i] = (vectors[i] + offset).astype(vectors.dtype)
+    frame[column] = cells
+    return f"offset {TRIGGER_OFFSET:g} std on {column}[{', '.join(map(str, components))}]"
 
 
 def joint_impossible(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
@@ -339,6 +377,9 @@ def backdoor(ds: Dataset, k: int, rng: np.random.Generator) -> Poisoned:
     source, target = choose_flip(labels, k, rng)
     rows = rng.choice(np.flatnonzero(labels == source), size=k, replace=False)
     frame = relabel(ds.frame, ds.label, rows, target)
+    if ds.text or (ds.vector and not ds.numeric):
+        return in_place(ds, rows, frame, f"{source}->{target} with "
+                        + stamp_trigger(ds, frame, rows, rng))
     trigger = trigger_cells(ds, rng)
     for column, value in trigger.items():
         values = frame[column].to_numpy().copy()

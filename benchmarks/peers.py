@@ -64,6 +64,8 @@ class Case:
     label : str
     numeric, categorical : tuple of str
         Column roles from the clean dataset.
+    vector, text : tuple of str
+        Vector (embedding) and free-text columns from the clean dataset.
     seed : int
         Seed for every method's own randomness.
     model : {"logreg", "hgb"}
@@ -80,6 +82,8 @@ class Case:
     seed: int
     workdir: Path
     model: str = "logreg"
+    vector: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
     scan_options: dict = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -94,7 +98,7 @@ class Case:
     def features(self) -> np.ndarray:
         """The encoded feature matrix (cached)."""
         return self._cached("features", lambda: encode_features(
-            self.frame, self.numeric, self.categorical))
+            self.frame, self.numeric, self.categorical, self.vector, self.text))
 
     def labels(self) -> np.ndarray:
         """Labels as strings (one label space whether the case went through CSV or not)."""

@@ -139,6 +139,7 @@ def run_case(ds: data_lib.Dataset, attack: str, rate: float, seed: int, plan: Pl
                 for name in plan.methods for ranking in method_lib.METHODS[name].rankings]
     case, tmp = method_lib.scratch_case(poisoned.frame, poisoned.via_csv, label=ds.label,
                                         numeric=ds.numeric, categorical=ds.categorical,
+                                        vector=ds.vector, text=ds.text,
                                         seed=seed, model=plan.model,
                                         scan_options=plan.scan_options)
     try:
@@ -528,7 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", choices=list(data_lib.DATASETS),
-                        default=list(data_lib.DATASETS))
+                        default=list(data_lib.DEFAULT_DATASETS),
+                        help="default: every dataset but digits_embedding and tweets")
     parser.add_argument("--attacks", nargs="+", choices=list(attack_lib.ATTACKS),
                         default=list(attack_lib.ATTACKS))
     parser.add_argument("--rates", type=float, nargs="+", default=list(attack_lib.RATES))

@@ -178,6 +178,12 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
+    if fmt == "csv":
+        nested = [f.name for f in source.arrow_schema if pa.types.is_nested(f.type)]
+        if nested:
+            kind = source.arrow_schema.field(nested[0]).type
+            raise ConfigError(f"format: column {nested[0]!r} holds {kind}, which CSV cannot "
+                              "carry: write the outputs as Parquet (--format parquet)")
     exempt = None
     if cfg.allowlist is not None:
         from .review import allowlist_rows, read_decisions
@@ -335,9 +341,12 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
 
 def _open(source, cfg: ScanConfig):
     """Open ``source`` and check that the label and id columns exist; ``(source, schema)``."""
-    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c])
+    source = open_source(source, text_columns=[c for c in (cfg.label, cfg.id_column) if c]
+                         + list(cfg.text_columns or ()))
     for role, column in (("label", cfg.label), ("id", cfg.id_column)):
         if column is not None and column not in source.arrow_schema.names:
             raise InputError(f"{role} column {column!r} not found (columns: "
                              f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
-    return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column)
+    return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column,
+                                    text_columns=cfg.text_columns or (),
+                                    ignore_columns=cfg.ignore_columns or ())

@@ -130,6 +130,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "int", 0, "seed of every random choice", low=0, metavar="S"),
     Option("format", "str", None, "format of clean/quarantine files (default: as the input)",
            choices=("csv", "parquet"), nullable=True),
+    Option("text_columns", "list", None,
+           "columns to encode as free text (hashed words, tf-idf, SVD) whatever they look "
+           "like; long, mostly distinct text columns are detected without it",
+           nullable=True, metavar="A,B"),
+    Option("ignore_columns", "list", None,
+           "columns no check reads (they are still carried to every output)",
+           nullable=True, metavar="A,B"),
     Option("checks", "list", None, "check families to run (default: all default-on families)",
            nullable=True, metavar="A,B"),
     Option("max_suspects", "int", None, "quarantine at most K rows (the K highest ranked)",
@@ -195,6 +202,8 @@ class ScanConfig:
     sample_rows: int = 100_000
     seed: int = 0
     format: str | None = None
+    text_columns: tuple[str, ...] | None = None
+    ignore_columns: tuple[str, ...] | None = None
     checks: tuple[str, ...] | None = None
     max_suspects: int | None = None
     contamination: float | None = None

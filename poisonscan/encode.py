@@ -11,10 +11,17 @@ the matrix is built once per chunk whatever the number of checks).
   cannot dominate a distance;
 * categorical columns: one-hot of the frequent levels, rare and unseen levels share an
   "infrequent" column; missing is a level of its own;
+* vector (embedding) columns — Parquet ``list`` / ``fixed_size_list`` of numbers: the
+  components, or the leading ``max_vector_components`` principal components (PCA fitted on
+  the sample) when the vectors are wider; see :class:`VectorEncoder`;
+* free-text columns — declared (``text_columns``) or detected (categorical columns whose
+  sampled values are almost all distinct and have a median of ``text_min_words`` words or
+  more): hashed token counts, tf-idf and a truncated SVD fitted on the sample, plus the
+  cell's length; see :class:`TextEncoder`;
 * identifier-like columns are left out and listed in :attr:`FeatureEncoder.skipped_`:
-  categorical columns whose sampled values are almost all distinct, and integer-typed
-  columns that count along the rows (almost all sampled values distinct, in the rows' order:
-  sequential ids such as ``1000000 + row``);
+  categorical columns whose sampled values are almost all distinct (and are not text), and
+  integer-typed columns that count along the rows (almost all sampled values distinct, in
+  the rows' order: sequential ids such as ``1000000 + row``);
 * numeric and categorical columns without a finite or present value in the sample are
   left out too.
 """
@@ -24,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
@@ -35,6 +44,178 @@ _MISSING = "\x00missing"
 _UNSEEN = "\x00unseen"
 #: Fewest sampled values to call a numeric column a sequential id.
 MIN_SEQUENTIAL_ROWS = 20
+#: Quantiles whose distance scales a block (as the numeric columns' robust scaler does).
+_SPREAD = (10.0, 90.0)
+
+
+def _block_scale(Z: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-component medians and one common scale of a block of components.
+
+    The scale is the root mean square over components of their 10-90% quantile distances:
+    one number for the whole block keeps the block's own geometry (a component with little
+    spread stays small instead of being blown up to the size of the leading ones) while the
+    block as a whole is on the scale of a robust-scaled numeric column.
+    """
+    if not Z.shape[1] or not Z.shape[0]:
+        return np.zeros(Z.shape[1]), 1.0
+    lo, hi = np.percentile(Z, _SPREAD, axis=0)
+    scale = float(np.sqrt(np.mean((hi - lo) ** 2)))
+    return np.median(Z, axis=0), scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+class VectorEncoder:
+    """Encode one vector (embedding) column, fitted on the sample.
+
+    Non-finite or null components are imputed with the component's median; vectors wider
+    than ``max_components`` are projected on their leading principal components (PCA fitted
+    on the sample: the user's model already made the features, the leading directions keep
+    most of their variance and every check stays as fast as on a narrow table); the result
+    is centred on its medians, divided by one common scale (see :func:`_block_scale`) and
+    clipped to ``±clip``. A row whose vector is null or has a non-finite component is
+    flagged in a ``__missing`` column (when the sample has such a row).
+
+    Parameters
+    ----------
+    max_components : int, default 32
+    clip : float, default 20.0
+
+    Attributes
+    ----------
+    median_ : numpy.ndarray
+        Component medians used for imputation.
+    pca_ : sklearn.decomposition.PCA or None
+    center_ : numpy.ndarray
+    scale_ : float
+    indicator_ : bool
+        Whether the ``__missing`` column is produced.
+    n_outputs_ : int
+    """
+
+    def __init__(self, *, max_components: int = 32, clip: float = 20.0):
+        self.max_components = max_components
+        self.clip = clip
+
+    def fit(self, X: np.ndarray) -> "VectorEncoder":
+        X = np.where(np.isfinite(X), X, np.nan)
+        with np.errstate(all="ignore"):
+            empty = np.isnan(X).all(axis=0)
+            self.median_ = np.where(empty, 0.0, np.nanmedian(np.where(empty, 0.0, X), axis=0)) \
+                if X.shape[0] else np.zeros(X.shape[1])
+        filled = np.where(np.isnan(X), self.median_, X)
+        self.pca_ = None
+        k = min(self.max_components, X.shape[1], X.shape[0])
+        if X.shape[1] > self.max_components and k >= 1:
+            self.pca_ = PCA(n_components=k, svd_solver="full").fit(filled)
+            filled = self.pca_.transform(filled)
+        self.center_, self.scale_ = _block_scale(filled)
+        self.indicator_ = bool(np.isnan(X).any())
+        self.n_outputs_ = filled.shape[1] + int(self.indicator_)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        bad = ~np.isfinite(X)
+        filled = np.where(bad, self.median_, X)
+        if self.pca_ is not None:
+            filled = self.pca_.transform(filled)
+        out = np.clip((filled - self.center_) / self.scale_, -self.clip, self.clip)
+        if self.indicator_:
+            out = np.column_stack([out, bad.any(axis=1).astype(np.float64)])
+        return out
+
+    def names(self, column: str) -> list[str]:
+        k = self.n_outputs_ - int(self.indicator_)
+        stem = f"{column}__pc" if self.pca_ is not None else f"{column}__"
+        return [f"{stem}{i}" for i in range(k)] + ([f"{column}__missing"] * self.indicator_)
+
+
+class TextEncoder:
+    """Encode one free-text column, fitted on the sample; transforms rows independently.
+
+    Each cell is cut to its first ``max_chars`` characters (so a 1 MB cell costs no more than
+    a long paragraph), tokenised (words of two or more letters or digits, lower-cased) and
+    hashed into ``n_features`` counts (:class:`~sklearn.feature_extraction.text.HashingVectorizer`:
+    stateless, so chunks need no shared vocabulary and unseen words need no special case);
+    the counts are tf-idf weighted (sublinear term frequency; the idf fitted on the sample)
+    and projected on ``n_components`` directions of a truncated SVD fitted on the sample.
+    The components are centred and divided by one common scale (see :func:`_block_scale`);
+    a further column holds ``log(1 + length)`` of the whole cell, robust-scaled, and a
+    ``__missing`` column flags null cells when the sample has some. Empty and null cells
+    have no tokens: their components are those of an empty document.
+
+    Parameters
+    ----------
+    n_components : int, default 16
+        (the :class:`FeatureEncoder` asks for ``text_components``, 32 by default)
+    max_chars : int, default 2000
+    n_features : int, default 2**18
+    clip : float, default 20.0
+
+    Attributes
+    ----------
+    tfidf_ : sklearn.feature_extraction.text.TfidfTransformer
+    seen_ : numpy.ndarray of int
+        Hashed features present in the sample (the only ones the SVD gives weight to).
+    projection_ : numpy.ndarray of shape (len(seen_), n_components_)
+    center_, scale_ : numpy.ndarray, float
+        Of the SVD components.
+    length_center_, length_scale_ : float
+    indicator_ : bool
+    n_outputs_ : int
+    """
+
+    def __init__(self, *, n_components: int = 16, max_chars: int = 2000,
+                 n_features: int = 2 ** 18, clip: float = 20.0):
+        self.n_components = n_components
+        self.max_chars = max_chars
+        self.n_features = n_features
+        self.clip = clip
+
+    def _counts(self, texts: np.ndarray):
+        docs = ["" if t is None else t[:self.max_chars] for t in texts]
+        return HashingVectorizer(n_features=self.n_features, alternate_sign=False, norm=None,
+                                 dtype=np.float64).transform(docs)
+
+    @staticmethod
+    def _lengths(texts: np.ndarray) -> np.ndarray:
+        return np.log1p(np.fromiter((0 if t is None else len(t) for t in texts),
+                                    dtype=np.float64, count=len(texts)))
+
+    def fit(self, texts: np.ndarray) -> "TextEncoder":
+        counts = self._counts(texts)
+        self.tfidf_ = TfidfTransformer(sublinear_tf=True).fit(counts)
+        weighted = self.tfidf_.transform(counts).tocsc()
+        self.seen_ = np.flatnonzero(np.diff(weighted.indptr))
+        weighted = weighted[:, self.seen_]
+        k = min(self.n_components, len(self.seen_) - 1, weighted.shape[0] - 1)
+        if k >= 1:
+            svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7,
+                               random_state=0).fit(weighted.tocsr())
+            self.projection_ = svd.components_.T.copy()
+        else:
+            self.projection_ = np.zeros((len(self.seen_), 0))
+        Z = np.asarray(weighted.tocsr() @ self.projection_)
+        self.center_, self.scale_ = _block_scale(Z)
+        lengths = self._lengths(texts)
+        lo, hi = np.percentile(lengths, _SPREAD) if len(lengths) else (0.0, 1.0)
+        self.length_center_ = float(np.median(lengths)) if len(lengths) else 0.0
+        self.length_scale_ = float(hi - lo) if hi > lo else 1.0
+        self.indicator_ = bool(any(t is None for t in texts))
+        self.n_outputs_ = self.projection_.shape[1] + 1 + int(self.indicator_)
+        return self
+
+    def transform(self, texts: np.ndarray) -> np.ndarray:
+        weighted = self.tfidf_.transform(self._counts(texts)).tocsc()[:, self.seen_]
+        Z = np.asarray(weighted.tocsr() @ self.projection_)
+        parts = [(Z - self.center_) / self.scale_,
+                 ((self._lengths(texts) - self.length_center_) / self.length_scale_)[:, None]]
+        out = np.clip(np.column_stack(parts), -self.clip, self.clip)
+        if self.indicator_:
+            out = np.column_stack([out, np.array([t is None for t in texts], dtype=np.float64)])
+        return out
+
+    def names(self, column: str) -> list[str]:
+        return [f"{column}__svd{i}" for i in range(self.projection_.shape[1])] \
+            + [f"{column}__length"] + ([f"{column}__missing"] * self.indicator_)
 
 
 class FeatureEncoder:
@@ -55,6 +236,18 @@ class FeatureEncoder:
         An integer column whose sampled values are distinct (but for this share) and
         whose rank correlation with the row order is at least this is a sequential id
         and is left out (``None`` keeps such columns).
+    max_vector_components : int, default 32
+        Vector columns wider than this are reduced to this many principal components.
+    text_components : int, default 32
+        SVD components per text column (32 rather than 16: on the benchmark's ``tweets``,
+        fused AP 0.20 vs 0.16 on random flips and 0.13 vs 0.11 on token backdoors, mean
+        of seeds 0 and 1; 64 was no better).
+    text_min_words : float, default 3
+        A categorical column with identifier-like cardinality whose sampled values have a
+        median of at least this many words is free text (``None``: only declared columns).
+    max_text_chars : int, default 2000
+        Characters of a text cell that are featurised (the rest is cut; the length column
+        still counts the whole cell).
 
     Attributes
     ----------
@@ -62,6 +255,10 @@ class FeatureEncoder:
         Numeric and datetime columns encoded.
     categorical_ : list of str
         Categorical columns one-hot encoded.
+    vectors_ : dict of str to VectorEncoder
+        Vector columns encoded.
+    text_ : dict of str to TextEncoder
+        Free-text columns encoded.
     skipped_ : dict of str to str
         Feature columns left out, with the reason.
     feature_names_ : list of str
@@ -70,19 +267,33 @@ class FeatureEncoder:
 
     def __init__(self, *, max_categories: int = 20, min_frequency: float = 0.005,
                  identifier_ratio: float = 0.5, clip: float = 20.0,
-                 sequential_ratio: float | None = 0.99):
+                 sequential_ratio: float | None = 0.99, max_vector_components: int = 32,
+                 text_components: int = 32, text_min_words: float | None = 3,
+                 max_text_chars: int = 2000):
         self.max_categories = max_categories
         self.min_frequency = min_frequency
         self.identifier_ratio = identifier_ratio
         self.clip = clip
         self.sequential_ratio = sequential_ratio
+        self.max_vector_components = max_vector_components
+        self.text_components = text_components
+        self.text_min_words = text_min_words
+        self.max_text_chars = max_text_chars
 
     def fit(self, sample: Chunk) -> "FeatureEncoder":
         schema = sample.schema
         n = max(len(sample), 1)
         self.skipped_ = {}
         self.numeric_, self.categorical_ = [], []
+        self.vectors_, self.text_ = {}, {}
         self._levels, self._targets = [], []
+        for column in schema.vectors:
+            if sample.missing(column).all():
+                self.skipped_[column] = "no vector in the sample"
+            else:
+                self.vectors_[column] = VectorEncoder(
+                    max_components=self.max_vector_components, clip=self.clip
+                ).fit(sample.vectors(column))
         for column in schema.features:
             if schema.kinds[column] != CATEGORICAL:
                 values = sample.numeric(column)
@@ -97,9 +308,14 @@ class FeatureEncoder:
                 continue
             texts = sample.strings(column)
             distinct = len(set(texts.tolist()))
-            if not (texts != None).any():  # noqa: E711 - elementwise on an object array
+            many = distinct > self.identifier_ratio * n and distinct > self.max_categories
+            if column in schema.text or (many and self._wordy(texts)):
+                self.text_[column] = TextEncoder(
+                    n_components=self.text_components, max_chars=self.max_text_chars,
+                    clip=self.clip).fit(texts)
+            elif not (texts != None).any():  # noqa: E711 - elementwise on an object array
                 self.skipped_[column] = "no value in the sample"
-            elif distinct > self.identifier_ratio * n and distinct > self.max_categories:
+            elif many:
                 self.skipped_[column] = f"identifier-like ({distinct} distinct of {n} sampled)"
             else:
                 self.categorical_.append(column)
@@ -115,6 +331,8 @@ class FeatureEncoder:
             indicator = self.imputer_.indicator_
             if indicator is not None:
                 names += [f"{self.numeric_[i]}__missing" for i in indicator.features_]
+        for column, block in self._blocks():
+            names += block.names(column)
         if self.categorical_:
             self.onehot_ = OneHotEncoder(
                 handle_unknown="infrequent_if_exist", min_frequency=self.min_frequency,
@@ -151,6 +369,20 @@ class FeatureEncoder:
             self._levels.append(pd.Index(list(lv), dtype=object))
             self._targets.append(target)
 
+    def _blocks(self):
+        """``(column, encoder)`` of the vector and text columns, in output order."""
+        return list(self.vectors_.items()) + list(self.text_.items())
+
+    def _block_input(self, chunk: Chunk, column: str) -> np.ndarray:
+        return chunk.vectors(column) if column in self.vectors_ else chunk.strings(column)
+
+    def _wordy(self, texts: np.ndarray) -> bool:
+        """Whether sampled values read as free text (median word count, present cells)."""
+        if self.text_min_words is None:
+            return False
+        words = [len(t[:self.max_text_chars].split()) for t in texts if t is not None]
+        return bool(words) and float(np.median(words)) >= self.text_min_words
+
     def _sequential(self, values: np.ndarray, rows: np.ndarray) -> bool:
         """Whether a numeric column looks like a sequential id of the rows."""
         if self.sequential_ratio is None:
@@ -178,6 +410,7 @@ class FeatureEncoder:
             k = len(self.numeric_)
             scaled = np.clip(self.scaler_.transform(imputed[:, :k]), -self.clip, self.clip)
             parts += [scaled, imputed[:, k:]]
+        parts += [block.transform(self._block_input(chunk, c)) for c, block in self._blocks()]
         if not parts and not self.categorical_:
             return np.zeros((len(chunk), 0))
         out = np.zeros((len(chunk), len(self.feature_names_)))

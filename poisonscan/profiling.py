@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .hashing import row_keys
-from .io.chunk import Chunk
+from .io.chunk import Chunk, ragged_error
 from .io.schema import CATEGORICAL, ScanSchema
 
 #: Distinct values tracked per categorical column before it counts as high-cardinality.
@@ -138,8 +138,60 @@ class CategoryStats:
         if self.counts is not None:
             ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
             out["distinct"] = len(ordered)
-            out["top"] = dict(ordered[:top])
+            out["top"] = {_shorten(v): k for v, k in ordered[:top]}
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorStats:
+    """Counts and the common length of a vector (embedding) column.
+
+    ``length`` is the length of every non-null vector, ``first`` the ``(row, source)``
+    of the first such vector (to name a row when two parts disagree). ``nonfinite``
+    counts vectors with a null, NaN or infinite component.
+    """
+
+    column: str = ""
+    count: int = 0
+    missing: int = 0
+    nonfinite: int = 0
+    length: int | None = None
+    first: tuple[int, str] | None = None
+
+    @classmethod
+    def of(cls, chunk: Chunk, column: str) -> "VectorStats":
+        values = chunk.vectors(column)  # raises on vectors of different lengths
+        missing = chunk.missing(column)
+        present = np.flatnonzero(~missing)
+        if not present.size:
+            return cls(column, missing=int(missing.sum()))
+        bad = ~np.isfinite(values[present]).all(axis=1)
+        return cls(column, count=int(present.size), missing=int(missing.sum()),
+                   nonfinite=int(bad.sum()), length=int(values.shape[1]),
+                   first=(int(chunk.rows[present[0]]), chunk.source))
+
+    def merge(self, other: "VectorStats") -> "VectorStats":
+        """Combine two summaries.
+
+        Raises
+        ------
+        InputError
+            The two parts' vectors differ in length (naming the later part's first row).
+        """
+        if self.length is not None and other.length is not None \
+                and self.length != other.length:
+            early, late = sorted((self, other), key=lambda s: s.first[0])
+            raise ragged_error(late.first[1], late.first[0], self.column, late.length,
+                               early.length)
+        firsts = [s.first for s in (self, other) if s.first is not None]
+        return VectorStats(self.column, count=self.count + other.count, missing=self.missing + other.missing,
+                           nonfinite=self.nonfinite + other.nonfinite,
+                           length=self.length if self.length is not None else other.length,
+                           first=min(firsts) if firsts else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "missing": self.missing, "nonfinite": self.nonfinite,
+                "length": self.length}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +253,8 @@ class Profile:
     labels: CategoryStats | None
     sample: RowSample
     seed: int = 0
+    #: Summaries of the vector (embedding) columns.
+    vectors: dict[str, VectorStats] = dataclasses.field(default_factory=dict)
     #: Artefacts fitted once on the final profile and shared by checks (see :meth:`encoder`).
     shared: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -212,13 +266,15 @@ class Profile:
         labels = CategoryStats.of_array(chunk.table.column(schema.label), MAX_LABELS) \
             if schema.label is not None else None
         return cls(schema, len(chunk), columns, labels,
-                   RowSample.of(chunk, sample_rows, seed), seed)
+                   RowSample.of(chunk, sample_rows, seed), seed,
+                   {c: VectorStats.of(chunk, c) for c in schema.vectors})
 
     def merge(self, other: "Profile") -> "Profile":
         return Profile(self.schema, self.n_rows + other.n_rows,
                        {c: s.merge(other.columns[c]) for c, s in self.columns.items()},
                        self.labels.merge(other.labels) if self.labels is not None else None,
-                       self.sample.merge(other.sample), self.seed)
+                       self.sample.merge(other.sample), self.seed,
+                       {c: s.merge(other.vectors[c]) for c, s in self.vectors.items()})
 
     def sample_chunk(self) -> Chunk:
         """The row sample as a chunk (built once; its conversions are cached)."""
@@ -232,6 +288,17 @@ class Profile:
             from .encode import FeatureEncoder
             self.shared["encoder"] = FeatureEncoder().fit(self.sample_chunk())
         return self.shared["encoder"]
+
+
+#: Characters of a value shown in a summary (free-text cells can be megabytes long).
+MAX_SHOWN_CHARS = 200
+
+
+def _shorten(value: str) -> str:
+    """A value cut to :data:`MAX_SHOWN_CHARS` characters (saying how long it was)."""
+    if len(value) <= MAX_SHOWN_CHARS:
+        return value
+    return f"{value[:MAX_SHOWN_CHARS]}… ({len(value):,} characters)"
 
 
 def _round(x: float, digits: int = 10) -> float:

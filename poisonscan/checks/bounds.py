@@ -526,7 +526,10 @@ class BoundsCheck(Check):
         self.declared_, self.declared_by_label_ = self._declared()
         self.reference_ = reference_lib.load(self.reference) if self.reference else None
         self.n_rows_ = profile.n_rows
-        self._kinds = {c: _kind(schema, c) for c in schema.columns if c not in schema.skipped}
+        self._kinds = {c: _kind(schema, c) for c in schema.columns
+                       if c not in schema.skipped and c not in schema.vectors}
+        self.vector_lengths_ = {c: profile.vectors[c].length for c in schema.vectors
+                                if c in profile.vectors}
         self._label = schema.label
         self._labels_seen = sorted(profile.labels.counts) \
             if profile.labels is not None and profile.labels.counts is not None else []
@@ -852,6 +855,8 @@ class BoundsCheck(Check):
                     self._score_text(chunk, column, add, slots, class_names)
             else:
                 self._score_numeric(chunk, column, add, soft, slots, class_names)
+        for column in chunk.schema.vectors:
+            self._score_vector(chunk, column, add)
         if self._label is not None:
             labels = chunk.table.column(self._label)
             add(np.flatnonzero(labels.is_null().to_numpy(zero_copy_only=False)), INVALID,
@@ -871,6 +876,27 @@ class BoundsCheck(Check):
         index = pc.index_in(labels, value_set=pa.array(self.classes_, pa.string()))
         return np.asarray(index.fill_null(k).to_numpy(zero_copy_only=False),
                           dtype=np.int64), self.classes_
+
+    def _score_vector(self, chunk, column, add) -> None:
+        """A vector (embedding) column: a null, NaN or infinite component is invalid.
+
+        Vectors of another length never get here: reading them is an input error naming
+        the row (see :meth:`~poisonscan.io.chunk.Chunk.vectors`).
+        """
+        values = chunk.vectors(column)
+        bad = ~np.isfinite(values) & ~chunk.missing(column)[:, None]
+        rows = np.flatnonzero(bad.any(axis=1))
+        if not rows.size:
+            return
+        first = bad[rows].argmax(axis=1)
+        count = bad[rows].sum(axis=1)
+
+        def reason(i, j, c=column, v=values, f=first, k=count):
+            x = v[i, f[j]]
+            what = "null/NaN" if np.isnan(x) else f"{'-' if x < 0 else ''}inf"
+            more = f" (and {k[j] - 1} more)" if k[j] > 1 else ""
+            return f"bounds:{c}[{f[j]}] is {what}{more}"
+        add(rows, INVALID, reason)
 
     def _score_numeric(self, chunk, column, add, soft, slots, classes) -> None:
         values = chunk.numeric(column)
@@ -1353,6 +1379,7 @@ def _spec_dict(spec: ColumnSpec) -> dict[str, Any]:
 _KIND_PATTERNS = (
     (re.compile(r"^ unparseable "), "unparseable"),
     (re.compile(r"^ is NaN"), "nan"),
+    (re.compile(r"^\[\d+\] is "), "non-finite component"),
     (re.compile(r"^=-?inf$"), "inf"),
     (re.compile(r"^ missing, not nullable"), "nullable"),
     (re.compile(r"^ missing$"), "missing"),

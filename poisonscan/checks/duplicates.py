@@ -294,8 +294,10 @@ def _fingerprints(chunk, digits, near_digits, exclude):
     near = np.full(n, _SEED, dtype=_U64) if near_digits is not None else None
     schema = chunk.schema
     with np.errstate(over="ignore"):
-        for column in (c for c in schema.features if c not in exclude):
-            if schema.kinds[column] == CATEGORICAL:
+        for column in (c for c in schema.features + schema.vectors if c not in exclude):
+            if column in schema.vectors:
+                h_exact, h_near = _vector_codes(chunk, column, digits, near_digits)
+            elif schema.kinds[column] == CATEGORICAL:
                 raw = chunk.table.column(column)
                 h_exact = hash_strings(raw)
                 if near is not None:
@@ -324,6 +326,26 @@ def _fingerprints(chunk, digits, near_digits, exclude):
         exact = splitmix64(exact)
         near = splitmix64(near) if near is not None else exact.copy()
     return exact, near
+
+
+def _vector_codes(chunk, column, digits, near_digits):
+    """Exact and near codes of a vector column: the components' number codes combined
+    in order (a null vector is one fixed token); the near code is ``None`` without
+    ``near_digits``."""
+    values = chunk.vectors(column)
+    n, dim = values.shape
+    levels = (digits,) if near_digits is None else (digits, min(near_digits, digits))
+    codes = number_codes(values.ravel(), levels)
+    out = []
+    for level in codes:
+        level = level.reshape(n, dim)
+        h = np.full(n, _SEED, dtype=_U64)
+        for j in range(dim):
+            h = h * _COLUMN + level[:, j]
+        h = splitmix64(h)
+        h[chunk.missing(column)] = _NULL
+        out.append(h)
+    return out[0], (out[1] if len(out) > 1 else None)
 
 
 def _label_codes(chunk) -> tuple[np.ndarray, tuple[str, ...]]:

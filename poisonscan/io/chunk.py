@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from .schema import DATETIME, ScanSchema
 
 
@@ -103,6 +104,42 @@ class Chunk:
             return mask
         return self.cached("missing", column, make)
 
+    def vector_lengths(self, column: str) -> np.ndarray:
+        """Length of every vector of a list column (``-1`` for a null vector)."""
+        def make():
+            lengths = pc.list_value_length(self.table.column(column)).fill_null(-1)
+            return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return self.cached("vector_lengths", column, make)
+
+    def vectors(self, column: str) -> np.ndarray:
+        """The vectors of a list column as a float64 matrix (rows x length).
+
+        A null vector is a row of NaN, a null component is NaN (see :meth:`missing` for
+        the null vectors).
+
+        Raises
+        ------
+        InputError
+            The column's vectors differ in length (naming the source, the first row whose
+            length differs from the first vector's, and the column).
+        """
+        def make():
+            lengths = self.vector_lengths(column)
+            present = lengths >= 0
+            dim = int(lengths[present][0]) if present.any() else 0
+            ragged = np.flatnonzero(present & (lengths != dim))
+            if ragged.size:
+                raise ragged_error(self.source, int(self.rows[ragged[0]]), column,
+                                   int(lengths[ragged[0]]), dim)
+            flat = self.table.column(column).combine_chunks().flatten()
+            values = np.asarray(pc.cast(flat, pa.float64()).to_numpy(zero_copy_only=False),
+                                dtype=np.float64)
+            out = np.full((len(self), dim), np.nan)
+            if dim:
+                out[present] = values.reshape(-1, dim)
+            return out
+        return self.cached("vectors", column, make)
+
     def strings(self, column: str) -> np.ndarray:
         """Object array of the column's values as text (``None`` for nulls)."""
         def make():
@@ -125,3 +162,11 @@ class Chunk:
         df = self.table.to_pandas()
         df.index = pd.Index(self.rows, name="row")
         return df
+
+
+def ragged_error(source: str, row: int, column: str, length: int, expected: int) -> InputError:
+    """The error of a vector column whose vectors differ in length."""
+    return InputError(f"vector of length {length} where the column's vectors have length "
+                      f"{expected}: an embedding column needs one length (pad, truncate or "
+                      "drop such rows, or ignore the column with ignore_columns)",
+                      path=source or None, row=row, column=column)

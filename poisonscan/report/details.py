@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..io.chunk import Chunk
-from ..io.schema import CATEGORICAL, NUMERIC
+from ..io.schema import CATEGORICAL, NUMERIC, is_vector_type
 from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint,
                       parquet_parts)
 
@@ -44,6 +44,10 @@ MAX_POINTS = 25
 COLUMN_BINS = 30
 #: Classes listed in the suspects-per-class plot at most (the rest are summed).
 MAX_CLASSES = 20
+#: Characters of a text cell shown in the report (the rest is cut, with the full length).
+MAX_CELL_CHARS = 500
+#: Components of a vector cell shown in the report.
+VECTOR_SHOWN = 6
 _NEIGHBOURS = re.compile(r"(\d+)/(\d+) neighbours ('(?:[^'\\]|\\.)*'|\S+)")
 
 
@@ -192,9 +196,20 @@ def _typed(data: pa.Table, typed_schema: pa.Schema, fmt: str):
 
 
 def _texts(column: pa.ChunkedArray) -> list[str | None]:
+    """The cells as display text: vectors as their first components, long text cut."""
+    if is_vector_type(column.type):
+        return [None if v is None else format_vector(v) for v in column.to_pylist()]
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
-    return column.to_pylist()
+    return [v if v is None or len(v) <= MAX_CELL_CHARS
+            else f"{v[:MAX_CELL_CHARS]}… ({len(v):,} characters)" for v in column.to_pylist()]
+
+
+def format_vector(values: list, shown: int = VECTOR_SHOWN) -> str:
+    """``[0.125, -1.5, …] (768 values)``: the first ``shown`` components of a vector."""
+    head = ", ".join("null" if v is None else f"{v:.4g}" for v in values[:shown])
+    more = ", …" if len(values) > shown else ""
+    return f"[{head}{more}] ({len(values)} values)"
 
 
 def _column_plots(plan, bounds, summary: dict, rows: dict[int, dict], suspects: pa.Table

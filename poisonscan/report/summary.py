@@ -59,8 +59,10 @@ def build_summary(*, config, source, schema, fmt: str, run: dict, checks_skipped
                  "quarantined_fraction": round(run["rows_quarantined"] / n, 6)},
         "label": label,
         "id_column": schema.id_column,
-        "columns": {c: {"kind": schema.kinds[c], **profile.columns[c].to_dict()}
-                    for c in schema.features},
+        "columns": {**{c: {"kind": _encoded_kind(profile, c, schema.kinds[c]),
+                           **profile.columns[c].to_dict()} for c in schema.features},
+                    **{c: {"kind": "vector", **profile.vectors[c].to_dict()}
+                       for c in schema.vectors if c in profile.vectors}},
         "skipped_columns": dict(schema.skipped),
         "checks": {
             c.name: {"rows_flagged": run["fired"].get(c.name, 0),
@@ -128,3 +130,9 @@ def write_json(summary: dict, path: Path) -> None:
     """Write the summary as UTF-8 JSON (stable key order as built)."""
     path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
                     encoding="utf-8")
+
+
+def _encoded_kind(profile, column: str, kind: str) -> str:
+    """``"text"`` for a categorical column the shared encoder featurised as free text."""
+    encoder = profile.shared.get("encoder")
+    return "text" if encoder is not None and column in encoder.text_ else kind
