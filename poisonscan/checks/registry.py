@@ -14,6 +14,7 @@ REGISTRY: dict[str, str] = {
     "outliers": "poisonscan.checks.outliers:OutlierCheck",
     "labels": "poisonscan.checks.labels:LabelsCheck",
     "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
+    "backdoor": "poisonscan.checks.backdoor:BackdoorCheck",
 }
 #: Families run when the user does not choose.
 DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates")
