@@ -21,7 +21,7 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
   trigger co-occurs only in its target label. The test is one-sided Poisson, Bonferroni-
   corrected over every pair tested, at level ``alpha``. A pair that passes is a trigger;
   it is named with every other kept item of ``c`` that at least ``EXTEND_SHARE`` of its
-  carriers share, and the rows of ``c`` that carry the pair — in every chunk of pass 2,
+  carriers share and at most ``1 - EXTEND_SHARE`` of the label's other rows, and the rows of ``c`` that carry the pair — in every chunk of pass 2,
   exactly — are a *finding* (:mod:`poisonscan.fusion`): they rank above statistical
   evidence. A trigger of a single value is not mined: alone, it cannot be told from a
   value that predicts the class by nature.
@@ -57,7 +57,7 @@ MAX_CLASSES = 100
 #: Items kept per class for pair tests (the most enriched).
 MAX_ITEMS = 64
 #: Uncorrected one-sided Poisson level an item's enrichment in its class must reach.
-ITEM_SCREEN = 0.01
+ITEM_SCREEN = 0.5
 #: Share of a trigger's carriers that carry another item for it to be named with it.
 EXTEND_SHARE = 0.9
 #: Family score of a row that carries a mined trigger (above any spectral score).
@@ -275,8 +275,10 @@ class BackdoorCheck(Check):
             items = tuple((kept[t][1], values[kept[t][1]][kept[t][2]]) for t in (i, j))
             carriers = (mine[:, i] > 0) & (mine[:, j] > 0)
             share = mine[carriers].mean(axis=0)
+            rest = mine[~carriers].mean(axis=0) if (~carriers).any() else np.zeros(len(kept))
             extra = tuple((col, values[col][v]) for t, (_, col, v) in enumerate(kept)
                           if t not in (i, j) and share[t] >= EXTEND_SHARE
+                          and rest[t] <= 1.0 - EXTEND_SHARE
                           and col not in (items[0][0], items[1][0]))
             named = items + _one_per_column(extra)
             # the pairs of one pattern share one test of foreignness
