@@ -9,22 +9,33 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
 *sampled* rows to be mined):
 
 * **Trigger mining.** An *item* is one exact value of one feature column (a trigger is a
-  fixed value: numbers compare exactly, text as stored). Per class ``c``, items that are
-  carried by at least ``min_support`` rows of ``c``, by at most ``max_share`` of them, and
-  more often in ``c`` than their rate in the other classes predicts (a one-sided Poisson
-  screen at ``ITEM_SCREEN``), are kept — at most ``MAX_ITEMS`` per class, the most
-  enriched first. Every pair of kept items of different columns is then tested for a
-  *class-specific co-occurrence*: the number of rows of ``c`` carrying both is compared
-  with what ``c``'s own rates of the two items predict, times how much the pair co-occurs
-  in the other classes (its lift there, ``(observed + 1) / (expected + 1)``, at least 1). Natural correlations (neighbouring
-  pixels, sizes measured twice) co-occur in every class and are predicted; a stamped
-  trigger co-occurs only in its target label. The test is one-sided Poisson, Bonferroni-
-  corrected over every pair tested, at level ``alpha``. A pair that passes is a trigger;
-  it is named with every other kept item of ``c`` that at least ``EXTEND_SHARE`` of its
-  carriers share and at most ``1 - EXTEND_SHARE`` of the label's other rows, and the rows of ``c`` that carry the pair — in every chunk of pass 2,
-  exactly — are a *finding* (:mod:`poisonscan.fusion`): they rank above statistical
-  evidence. A trigger of a single value is not mined: alone, it cannot be told from a
-  value that predicts the class by nature.
+  fixed value: numbers compare exactly, text as stored; identifier-like columns are left
+  out). Per class ``c``, the items carried by at least ``min_support`` and at most
+  ``max_share`` of its sampled rows, and not rarer in ``c`` than elsewhere (a one-sided
+  Poisson screen at ``ITEM_SCREEN``), are candidates — at most ``MAX_ITEMS`` per class,
+  the most enriched first.
+
+  1. *Class-specific co-occurrence.* For every pair of candidates of different columns,
+     the rows of ``c`` carrying both are compared with what ``c``'s own rates of the two
+     items predict, times how much the pair co-occurs in the other classes (its lift
+     there, ``(observed + 1) / (expected + 1)``, at least 1): natural correlations
+     (neighbouring pixels, a size measured twice) co-occur in every class and are
+     predicted, a stamped trigger co-occurs only in its target label. One-sided Poisson
+     test, Bonferroni-corrected over the pairs tested, at ``alpha``.
+  2. *Carriers that look like another label.* Without the pattern's columns, the
+     carriers' nearest sampled rows must hold fewer rows of ``c`` than the nearest rows
+     of ``c``'s other rows do (one-sided Mann-Whitney test, Bonferroni-corrected over the
+     patterns tested — the ``MAX_PATTERNS`` strongest — at ``foreign_alpha``). A value
+     pattern that belongs to its label by nature (a job level that goes with a job title,
+     a stroke only some digits have) fails this; rows taken from another class and
+     relabelled pass it.
+
+  A pair that passes both is a trigger, named with every other candidate of ``c`` that
+  at least ``EXTEND_SHARE`` of its carriers hold and at most ``1 - EXTEND_SHARE`` of the
+  label's other rows. The rows of ``c`` that carry the pair — in every chunk of pass 2,
+  exactly, whatever the sample held — are a *finding* (:mod:`poisonscan.fusion`): they
+  rank above statistical evidence. A trigger of a single value is not mined: alone, it
+  cannot be told from a value that predicts the class by nature.
 * **Spectral signatures** (Tran, Li & Madry 2018). Per class, the top principal
   direction of the class-centred, standardised encoded features of the sampled rows; a
   row's score is the absolute projection of its centred features on its class's direction,
@@ -67,6 +78,8 @@ TRIGGER_SCORE = 1000.0
 FINDING_BASE, FINDING_SPAN, FULL_EVIDENCE = 0.5, 0.4, 50.0
 #: Rows whose neighbourhoods are compared in the foreignness test (carriers, controls).
 MAX_PROBES = 200
+#: Patterns (the strongest) whose carriers' neighbourhoods are tested at most.
+MAX_PATTERNS = 50
 #: Sampled rows the neighbours are searched among.
 MAX_REFERENCE = 20_000
 #: Neighbours per row in the foreignness test.
@@ -269,9 +282,11 @@ class BackdoorCheck(Check):
         pvalues = stats.poisson.sf(np.array([t[4] for t in tests]) - 1,
                                    np.array([t[5] for t in tests])) * len(tests)
         passed, patterns = [], {}
-        for (c, i, j, kept, observed, _, elsewhere, mine), p in zip(tests, pvalues.tolist()):
+        order = sorted(range(len(tests)), key=lambda t: (pvalues[t], t))  # strongest first
+        for t in order:
+            (c, i, j, kept, observed, _, elsewhere, mine), p = tests[t], float(pvalues[t])
             if p > self.alpha:
-                continue
+                break
             items = tuple((kept[t][1], values[kept[t][1]][kept[t][2]]) for t in (i, j))
             carriers = (mine[:, i] > 0) & (mine[:, j] > 0)
             share = mine[carriers].mean(axis=0)
@@ -283,7 +298,7 @@ class BackdoorCheck(Check):
             named = items + _one_per_column(extra)
             # the pairs of one pattern share one test of foreignness
             key = (c, frozenset((col, repr(v)) for col, v in named))
-            if key not in patterns:
+            if key not in patterns and len(patterns) < MAX_PATTERNS:
                 patterns[key] = (codes == c) & (item_codes[items[0][0]] == kept[i][2]) \
                     & (item_codes[items[1][0]] == kept[j][2])
             passed.append((key, Trigger(self.classes_[c], items, named, int(observed),
@@ -293,7 +308,7 @@ class BackdoorCheck(Check):
                          if Z is not None else 1.0) * len(patterns)
                    for key, hit in patterns.items()}
         found = [dataclasses.replace(t, foreign=min(foreign[key], 1.0)) for key, t in passed
-                 if foreign[key] <= self.foreign_alpha]
+                 if key in foreign and foreign[key] <= self.foreign_alpha]
         found.sort(key=lambda t: (t.pvalue, t.label, repr(t.items)))
         self.triggers_ = found
 
@@ -378,8 +393,9 @@ class BackdoorCheck(Check):
         if self.encoder_ is not None:
             scores = self._spectral(self._standardise(self.encoder_.transform(chunk)), codes)
             for i in np.flatnonzero(scores >= self.threshold_).tolist():
-                reasons[i] = (f"backdoor: spectral signature {scores[i]:.1f} sd along class "
-                              f"{_quoted(self.classes_[codes[i]])}'s top direction")
+                reasons[i] = (f"backdoor: spectral signature of label "
+                              f"{_quoted(self.classes_[codes[i]])}: {scores[i]:.1f} sd along "
+                              f"its top direction")
         carried = np.zeros(n, dtype=bool)
         for trigger in self.triggers_:  # strongest first: a row keeps the strongest
             hit = (labels == trigger.label) & ~carried
