@@ -77,11 +77,13 @@ TRIGGER_SCORE = 1000.0
 #: the trigger's evidence ``-log10 p`` grows to ``FULL_EVIDENCE``.
 FINDING_BASE, FINDING_SPAN, FULL_EVIDENCE = 0.5, 0.4, 50.0
 #: Rows whose neighbourhoods are compared in the foreignness test (carriers, controls).
-MAX_PROBES = 200
+MAX_PROBES = 1000
 #: Patterns (the strongest) whose carriers' neighbourhoods are tested at most.
 MAX_PATTERNS = 50
 #: Sampled rows the neighbours are searched among.
 MAX_REFERENCE = 20_000
+#: Principal axes the foreignness test's neighbours are searched on.
+FOREIGN_DIMS = 32
 #: Neighbours per row in the foreignness test.
 NEIGHBOURS = 10
 #: Characters of a value or label quoted in a reason.
@@ -304,7 +306,9 @@ class BackdoorCheck(Check):
             passed.append((key, Trigger(self.classes_[c], items, named, int(observed),
                                         float(elsewhere), min(p, 1.0), 1.0)))
         self.patterns_tested_ = len(patterns)
-        foreign = {key: (self._foreign(Z, codes, key[0], hit, owners, {c for c, _ in key[1]})
+        covariance = Z.T @ Z / len(Z) if Z is not None and patterns else None  # Z is centred
+        foreign = {key: (self._foreign(Z, covariance, codes, key[0], hit, owners,
+                                       {c for c, _ in key[1]})
                          if Z is not None else 1.0) * len(patterns)
                    for key, hit in patterns.items()}
         found = [dataclasses.replace(t, foreign=min(foreign[key], 1.0)) for key, t in passed
@@ -312,12 +316,13 @@ class BackdoorCheck(Check):
         found.sort(key=lambda t: (t.pvalue, t.label, repr(t.items)))
         self.triggers_ = found
 
-    def _foreign(self, Z: np.ndarray, codes: np.ndarray, c: int, hit: np.ndarray,
-                 owners: np.ndarray, columns: set[str]) -> float:
+    def _foreign(self, Z: np.ndarray, covariance: np.ndarray, codes: np.ndarray, c: int,
+                 hit: np.ndarray, owners: np.ndarray, columns: set[str]) -> float:
         """p-value that the carriers look less like their label than its other rows do.
 
-        Without the pattern's columns, each carrier (at most ``MAX_PROBES``) and as many
-        other rows of the label are placed among their ``NEIGHBOURS`` nearest sampled rows
+        Without the pattern's columns (and on the sample's ``FOREIGN_DIMS`` principal axes
+        of the others), each carrier (at most ``MAX_PROBES``) and as many other rows of
+        the label are placed among their ``NEIGHBOURS`` nearest sampled rows
         that do not carry the pattern in the label (at most ``MAX_REFERENCE``; a row is not
         its own neighbour); the share of those
         neighbours in the label is compared between carriers and the other rows
@@ -327,12 +332,16 @@ class BackdoorCheck(Check):
         keep = ~np.isin(owners, list(columns))
         if not keep.any():
             return 1.0
-        W = np.ascontiguousarray(Z[:, keep])
         probes = _spread(np.flatnonzero(hit), MAX_PROBES)
         controls = _spread(np.flatnonzero((codes == c) & ~hit), MAX_PROBES)
         reference = _spread(np.flatnonzero(~hit), MAX_REFERENCE)
         if len(probes) < 2 or len(controls) < 2 or len(reference) <= NEIGHBOURS:
             return 1.0
+        W = Z[:, keep]
+        if W.shape[1] > FOREIGN_DIMS:  # a k-d tree is fast in a few dimensions, slow in many
+            values, vectors = np.linalg.eigh(covariance[np.ix_(keep, keep)])
+            W = W @ vectors[:, np.argsort(values, kind="stable")[::-1][:FOREIGN_DIMS]]
+        W = np.ascontiguousarray(W)
         from scipy.spatial import cKDTree
         tree = cKDTree(W[reference])
         same = (codes[reference] == c).astype(np.float64)

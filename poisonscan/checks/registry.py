@@ -17,7 +17,7 @@ REGISTRY: dict[str, str] = {
     "backdoor": "poisonscan.checks.backdoor:BackdoorCheck",
 }
 #: Families run when the user does not choose.
-DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates")
+DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates", "backdoor")
 
 
 def check_class(name: str) -> type[Check]:
