@@ -231,7 +231,8 @@ class BackdoorCheck(Check):
 
     def _mine(self, sample, codes: np.ndarray, columns: list[str], Z: np.ndarray | None,
               owners: np.ndarray) -> None:
-        """Find the triggers of the sample (sets :attr:`triggers_`, :attr:`pairs_tested_`)."""
+        """Find the triggers of the sample (sets :attr:`triggers_`, :attr:`pairs_tested_`,
+        :attr:`patterns_tested_`)."""
         k = len(self.classes_)
         known = codes >= 0
         class_rows = np.bincount(codes[known], minlength=k).astype(np.float64)
@@ -284,9 +285,10 @@ class BackdoorCheck(Check):
         pvalues = stats.poisson.sf(np.array([t[4] for t in tests]) - 1,
                                    np.array([t[5] for t in tests])) * len(tests)
         passed, patterns = [], {}
-        order = sorted(range(len(tests)), key=lambda t: (pvalues[t], t))  # strongest first
-        for t in order:
-            (c, i, j, kept, observed, _, elsewhere, mine), p = tests[t], float(pvalues[t])
+        order = sorted(range(len(tests)), key=lambda n: (pvalues[n], n))  # strongest first
+        for index in order:
+            (c, i, j, kept, observed, _, elsewhere, mine) = tests[index]
+            p = float(pvalues[index])
             if p > self.alpha:
                 break
             items = tuple((kept[t][1], values[kept[t][1]][kept[t][2]]) for t in (i, j))
@@ -322,11 +324,10 @@ class BackdoorCheck(Check):
 
         Without the pattern's columns (and on the sample's ``FOREIGN_DIMS`` principal axes
         of the others), each carrier (at most ``MAX_PROBES``) and as many other rows of
-        the label are placed among their ``NEIGHBOURS`` nearest sampled rows
-        that do not carry the pattern in the label (at most ``MAX_REFERENCE``; a row is not
-        its own neighbour); the share of those
-        neighbours in the label is compared between carriers and the other rows
-        (one-sided Mann-Whitney). Poisons relabelled from another class are surrounded
+        the label are placed among their ``NEIGHBOURS`` nearest sampled rows that do not
+        carry the pattern in the label (at most ``MAX_REFERENCE``; a row is not its own
+        neighbour); the share of those neighbours in the label is compared between
+        carriers and the other rows (one-sided Mann-Whitney). Poisons relabelled from another class are surrounded
         by that class; a value pattern that is natural to the label is not.
         """
         keep = ~np.isin(owners, list(columns))
