@@ -120,23 +120,25 @@ def test_spectral_score_ranks_a_shifted_cluster_high():
     X[shifted] += np.array([3.0, -3.0, 3.0, 0, 0, 0])
     df = pd.DataFrame(np.round(X, 6), columns=[f"c{i}" for i in range(d)])
     df["y"] = y
-    _, (scores, finding, _) = scored(df, label="y")
+    _, (scores, finding, _) = scored(df, label="y", spectral=True)
     assert not (finding > 0).any()
     assert average_precision_score(shifted, scores) > 0.8
+    _, (off, _, _) = scored(df, label="y")  # off by default: no soft evidence
+    assert not off.any()
 
 
 def test_scores_do_not_depend_on_chunking():
     df, _ = with_trigger(animals())
-    a, (sa, fa, ra) = scored(df, chunk_rows=2000, score_rows=2000)
-    b, (sb, fb, rb) = scored(df, chunk_rows=77, score_rows=131)
+    a, (sa, fa, ra) = scored(df, chunk_rows=2000, score_rows=2000, spectral=True)
+    b, (sb, fb, rb) = scored(df, chunk_rows=77, score_rows=131, spectral=True)
     assert np.array_equal(sa, sb) and np.array_equal(fa, fb) and list(ra) == list(rb)
     assert a.describe() == b.describe()
 
 
 def test_deterministic():
     df, _ = with_trigger(animals())
-    a, (sa, _, ra) = scored(df)
-    b, (sb, _, rb) = scored(df)
+    a, (sa, _, ra) = scored(df, spectral=True)
+    b, (sb, _, rb) = scored(df, spectral=True)
     assert np.array_equal(sa, sb) and list(ra) == list(rb)
     assert a.triggers_ == b.triggers_
 

@@ -41,10 +41,11 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
   row's score is the absolute projection of its centred features on its class's direction,
   in units of the class's standard deviation along it (comparable across classes). Poisons
   relabelled into a class form a sub-population that pulls that direction towards them.
-  This is soft evidence, calibrated by the fusion like any family's score.
+  This is soft evidence, calibrated by the fusion like any family's score; it is off
+  unless ``spectral = true`` (see the class docstring for why).
 
-The family score is the spectral score, or ``TRIGGER_SCORE`` plus the trigger's strength
-for rows that carry a trigger in its label. Nothing here is a hard violation.
+The family score is the spectral score (0 when it is off), or ``TRIGGER_SCORE`` plus the
+trigger's strength for rows that carry a trigger in its label. Nothing here is a hard violation.
 """
 
 from __future__ import annotations
@@ -152,8 +153,11 @@ class BackdoorCheck(Check):
         trigger marks a minority of its label).
     alpha : float, default 1e-4
         Family-wise level of the trigger tests (Bonferroni over the pairs tested).
-    spectral : bool, default True
-        Score rows by their class's spectral signature.
+    spectral : bool, default False
+        Also score rows by their class's spectral signature. Off by default: on the quality
+        benchmark's backdoor attacks it did not raise the fused ranking (mean AP 0.822 with
+        it, 0.835 without, one seed) and its soft evidence diluted the label families on
+        random flips (0.620 → 0.605 at 3%).
     reason_tail : float, default 0.01
         Rows whose spectral score is in this top share of the sample's get a reason.
 
@@ -191,7 +195,8 @@ class BackdoorCheck(Check):
                low=0.0, high=1.0, low_open=True),
         Option("foreign_alpha", "float", 1e-3, "family-wise level of the test that a "
                "trigger's carriers look like another label", low=0.0, high=1.0, low_open=True),
-        Option("spectral", "bool", True, "score rows by their class's spectral signature"),
+        Option("spectral", "bool", False, "also score rows by their class's spectral "
+               "signature (soft evidence)"),
         Option("reason_tail", "float", 0.01, "top share of spectral scores that get a reason",
                low=0.0, high=0.5),
     )
