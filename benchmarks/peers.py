@@ -152,7 +152,7 @@ def out_of_fold_probs(features: np.ndarray, codes: np.ndarray, model: str,
 
 #: poisonscan's check families whose own scores (``scores.parquet`` columns of the same scan)
 #: are reported beside the fused ranking.
-FAMILY_RANKINGS = ("bounds", "outliers", "labels", "duplicates")
+FAMILY_RANKINGS = ("bounds", "outliers", "labels", "duplicates", "backdoor")
 
 
 def run_poisonscan(case: Case) -> dict[str, Ranking]:

@@ -14,9 +14,10 @@ REGISTRY: dict[str, str] = {
     "outliers": "poisonscan.checks.outliers:OutlierCheck",
     "labels": "poisonscan.checks.labels:LabelsCheck",
     "duplicates": "poisonscan.checks.duplicates:DuplicatesCheck",
+    "backdoor": "poisonscan.checks.backdoor:BackdoorCheck",
 }
 #: Families run when the user does not choose.
-DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates")
+DEFAULT_FAMILIES: tuple[str, ...] = ("bounds", "outliers", "labels", "duplicates", "backdoor")
 
 
 def check_class(name: str) -> type[Check]:
