@@ -186,13 +186,18 @@ def _numeric_columns(rng: np.random.Generator, n: int,
     }
 
 
+def _risk(num: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> np.ndarray:
+    """The label's main direction: high risk favours ``high``, low risk ``low``."""
+    log_income = (np.log(num["income"]) - 10.3) / 0.55
+    return (1.2 * num["f1"] - 0.9 * num["f3"] + 2.5 * (num["utilization"] - 0.28) / 0.16
+            - 0.6 * log_income + 0.25 * (codes["product"] % 4 - 1.5))
+
+
 def _labels(rng: np.random.Generator, num: dict[str, np.ndarray],
             codes: dict[str, np.ndarray]) -> np.ndarray:
     """Draw a 3-class label from a softmax over a few feature effects."""
     n = len(num["f1"])
-    log_income = (np.log(num["income"]) - 10.3) / 0.55
-    risk = (1.2 * num["f1"] - 0.9 * num["f3"] + 2.5 * (num["utilization"] - 0.28) / 0.16
-            - 0.6 * log_income + 0.25 * (codes["product"] % 4 - 1.5))
+    risk = _risk(num, codes)
     logits = np.stack([-risk, np.zeros(n), risk], axis=1) * 1.3
     logits[:, 1] += 1.4 - 0.15 * np.abs(num["f2"])
     gumbel = rng.gumbel(size=(n, 3))
@@ -260,8 +265,7 @@ def needle_anchors(seed: int) -> dict:
     codes = _categorical_codes(rng, n)
     num = _numeric_columns(rng, n, codes)
     labels = _labels(rng, num, codes)
-    f1, f3 = num["f1"], num["f3"]
-    risk = 1.2 * f1 - 0.9 * f3  # the label's main direction (see _labels)
+    risk = _risk(num, codes)
     flood = int(np.argmin(np.abs(risk) + np.abs(num["f2"])))  # an ordinary row
     deep = int(np.argmin(np.where(labels == 0, risk, np.inf)))  # deep in class "low"
 
