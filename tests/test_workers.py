@@ -6,6 +6,9 @@ each); the inputs span several chunks so that both workers score some.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +19,7 @@ from poisonscan.checks.bounds import BoundsCheck
 from poisonscan.cli import main
 from poisonscan.config import ScanConfig
 from poisonscan.engines.local import POOL_MIN_ROWS, ScanRun
-from poisonscan.errors import ConfigError, InputError
+from poisonscan.errors import ConfigError, InputError, PoisonscanError
 
 from conftest import poisoned_frame
 
@@ -33,6 +36,17 @@ class Exploding(BoundsCheck):
     def score(self, chunk):
         if (chunk.rows == BAD_ROW).any():
             raise InputError("refused in score", row=BAD_ROW, column="x")
+        return super().score(chunk)
+
+
+class Dying(BoundsCheck):
+    """The bounds check, except that a worker process scoring :data:`BAD_ROW` dies."""
+
+    name = "dying"
+
+    def score(self, chunk):
+        if (chunk.rows == BAD_ROW).any() and multiprocessing.parent_process() is not None:
+            os._exit(7)
         return super().score(chunk)
 
 
@@ -92,6 +106,15 @@ def test_an_error_in_a_worker_exits_2_like_in_process(exploding, data_csv, tmp_p
     assert code == 2
     assert "refused in score" in capsys.readouterr().err
     assert not (tmp_path / "out" / "scores.parquet").exists()  # nothing half-written
+
+
+def test_a_worker_that_dies_is_an_internal_error(monkeypatch, data_csv, tmp_path):
+    monkeypatch.setitem(registry.REGISTRY, "dying", f"{__name__}:Dying")
+    with pytest.raises(PoisonscanError, match="worker process") as raised:
+        scan(data_csv, label="y", out=tmp_path / "out", chunk_rows=500, workers=2,
+             checks=("dying",))
+    assert raised.value.exit_code == 3
+    assert not (tmp_path / "out" / "scores.parquet").exists()
 
 
 @pytest.mark.parametrize("value", [0, -1])

@@ -83,6 +83,7 @@ class ScanRun:
         self._timed("pass1", t)
         t = time.perf_counter()
         plan = self.fit(state)
+        del state  # the pass-1 states (e.g. duplicate fingerprints) are not needed any more
         self._timed("fit", t)
         t = time.perf_counter()
         score, violation, fired = self.pass_two(plan)
@@ -142,7 +143,10 @@ class ScanRun:
                 timed = any(callable(vars(c).get("score")) for c in plan.checks)
                 pool = stack.enter_context(ScorePool(plan, workers, timed=timed))
                 scorer = pool.map
-            scored = score_piece(self.source, plan, chunk_rows=self.config.chunk_rows,
+            # a worker scores chunks 1/workers the size (scores do not depend on the
+            # chunking): all workers together hold about what one process would
+            chunk_rows = -(-self.config.chunk_rows // workers)
+            scored = score_piece(self.source, plan, chunk_rows=chunk_rows,
                                  path=self.out.file(PASS2_FILE), score=score,
                                  violation=violation, scorer=scorer,
                                  advance=self._advance("pass 2/3: score", n))

@@ -78,8 +78,8 @@ class ScorePool:
     seconds : dict of str to float
         Scoring seconds per family in the workers (with ``timed``).
     startup : float
-        Seconds from creating the pool to the first scored chunk coming back (worker
-        start, imports, unpickling the plan, first chunk).
+        Seconds from creating the pool until its slowest worker was ready to score
+        (process start, imports, unpickling the plan).
     """
 
     def __init__(self, plan: pipeline.Plan, workers: int, *, in_flight: int | None = None,
@@ -94,12 +94,11 @@ class ScorePool:
         self._executor: cf.ProcessPoolExecutor | None = None
 
     def __enter__(self) -> "ScorePool":
-        self._began = time.perf_counter()
         blob = pickle.dumps(shippable(self.plan), protocol=pickle.HIGHEST_PROTOCOL)
         threads = max(1, usable_cores() // self.workers)
         self._executor = cf.ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(blob, threads, self.timed))
+            initializer=_start_worker, initargs=(blob, threads, self.timed, time.time()))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -118,22 +117,21 @@ class ScorePool:
         """
         pending: collections.deque = collections.deque()
         chunks = iter(chunks)
-        first = True
         while True:
-            while len(pending) < self.in_flight:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                pending.append(self._executor.submit(_score_chunk, chunk))
-            if not pending:
-                return
             try:
-                table, seconds = pending.popleft().result()
+                while len(pending) < self.in_flight:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    pending.append(self._executor.submit(_score_chunk, chunk))
+                if not pending:
+                    return
+                table, seconds, ready = pending.popleft().result()
             except cf.process.BrokenProcessPool as exc:
                 raise PoisonscanError(f"internal error: a worker process of the scan ended "
                                       f"unexpectedly ({exc})") from None
-            if first:
-                self.startup, first = round(time.perf_counter() - self._began, 3), False
+            if ready is not None:  # a worker's first chunk
+                self.startup = max(self.startup, round(ready, 3))
             for family, spent in seconds.items():
                 self.seconds[family] = self.seconds.get(family, 0.0) + spent
             yield table
@@ -143,11 +141,13 @@ class ScorePool:
 
 _PLAN: pipeline.Plan | None = None
 _SECONDS: dict[str, float] | None = None
+#: Seconds from the pool's creation to this worker being ready (sent with its first chunk).
+_READY: float | None = None
 
 
-def _start_worker(blob: bytes, threads: int, timed: bool) -> None:
+def _start_worker(blob: bytes, threads: int, timed: bool, created: float) -> None:
     """Initializer: unpickle the plan, limit native thread pools, wrap for timing."""
-    global _PLAN, _SECONDS
+    global _PLAN, _SECONDS, _READY
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)  # kept for the life of the process
@@ -156,6 +156,7 @@ def _start_worker(blob: bytes, threads: int, timed: bool) -> None:
         _SECONDS = {}
         for check in _PLAN.checks:
             check.score = _timed(check.score, check.name)
+    _READY = time.time() - created
 
 
 def _timed(method, name: str):
@@ -168,10 +169,12 @@ def _timed(method, name: str):
     return timed
 
 
-def _score_chunk(chunk) -> tuple[pa.Table, dict[str, float]]:
+def _score_chunk(chunk) -> tuple[pa.Table, dict[str, float], float | None]:
+    global _READY
     table = _PLAN.score(chunk)
+    ready, _READY = _READY, None
     if _SECONDS is None:
-        return table, {}
+        return table, {}, ready
     seconds = dict(_SECONDS)
     _SECONDS.clear()
-    return table, seconds
+    return table, seconds, ready
