@@ -1,11 +1,12 @@
 """The local engine's worker pool (``workers``): same bytes as one process, same errors.
 
-Every scan here with ``workers=2`` really starts two ``spawn`` processes (a few seconds
-each); the inputs span several chunks so that both workers score some.
+Every scan here with ``workers=2`` really starts a ``spawn`` process (a few seconds) that
+scores the first chunks (see :data:`BAD_ROW`); this process scores some of the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 
@@ -24,8 +25,10 @@ from poisonscan.errors import ConfigError, InputError, PoisonscanError
 from conftest import poisoned_frame
 
 OUTPUTS = ("scores.parquet", "suspects.csv", "clean.csv", "quarantine.csv")
-#: A row the exploding check refuses (see :class:`Exploding`).
-BAD_ROW = 1_234
+#: A row the exploding check refuses (see :class:`Exploding`): in the first chunk, which
+#: a worker process always scores (the first ``in_flight`` chunks are sent out before this
+#: process scores any itself).
+BAD_ROW = 100
 
 
 class Exploding(BoundsCheck):
@@ -175,3 +178,35 @@ def test_frames_score_the_same_in_workers(tmp_path):
     two = scan(frame, label="y", out=tmp_path / "two", chunk_rows=700, workers=2)
     assert (one.out / "scores.parquet").read_bytes() == (two.out / "scores.parquet").read_bytes()
     pd.testing.assert_frame_equal(one.suspects, two.suspects)
+
+
+def test_the_workers_score_the_first_chunks_and_this_process_helps():
+    """Ordering and sharing of :class:`ScorePool` on a stand-in plan (no fitted checks)."""
+    from poisonscan.engines.pool import ScorePool
+
+    chunks = [Tagged(i) for i in range(12)]
+    with ScorePool(TaggingPlan(), 3, in_flight=2) as pool:
+        tables = list(pool.map(chunks))
+    assert [t.column("chunk")[0].as_py() for t in tables] == list(range(12))  # input order
+    where = [t.column("pid")[0].as_py() for t in tables]
+    assert where[0] != os.getpid() and where[1] != os.getpid()  # sent out first
+    assert pool.local == where.count(os.getpid())
+
+
+class Tagged:
+    def __init__(self, index):
+        self.index = index
+
+
+@dataclasses.dataclass
+class TaggingPlan:
+    """A picklable stand-in for a plan: ``score`` says which process scored the chunk."""
+
+    checks: list = dataclasses.field(default_factory=list)
+
+    def score(self, chunk):
+        import time
+
+        import pyarrow as pa
+        time.sleep(0.05)
+        return pa.table({"chunk": [chunk.index], "pid": [os.getpid()]})

@@ -1,7 +1,8 @@
 """Pass 2 of the local engine on several cores: chunks scored in worker processes.
 
 :class:`ScorePool` is a context manager around a :class:`concurrent.futures.ProcessPoolExecutor`
-(``spawn`` start method: forking a process that holds BLAS/OpenMP thread pools is unsafe).
+(``spawn`` start method: forking a process that holds BLAS/OpenMP thread pools is unsafe)
+of ``workers - 1`` processes; the calling process scores chunks too.
 
 * **The plan goes once to each worker.** It is pickled once, here, and unpickled by every
   worker's initializer (the same objects the Dask engine scatters: a plan is picklable,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import copy
 import dataclasses
 import multiprocessing
@@ -59,19 +61,27 @@ def shippable(plan: pipeline.Plan) -> pipeline.Plan:
 
 
 class ScorePool:
-    """Score pass-2 chunks of one plan in ``workers`` processes.
+    """Score pass-2 chunks of one plan in ``workers`` processes: this one and
+    ``workers - 1`` spawned ones.
+
+    This process scores a chunk itself whenever the oldest chunk sent out is not back
+    yet (so it works while the workers start, and a slow worker does not stall the
+    others); one process fewer is started, which saves its memory (imports, a copy of
+    the plan). While the pool runs, native thread pools here are limited to this
+    process's share of the cores, like the workers'.
 
     Parameters
     ----------
     plan : pipeline.Plan
         The fitted plan (sent once to every worker).
     workers : int
-        Worker processes (>= 2; one process needs no pool).
+        Processes scoring, this one included (>= 2; one process needs no pool).
     in_flight : int, optional
-        Chunks sent and not yet consumed, at most (default ``2 * workers``).
+        Chunks sent to the workers and not yet consumed, at most (default
+        ``2 * (workers - 1)``); chunks scored here wait at most as many more.
     timed : bool
         Time each check's ``score`` in the workers; the seconds per family are summed
-        into :attr:`seconds`.
+        into :attr:`seconds` (this process's calls are timed by whoever wrapped them).
 
     Attributes
     ----------
@@ -79,7 +89,9 @@ class ScorePool:
         Scoring seconds per family in the workers (with ``timed``).
     startup : float
         Seconds from creating the pool until its slowest worker was ready to score
-        (process start, imports, unpickling the plan).
+        (process start, imports, unpickling the plan); this process scored meanwhile.
+    local : int
+        Chunks scored in this process.
     """
 
     def __init__(self, plan: pipeline.Plan, workers: int, *, in_flight: int | None = None,
@@ -87,24 +99,34 @@ class ScorePool:
         if workers < 2:
             raise ValueError("a pool needs at least two workers")
         self.plan, self.workers = plan, workers
-        self.in_flight = in_flight or 2 * workers
+        self.in_flight = in_flight or 2 * (workers - 1)
         self.timed = timed
         self.seconds: dict[str, float] = {}
         self.startup = 0.0
+        self.local = 0
         self._executor: cf.ProcessPoolExecutor | None = None
+        self._stack: contextlib.ExitStack | None = None
 
     def __enter__(self) -> "ScorePool":
+        from threadpoolctl import threadpool_limits
+
         blob = pickle.dumps(shippable(self.plan), protocol=pickle.HIGHEST_PROTOCOL)
         threads = max(1, usable_cores() // self.workers)
-        self._executor = cf.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(blob, threads, self.timed, time.time()))
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(threadpool_limits(limits=threads))
+            self._executor = stack.enter_context(cf.ProcessPoolExecutor(
+                max_workers=self.workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(blob, threads, self.timed, time.time())))
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
 
     def map(self, chunks: Iterable) -> Iterator[pa.Table]:
         """The pass-2 table of every chunk (:meth:`pipeline.Plan.score`), in input order.
@@ -113,20 +135,39 @@ class ScorePool:
         ------
         PoisonscanError
             A worker process died (exit code 3); errors raised while scoring are
-            re-raised as they were.
+            re-raised as they were, wherever they were raised.
         """
-        pending: collections.deque = collections.deque()
+        pending: collections.deque = collections.deque()  # futures and tables, in order
         chunks = iter(chunks)
+        sent = 0  # futures in pending
+        exhausted = False
         while True:
             try:
-                while len(pending) < self.in_flight:
+                while not exhausted and sent < self.in_flight:
                     chunk = next(chunks, None)
                     if chunk is None:
+                        exhausted = True
                         break
                     pending.append(self._executor.submit(_score_chunk, chunk))
+                    sent += 1
                 if not pending:
                     return
-                table, seconds, ready = pending.popleft().result()
+                head = pending[0]
+                if isinstance(head, cf.Future) and not head.done() and not exhausted \
+                        and len(pending) < 2 * self.in_flight:
+                    chunk = next(chunks, None)  # work here while the workers do
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pending.append(self.plan.score(chunk))
+                        self.local += 1
+                    continue
+                item = pending.popleft()
+                if not isinstance(item, cf.Future):
+                    yield item
+                    continue
+                sent -= 1
+                table, seconds, ready = item.result()
             except cf.process.BrokenProcessPool as exc:
                 raise PoisonscanError(f"internal error: a worker process of the scan ended "
                                       f"unexpectedly ({exc})") from None
