@@ -135,8 +135,9 @@ def missed_table(result: dict) -> list[str]:
     if not result["missed"]:
         return []
     families = list(result["missed"][0]["family"])
-    lines = ["Poisons outside the top 1,000 (family columns: each family's own "
-             "score in `scores.parquet`, higher = more suspect; reason: `suspects.csv`, – when not quarantined):",
+    lines = ["Poisons outside the top 1,000 (family columns: each family's own score in "
+             "`scores.parquet`, higher = more suspect; reason: `suspects.csv`, – when not "
+             "quarantined):",
              "", "| row | attack | column | rank | " + " | ".join(families) + " | reason |",
              "|---:|---|---|---:|" + "---:|" * len(families) + "---|"]
     for m in result["missed"]:

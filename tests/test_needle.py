@@ -124,4 +124,5 @@ def test_figures_rank_the_poisons(tmp_path):
     assert got["by_attack"]["backdoor"]["top1000"] == 1
     assert got["suspects"] == 50 and got["recall"] == 0.25 and got["precision"] == 1 / 50
     assert [m["row"] for m in got["missed"]] == [1_500]
-    assert got["missed"][0]["rank"] == 1_502  # after row 1,999 and rows 0..1,500 and got["missed"][0]["reason"] is None
+    assert got["missed"][0]["rank"] == 1_502  # after row 1,999 and rows 0..1,500
+    assert got["missed"][0]["reason"] is None

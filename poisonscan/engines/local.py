@@ -1,10 +1,10 @@
 """The local engine: stream the passes over the source in this process.
 
 The work of each pass on a piece of the input lives in :mod:`.pieces`; here the piece
-is the whole source. Pass 2 (most of a scan's time) scores its chunks in a pool of
-``workers`` processes (:mod:`.pool`) and writes their rows here in input order, so the
-outputs are byte-identical to one process's. :class:`ScanRun` is also the skeleton of the other engines
-(:mod:`.dask` overrides the three passes).
+is the whole source. Pass 2 (most of a scan's time) may score its chunks in ``workers``
+processes (:mod:`.pool`); their rows are written here in input order, so the outputs are
+byte-identical to one process's. :class:`ScanRun` is also the skeleton of the other
+engines (:mod:`.dask` overrides the three passes).
 """
 
 from __future__ import annotations
