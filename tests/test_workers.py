@@ -19,7 +19,7 @@ from poisonscan.checks import registry
 from poisonscan.checks.bounds import BoundsCheck
 from poisonscan.cli import main
 from poisonscan.config import ScanConfig
-from poisonscan.engines.local import POOL_MIN_ROWS, ScanRun
+from poisonscan.engines.local import ScanRun
 from poisonscan.errors import ConfigError, InputError, PoisonscanError
 
 from conftest import poisoned_frame
@@ -134,7 +134,7 @@ def test_workers_below_one_exits_2(data_csv, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("workers, rows, chunk, expected", [
-    (None, POOL_MIN_ROWS - 1, 1_000, 1),  # unset: small inputs stay in one process
+    (None, 10**7, 1_000, 1),  # unset: one process
     (1, 10**7, 1_000, 1),
     (3, 2_000, 500, 3),
     (8, 2_000, 500, 4),  # never more workers than chunks
@@ -144,13 +144,6 @@ def test_how_many_workers(workers, rows, chunk, expected):
     run = ScanRun(None, None, [], ScanConfig.resolve({"workers": workers, "chunk_rows": chunk}),
                   None, "csv")
     assert run.workers(rows) == expected
-
-
-def test_unset_workers_use_every_core_on_large_inputs(monkeypatch):
-    from poisonscan.engines import local
-    monkeypatch.setattr(local, "usable_cores", lambda: 2)
-    run = ScanRun(None, None, [], ScanConfig.resolve({}), None, "csv")
-    assert run.workers(POOL_MIN_ROWS) == 2
 
 
 def test_a_plan_with_wrapped_methods_ships_without_them():

@@ -25,11 +25,7 @@ from ..io.sinks import OutputDir
 from ..io.sources import Source
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
     route_piece, score_piece
-from .pool import ScorePool, usable_cores
-
-#: Rows from which pass 2 runs on every core when ``workers`` is not set: below, starting
-#: the worker processes (imports, the plan) costs about what the second core saves.
-POOL_MIN_ROWS = 250_000
+from .pool import ScorePool
 
 __all__ = ["PASS2_FILE", "Progress", "ScanRun"]
 
@@ -124,13 +120,9 @@ class ScanRun:
         return pipeline.fit(state, self.checks)
 
     def workers(self, n_rows: int) -> int:
-        """Processes pass 2 runs in: ``config.workers``, or (unset) every usable core for
-        inputs of :data:`POOL_MIN_ROWS` rows or more; never more than there are chunks."""
+        """Processes pass 2 runs in: ``config.workers``, never more than there are chunks."""
         cfg = self.config
-        wanted = cfg.workers
-        if wanted is None:
-            wanted = usable_cores() if n_rows >= POOL_MIN_ROWS else 1
-        return max(1, min(wanted, -(-n_rows // cfg.chunk_rows)))
+        return max(1, min(cfg.workers, -(-n_rows // cfg.chunk_rows)))
 
     def pass_two(self, plan: pipeline.Plan):
         n = plan.profile.n_rows
