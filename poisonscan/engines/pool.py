@@ -4,9 +4,9 @@
 (``spawn`` start method: forking a process that holds BLAS/OpenMP thread pools is unsafe)
 of ``workers - 1`` processes; the calling process scores chunks too.
 
-* **The plan goes once to each worker.** It is pickled once, here, and unpickled by every
-  worker's initializer (the same objects the Dask engine scatters: a plan is picklable,
-  spilled duplicate runs carry their data). Each worker limits its BLAS/OpenMP threads to
+* **The plan goes once to each worker**, as the argument of its initializer (serialised
+  by :mod:`multiprocessing` between our own processes, like the plan the Dask engine
+  scatters: a plan is picklable, spilled duplicate runs carry their data). Each worker limits its BLAS/OpenMP threads to
   its share of the cores, so the pool does not oversubscribe them.
 * **Chunks are read here** (any source: one CSV file cannot be split among workers),
   sent to the workers, and their pass-2 tables come back **in input order**
@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import multiprocessing
 import os
-import pickle
 import time
 from typing import Iterable, Iterator
 
@@ -110,13 +109,13 @@ class ScorePool:
     def __enter__(self) -> "ScorePool":
         from threadpoolctl import threadpool_limits
 
-        blob = pickle.dumps(shippable(self.plan), protocol=pickle.HIGHEST_PROTOCOL)
         threads = max(1, usable_cores() // self.workers)
         with contextlib.ExitStack() as stack:
             stack.enter_context(threadpool_limits(limits=threads))
             self._executor = stack.enter_context(cf.ProcessPoolExecutor(
                 max_workers=self.workers - 1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker, initargs=(blob, threads, self.timed, time.time())))
+                initializer=_start_worker,
+                initargs=(shippable(self.plan), threads, self.timed, time.time())))
             self._stack = stack.pop_all()
         return self
 
@@ -186,13 +185,13 @@ _SECONDS: dict[str, float] | None = None
 _READY: float | None = None
 
 
-def _start_worker(blob: bytes, threads: int, timed: bool, created: float) -> None:
-    """Initializer: unpickle the plan, limit native thread pools, wrap for timing."""
+def _start_worker(plan: pipeline.Plan, threads: int, timed: bool, created: float) -> None:
+    """Initializer: keep the plan, limit native thread pools, wrap for timing."""
     global _PLAN, _SECONDS, _READY
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)  # kept for the life of the process
-    _PLAN = pickle.loads(blob)
+    _PLAN = plan
     if timed:
         _SECONDS = {}
         for check in _PLAN.checks:
