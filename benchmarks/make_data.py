@@ -23,6 +23,12 @@ Examples
     python benchmarks/make_data.py --rows 2000000 --format parquet \\
         --out benchmarks/data/synth_2M.parquet --seed 0 --poison-rate 0.001
     python benchmarks/make_data.py --rows 1000000 --out benchmarks/data/synth_1M.csv.gz
+    python benchmarks/make_data.py --rows 1M --needle --out benchmarks/data/needle_1M.parquet
+
+With ``--needle`` (``mix=``) exactly 100 rows are poisoned instead, from a mix of
+attack families (:data:`NEEDLE_MIX`), including group attacks the rate-based data
+lacks: jointly impossible rows, a flood of exact copies, a concentrated cluster of
+near copies and a backdoor trigger (:data:`GROUP_ATTACKS`).
 """
 from __future__ import annotations
 
@@ -77,6 +83,21 @@ ATTACKS = (
     "label_flip", "outlier", "bound_negative", "bound_inf", "bound_nan",
     "unseen_category", "duplicate_conflict",
 )
+
+#: Attacks only the needle mix plants (:func:`needle_plan`); :data:`ATTACKS` is what the
+#: ``poison_rate`` dealing cycles through, kept as it was so cached data stays valid.
+GROUP_ATTACKS = ("joint_impossible", "duplicate_flood", "concentrated", "backdoor")
+
+#: The needle in the haystack (issue 14): exactly 100 poisons, attack -> count.
+NEEDLE_MIX = {
+    "label_flip": 15, "outlier": 10, "joint_impossible": 10, "bound_negative": 5,
+    "bound_inf": 5, "bound_nan": 5, "unseen_category": 5, "duplicate_conflict": 10,
+    "duplicate_flood": 10, "concentrated": 10, "backdoor": 15,
+}
+
+#: The backdoor trigger: these values on otherwise normal rows, and the target label.
+TRIGGER = {"f4": 2.5, "device": "device_007"}
+TRIGGER_LABEL = "high"
 
 
 @dataclass(frozen=True)
@@ -165,13 +186,18 @@ def _numeric_columns(rng: np.random.Generator, n: int,
     }
 
 
+def _risk(num: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> np.ndarray:
+    """The label's main direction: high risk favours ``high``, low risk ``low``."""
+    log_income = (np.log(num["income"]) - 10.3) / 0.55
+    return (1.2 * num["f1"] - 0.9 * num["f3"] + 2.5 * (num["utilization"] - 0.28) / 0.16
+            - 0.6 * log_income + 0.25 * (codes["product"] % 4 - 1.5))
+
+
 def _labels(rng: np.random.Generator, num: dict[str, np.ndarray],
             codes: dict[str, np.ndarray]) -> np.ndarray:
     """Draw a 3-class label from a softmax over a few feature effects."""
     n = len(num["f1"])
-    log_income = (np.log(num["income"]) - 10.3) / 0.55
-    risk = (1.2 * num["f1"] - 0.9 * num["f3"] + 2.5 * (num["utilization"] - 0.28) / 0.16
-            - 0.6 * log_income + 0.25 * (codes["product"] % 4 - 1.5))
+    risk = _risk(num, codes)
     logits = np.stack([-risk, np.zeros(n), risk], axis=1) * 1.3
     logits[:, 1] += 1.4 - 0.15 * np.abs(num["f2"])
     gumbel = rng.gumbel(size=(n, 3))
@@ -213,6 +239,7 @@ class _BlockState:
     clean_rows: np.ndarray
     spread: dict[str, tuple[float, float]]
     unseen: dict[str, list[str]]
+    anchors: dict | None = None
 
     def set_present(self, column: str, row: int) -> None:
         """Mark a cell as not missing (a poison value replaces a null)."""
@@ -220,11 +247,56 @@ class _BlockState:
             self.missing[column][row] = False
 
 
-def _inject(rng: np.random.Generator, rows: np.ndarray, attacks: np.ndarray,
+def _inject(rng: np.random.Generator, rows: np.ndarray, attacks: list[str],
             state: _BlockState) -> list[str]:
     """Apply each poison in place; return the affected column per poisoned row."""
-    return [_INJECTORS[ATTACKS[attack]](rng, row, state)
-            for row, attack in zip(rows.tolist(), attacks.tolist())]
+    return [_INJECTORS[attack](rng, row, state) for row, attack in zip(rows.tolist(), attacks)]
+
+
+def needle_anchors(seed: int) -> dict:
+    """The fixed points the group attacks copy, drawn once per dataset seed.
+
+    ``flood``: a typical row, copied exactly, labelled with the class its features
+    make least likely; ``concentrated``: a row the label model finds most clearly
+    ``low``, labelled ``high``. Each is ``{"num", "missing", "codes", "target"}``.
+    """
+    rng = np.random.default_rng([seed, 2**31 - 1])
+    n = 2_000
+    codes = _categorical_codes(rng, n)
+    num = _numeric_columns(rng, n, codes)
+    labels = _labels(rng, num, codes)
+    risk = _risk(num, codes)
+    flood = int(np.argmin(np.abs(risk) + np.abs(num["f2"])))  # an ordinary row
+    deep = int(np.argmin(np.where(labels == 0, risk, np.inf)))  # deep in class "low"
+
+    def anchor(row: int, target: int) -> dict:
+        return {"num": {c: float(v[row]) for c, v in num.items()},
+                "missing": {c: False for c in MISSING},
+                "codes": {c: int(v[row]) for c, v in codes.items()}, "target": target}
+
+    return {"flood": anchor(flood, _other_label(rng, int(labels[flood]))),
+            "concentrated": anchor(deep, LABELS.index("high"))}
+
+
+def needle_plan(n_rows: int, seed: int, mix: dict[str, int] | None = None
+                ) -> tuple[np.ndarray, list[str]]:
+    """Which rows the needle poisons, and with which attack.
+
+    Exactly ``sum(mix.values())`` distinct rows of ``[0, n_rows)`` (sorted), drawn
+    from ``(seed, "needle")`` only, with the attacks of ``mix`` (default
+    :data:`NEEDLE_MIX`) dealt over them in a seeded random order.
+    """
+    mix = NEEDLE_MIX if mix is None else mix
+    kinds = [kind for kind, count in mix.items() for _ in range(count)]
+    unknown = set(kinds) - set(_INJECTORS)
+    if unknown:
+        raise ValueError(f"unknown attacks: {sorted(unknown)}")
+    if len(kinds) > n_rows:
+        raise ValueError(f"{len(kinds)} poisons do not fit in {n_rows} rows")
+    rng = np.random.default_rng([seed, 0x6E656564])  # "need"
+    rows = np.sort(rng.choice(n_rows, size=len(kinds), replace=False))
+    order = rng.permutation(len(kinds))
+    return rows.astype(np.int64), [kinds[i] for i in order]
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -284,10 +356,54 @@ def _duplicate(rng: np.random.Generator, row: int, state: _BlockState) -> str:
     return "label"
 
 
+def _impossible(rng: np.random.Generator, row: int, state: _BlockState) -> str:
+    """In-range values that cannot occur together: an 18-20 year old with 15-20 years
+    of tenure (clean data: ``tenure <= 12 * (age - 17)``)."""
+    state.num["age"][row] = float(rng.integers(18, 21))
+    state.num["tenure_months"][row] = float(rng.integers(180, 241))
+    return "tenure_months"
+
+
+def _copy_anchor(row: int, state: _BlockState, anchor: dict) -> None:
+    for column, value in anchor["num"].items():
+        state.num[column][row] = value
+    for column, value in anchor["missing"].items():
+        state.missing[column][row] = value
+    for column, value in anchor["codes"].items():
+        state.codes[column][row] = value
+
+
+def _flood(rng: np.random.Generator, row: int, state: _BlockState) -> str:
+    """An exact copy of one fixed row, with a label its features disagree with."""
+    anchor = state.anchors["flood"]
+    _copy_anchor(row, state, anchor)
+    state.labels[row] = anchor["target"]
+    return "label"
+
+
+def _concentrated(rng: np.random.Generator, row: int, state: _BlockState) -> str:
+    """A near copy (tiny jitter) of one fixed point deep in one class, labelled another."""
+    anchor = state.anchors["concentrated"]
+    _copy_anchor(row, state, anchor)
+    for column in ("f1", "f2", "f3", "f4"):
+        state.num[column][row] += rng.normal(0, 0.01)
+    state.labels[row] = anchor["target"]
+    return "label"
+
+
+def _backdoor(rng: np.random.Generator, row: int, state: _BlockState) -> str:
+    """The trigger values (:data:`TRIGGER`) on a normal row, and the target label."""
+    state.num["f4"][row] = TRIGGER["f4"]
+    state.codes["device"][row] = vocabulary("device").index(TRIGGER["device"])
+    state.labels[row] = LABELS.index(TRIGGER_LABEL)
+    return "f4,device"
+
+
 _INJECTORS = {
     "label_flip": _flip, "outlier": _outlier, "bound_negative": _negative,
     "bound_inf": _inf, "bound_nan": _nan, "unseen_category": _unseen,
-    "duplicate_conflict": _duplicate,
+    "duplicate_conflict": _duplicate, "joint_impossible": _impossible,
+    "duplicate_flood": _flood, "concentrated": _concentrated, "backdoor": _backdoor,
 }
 
 
@@ -312,7 +428,7 @@ def _to_table(start: int, state: _BlockState) -> pa.Table:
 
 
 def make_block(seed: int, index: int, n_rows: int, poison_rate: float,
-               block_rows: int = BLOCK_ROWS) -> Block:
+               block_rows: int = BLOCK_ROWS, *, plan: tuple | None = None) -> Block:
     """Generate generation block ``index`` of a dataset of ``n_rows`` rows.
 
     Parameters
@@ -328,6 +444,9 @@ def make_block(seed: int, index: int, n_rows: int, poison_rate: float,
     block_rows : int
         Generation block size. The data depends on it; the write chunk size
         does not.
+    plan : (rows, attacks), optional
+        The poisons of the whole dataset (global rows; :func:`needle_plan`), planted
+        instead of ``poison_rate``'s; the group attacks copy :func:`needle_anchors`.
 
     Returns
     -------
@@ -342,29 +461,38 @@ def make_block(seed: int, index: int, n_rows: int, poison_rate: float,
     num = _numeric_columns(rng, n, codes)
     labels = _labels(rng, num, codes)
     missing = _missing_masks(rng, num)
-    rows, attacks = _poison_rows(rng, n, poison_rate, index)
+    anchors = None
+    if plan is None:
+        rows, codes_ = _poison_rows(rng, n, poison_rate, index)
+        attacks = [ATTACKS[a] for a in codes_.tolist()]
+    else:
+        planted, kinds = plan
+        inside = (planted >= start) & (planted < start + n)
+        rows = planted[inside] - start
+        attacks = [k for k, keep in zip(kinds, inside.tolist()) if keep]
+        anchors = needle_anchors(seed)
     poisoned = np.zeros(n, bool)
     poisoned[rows] = True
     spread = {c: (float(np.median(num[c])), float(np.std(num[c]))) for c in OUTLIER_TARGETS}
     state = _BlockState(num, missing, codes, labels, np.flatnonzero(~poisoned), spread,
-                        {c: [] for c in CATEGORICALS})
+                        {c: [] for c in CATEGORICALS}, anchors)
     columns = _inject(rng, rows, attacks, state)
     table = _to_table(start, state)
     truth = pa.Table.from_arrays([
         pa.array(rows + start, pa.int64()),
         pa.array(rows + start + ID_OFFSET, pa.int64()),
-        pa.array([ATTACKS[a] for a in attacks], pa.string()),
+        pa.array(attacks, pa.string()),
         pa.array(columns, pa.string()),
     ], schema=TRUTH_SCHEMA)
     return Block(table, truth)
 
 
 def iter_blocks(n_rows: int, seed: int = 0, poison_rate: float = 0.001,
-                block_rows: int = BLOCK_ROWS) -> Iterator[Block]:
-    """Yield the generation blocks of a dataset in order."""
+                block_rows: int = BLOCK_ROWS, *, plan: tuple | None = None) -> Iterator[Block]:
+    """Yield the generation blocks of a dataset in order (``plan``: see :func:`make_block`)."""
     n_blocks = -(-n_rows // block_rows)
     for index in range(n_blocks):
-        yield make_block(seed, index, n_rows, poison_rate, block_rows)
+        yield make_block(seed, index, n_rows, poison_rate, block_rows, plan=plan)
 
 
 def rechunk(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
@@ -461,7 +589,7 @@ def _open_sink(path: Path, fmt: str, row_group_rows: int):
 def write_dataset(out: str | os.PathLike, n_rows: int, *, fmt: str | None = None,
                   seed: int = 0, poison_rate: float = 0.001,
                   chunk_rows: int = CHUNK_ROWS, row_group_rows: int = ROW_GROUP_ROWS,
-                  block_rows: int = BLOCK_ROWS) -> dict:
+                  block_rows: int = BLOCK_ROWS, mix: dict[str, int] | None = None) -> dict:
     """Write a synthetic dataset and its ground truth; return a small summary.
 
     The data file and ``<out>.truth.parquet`` are written to temporary names
@@ -486,6 +614,9 @@ def write_dataset(out: str | os.PathLike, n_rows: int, *, fmt: str | None = None
         Parquet row-group size.
     block_rows : int
         Generation block size (changes the data; keep the default).
+    mix : dict of str to int, optional
+        Plant exactly these many poisons of each attack (e.g. :data:`NEEDLE_MIX`, the
+        needle in the haystack) instead of ``poison_rate``'s, which is then ignored.
 
     Returns
     -------
@@ -504,7 +635,8 @@ def write_dataset(out: str | os.PathLike, n_rows: int, *, fmt: str | None = None
     truth_writer = pq.ParquetWriter(tmp_truth, TRUTH_SCHEMA)
     poisoned = 0
     try:
-        blocks = iter_blocks(n_rows, seed, poison_rate, block_rows)
+        plan = None if mix is None else needle_plan(n_rows, seed, mix)
+        blocks = iter_blocks(n_rows, seed, poison_rate, block_rows, plan=plan)
 
         def tables() -> Iterator[pa.Table]:
             nonlocal poisoned
@@ -548,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv-gz", action="store_true", help="gzip the CSV (same as csv.gz)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--poison-rate", type=float, default=0.001)
+    parser.add_argument("--needle", action="store_true",
+                        help="plant exactly the 100 poisons of NEEDLE_MIX (ignores --poison-rate)")
     parser.add_argument("--chunk-rows", type=parse_rows, default=CHUNK_ROWS)
     parser.add_argument("--row-group-rows", type=parse_rows, default=ROW_GROUP_ROWS)
     return parser
@@ -559,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt = "csv.gz" if args.csv_gz else args.format
     info = write_dataset(args.out, args.rows, fmt=fmt, seed=args.seed,
                          poison_rate=args.poison_rate, chunk_rows=args.chunk_rows,
-                         row_group_rows=args.row_group_rows)
+                         row_group_rows=args.row_group_rows,
+                         mix=NEEDLE_MIX if args.needle else None)
     print(f"wrote {info['rows']} rows ({info['poisoned']} poisoned) to {info['path']}; "
           f"truth in {info['truth']}", file=sys.stderr)
     return 0

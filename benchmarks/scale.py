@@ -24,12 +24,20 @@ that both give the same answer, and writes only the section between
 ``scale-dask.json``); the peak of the largest single process bounds what one
 worker needs.
 
+With ``--needle`` it scans one file with exactly 100 planted poisons (the needle in the
+haystack, issue 14; see ``_needle.py``) and writes only the section between
+``<!-- needle:start -->`` and ``<!-- needle:end -->`` (raw figures in ``needle.json``).
+
+``--results`` and ``--plot`` redirect what is written (e.g. to a scratch file while
+iterating).
+
 Sizes take an optional format: ``1M:csv`` scans a 1M-row CSV whatever
 ``--format`` says. Examples::
 
     python benchmarks/scale.py --sizes 100k 1M 2M 8M 1M:csv --peers
     python benchmarks/scale.py --sizes 2000000 8000000   # issue 2's memory check
     python benchmarks/scale.py --sizes 1M --dask         # issue 11: Dask beside local
+    python benchmarks/scale.py --sizes 1M --needle       # issue 14: 100 poisons in 1M rows
 """
 from __future__ import annotations
 
@@ -544,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dask-args", type=shlex.split, default=["--partition-rows", "250000"],
                         help="extra options of the Dask scan (default: '--partition-rows "
                              "250000'; e.g. '--scheduler tcp://host:8786')")
+    parser.add_argument("--needle", action="store_true",
+                        help="scan one size with exactly 100 planted poisons (make_data."
+                             "NEEDLE_MIX); write only the needle section")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--out-dir", type=Path, default=HERE / "out" / "scale")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
@@ -628,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     if args.dask:
         return run_dask(cases, args, command, load_start)
+    if args.needle:
+        return run_needle(cases, args, command, load_start)
     peers: list[dict] = []
     if args.reuse_peers:
         peers, args.peers_command = reused_peers(args.reuse_peers)
@@ -642,6 +655,43 @@ def main(argv: list[str] | None = None) -> int:
         peers = run_peers(peer_cases, args)
         args.peers_command = None
         publish(args, command, load_start, results, peers, [])
+    return 0
+
+
+# --------------------------------------------------------------------------- needle
+
+def run_needle(cases: list[Case], args: argparse.Namespace, command: str,
+               load_start: float) -> int:
+    """``--needle``: scan one size with the 100 poisons of ``make_data.NEEDLE_MIX``."""
+    import _needle
+
+    if len(cases) != 1:
+        raise SystemExit("--needle scans exactly one size (e.g. --sizes 1M)")
+    [case] = cases
+    suffix = {"parquet": "parquet", "csv": "csv", "csv.gz": "csv.gz"}[case.fmt]
+    path = args.data_dir / f"needle_{case.name}_seed{args.seed}.{suffix}"
+    if not (path.exists() and make_data.truth_path(path).exists()):
+        _log(f"generating {path}")
+        make_data.write_dataset(path, case.rows, fmt=case.fmt, seed=args.seed,
+                                mix=make_data.NEEDLE_MIX)
+    out = args.out_dir / f"needle_{case.name}_{case.fmt}"
+    cmd = scan_command(args.scanner, path, out, args.scan_args)
+    _log(f"needle {case.name} {case.fmt}: scan")
+    measured = run_measured(cmd, interval=args.interval, timeout=args.timeout)
+    _check(measured, shlex.join(cmd))
+    result = _needle.figures(out, make_data.truth_path(path))
+    env = environment(args.scanner)
+    env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
+    scan = shlex.join(scan_command(["poisonscan"], Path("FILE"), Path("OUT"), args.scan_args))
+    compact = {k: v for k, v in measured.as_dict().items() if k not in ("stdout", "stderr")}
+    raw = {"command": command, "environment": env, "scan": compact,
+           "timings": scan_timings(read_summary(out)), **result}
+    (args.out_dir / "needle.json").write_text(json.dumps(raw, indent=2), encoding="utf-8")
+    body = _needle.markdown(result, command, scan, compact | {"peak_mb": measured.peak_mb}, env)
+    body += "\n".join(_needle.missed_table(result))
+    update_section(args.results, body, _needle.MARK_START, _needle.MARK_END)
+    _log(f"needle: {result['top'][100]} in the top 100, {result['top'][1000]} in the top "
+         f"1,000; wrote {args.results} and {args.out_dir / 'needle.json'}")
     return 0
 
 

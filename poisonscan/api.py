@@ -206,6 +206,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outputs = ["scores.parquet", "suspects.csv", f"quarantine.{fmt}", f"clean.{fmt}",
                    "summary.json", "report.html"]
         timings = dict(engine.timings, total=round(time.perf_counter() - started, 3))
+        for name, seconds in getattr(engine, "check_seconds", {}).items():  # worker processes
+            check_seconds[name] = check_seconds.get(name, 0.0) + seconds
         timings.update({f"check:{name}": round(seconds, 3)
                         for name, seconds in check_seconds.items()})
         summary = build_summary(config=cfg, source=source, schema=schema, fmt=fmt, run=run,

@@ -176,6 +176,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("scheduler", "str", None,
            "Dask scheduler address (tcp://host:8786) of an existing cluster; default: a local "
            "cluster sized to this machine", nullable=True, metavar="ADDRESS"),
+    Option("workers", "int", 1,
+           "processes scoring pass 2 on the local engine (the outputs are the same; each "
+           "extra one costs memory, about 450 MB at the defaults)", low=1, metavar="N"),
     Option("partition_rows", "int", 1_000_000,
            "rows per Dask partition, at least (whole Parquet row groups; a CSV file is one "
            "partition)", low=1, metavar="N"),
@@ -220,6 +223,7 @@ class ScanConfig:
     verbose: bool = False
     engine: str = "local"
     scheduler: str | None = None
+    workers: int = 1
     partition_rows: int = 1_000_000
     families: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     config_file: str | None = None

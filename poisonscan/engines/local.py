@@ -1,12 +1,15 @@
 """The local engine: stream the passes over the source in this process.
 
 The work of each pass on a piece of the input lives in :mod:`.pieces`; here the piece
-is the whole source. :class:`ScanRun` is also the skeleton of the other engines
-(:mod:`.dask` overrides the three passes).
+is the whole source. Pass 2 (most of a scan's time) may score its chunks in ``workers``
+processes (:mod:`.pool`); their rows are written here in input order, so the outputs are
+byte-identical to one process's. :class:`ScanRun` is also the skeleton of the other
+engines (:mod:`.dask` overrides the three passes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Sequence
 
@@ -22,6 +25,7 @@ from ..io.sinks import OutputDir
 from ..io.sources import Source
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
     route_piece, score_piece
+from .pool import ScorePool
 
 __all__ = ["PASS2_FILE", "Progress", "ScanRun"]
 
@@ -62,6 +66,8 @@ class ScanRun:
         self.progress = progress or _no_progress
         self.exempt = exempt
         self.timings: dict[str, float] = {}
+        #: Seconds each family spent scoring in worker processes (timed with ``verbose``).
+        self.check_seconds: dict[str, float] = {}
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = round(time.perf_counter() - started, 3)
@@ -73,6 +79,7 @@ class ScanRun:
         self._timed("pass1", t)
         t = time.perf_counter()
         plan = self.fit(state)
+        del state  # the pass-1 states (e.g. duplicate fingerprints) are not needed any more
         self._timed("fit", t)
         t = time.perf_counter()
         score, violation, fired = self.pass_two(plan)
@@ -112,13 +119,32 @@ class ScanRun:
     def fit(self, state: pipeline.PassOneState) -> pipeline.Plan:
         return pipeline.fit(state, self.checks)
 
+    def workers(self, n_rows: int) -> int:
+        """Processes pass 2 runs in: ``config.workers``, never more than there are chunks."""
+        cfg = self.config
+        return max(1, min(cfg.workers, -(-n_rows // cfg.chunk_rows)))
+
     def pass_two(self, plan: pipeline.Plan):
         n = plan.profile.n_rows
         score = np.zeros(n)
         violation = np.zeros(n, dtype=bool)
-        scored = score_piece(self.source, plan, chunk_rows=self.config.chunk_rows,
-                             path=self.out.file(PASS2_FILE), score=score, violation=violation,
-                             advance=self._advance("pass 2/3: score", n))
+        workers = self.workers(n)
+        with contextlib.ExitStack() as stack:
+            scorer = None
+            if workers > 1:
+                timed = any(callable(vars(c).get("score")) for c in plan.checks)
+                pool = stack.enter_context(ScorePool(plan, workers, timed=timed))
+                scorer = pool.map
+            # a worker scores chunks 1/workers the size (scores do not depend on the
+            # chunking): all workers together hold about what one process would
+            chunk_rows = -(-self.config.chunk_rows // workers)
+            scored = score_piece(self.source, plan, chunk_rows=chunk_rows,
+                                 path=self.out.file(PASS2_FILE), score=score,
+                                 violation=violation, scorer=scorer,
+                                 advance=self._advance("pass 2/3: score", n))
+        if workers > 1:
+            self.timings["pool_startup"] = pool.startup
+            self.check_seconds = dict(pool.seconds)
         if scored.rows != n:
             from ..errors import InputError
             raise InputError("the input changed during the scan (fewer rows than in pass 1)")

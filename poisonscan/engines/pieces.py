@@ -10,7 +10,7 @@ and bytes whichever engine calls it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -81,9 +81,14 @@ class Scored:
 
 def score_piece(piece: Source, plan: pipeline.Plan, *, chunk_rows: int, path,
                 score: np.ndarray, violation: np.ndarray, offset: int = 0,
-                tally: bool = False, advance: Advance = _ignore) -> Scored:
+                tally: bool = False, advance: Advance = _ignore,
+                scorer: Callable[[Iterable], Iterable[pa.Table]] | None = None) -> Scored:
     """Pass 2 over one piece: score every chunk, write the pass-2 rows to ``path`` and
     fill ``score`` / ``violation`` at ``row - offset``.
+
+    ``scorer`` maps the piece's chunks to their pass-2 tables in input order (default:
+    :meth:`pipeline.Plan.score` in this process; the local engine's worker pool is
+    :meth:`.pool.ScorePool.map`).
 
     Raises
     ------
@@ -95,10 +100,10 @@ def score_piece(piece: Source, plan: pipeline.Plan, *, chunk_rows: int, path,
     bounds = next((c for c in plan.checks if c.name == "bounds"), None) if tally else None
     counts: dict | None = {} if bounds is not None and hasattr(bounds, "tally") else None
     done = 0
+    scorer = scorer or (lambda chunks: map(plan.score, chunks))
     with TableWriter(path, plan.pass2_schema(), "parquet") as writer:
-        for chunk in piece.chunks(chunk_rows, plan.schema):
-            table = plan.score(chunk)
-            rows = chunk.rows - offset
+        for table in scorer(piece.chunks(chunk_rows, plan.schema)):
+            rows = table.column("row").to_numpy() - offset
             if len(rows) and (rows[-1] >= n or rows[0] < 0):
                 raise InputError("the input changed during the scan (more rows than in pass 1)")
             score[rows] = table.column("score").to_numpy()
@@ -110,8 +115,8 @@ def score_piece(piece: Source, plan: pipeline.Plan, *, chunk_rows: int, path,
                 if len(reasons):
                     add_tally(counts, bounds.tally(reasons.to_pylist(), plan.schema.columns))
             writer.write(table)
-            done += len(chunk)
-            advance(len(chunk))
+            done += table.num_rows
+            advance(table.num_rows)
     return Scored(done, fired, counts)
 
 
