@@ -1112,7 +1112,6 @@ class DuplicatesCheck(Check):
             "bytes_per_row": round(stored / self.n_rows_, 2) if self.n_rows_ else 0.0,
             "in_memory_mb": round(self.state_bytes_ / 2 ** 20, 2),
             "spilled_mb": round(self.spilled_bytes_ / 2 ** 20, 2),
-            "memory_budget_mb": float(self.memory_mb),
         }}
         for kind, groups in (("exact", self.exact_), ("near", self.near_)):
             if kind == "near" and self.near_digits is None:
