@@ -27,8 +27,13 @@ it stays evidence.
 Learned ranges
 --------------
 A column's range comes from quantiles, never from its minimum and maximum, so that the
-outliers themselves do not widen it: with ``Q`` the quantiles of the column's sampled
-values, ``W = Q(1 - q) - Q(q)`` and ``M`` the median, the fence is
+outliers themselves do not widen it, and from the column's bulk: values set apart from it by
+a gap (a step longer than ``gross`` times the larger of the interquartile range and the
+distance walked from the quartile; at most 5% of the values on a side) are left out of the
+quantiles, so that a few percent of inserted gross outliers cannot move them (see
+:func:`_bulk`); a column whose only negative values are set apart is never negative. With
+``Q`` the quantiles of the column's sampled values, ``W = Q(1 - q) - Q(q)`` and ``M`` the
+median, the fence is
 ``[Q(q) - pad_low, Q(1 - q) + pad_high]`` where each pad is ``margin * max(2 * arm, W / 2)``
 times a tail factor: ``arm`` is that side's distance from the median to its inner quantile
 (so a skewed column gets a longer arm on its long side) and the tail factor
@@ -663,9 +668,10 @@ class BoundsCheck(Check):
             high_step = max(width, reach_high - inner_high)
             # (an integer column's steps are at least one unit: its resolution)
             unit = (math.log1p(1.0) if log else 1.0) if integer else 0.0
+            t_full = np.log1p(np.maximum(full, 0.0)) if log else full
             repeated = _repeated_beyond(
-                full, np.log1p(np.maximum(full, 0.0)) if log else full, (reach_low - REPEATED_STEPS * max(low_step, unit),
-                            reach_low - self.gross * low_step),
+                full, t_full, (reach_low - REPEATED_STEPS * max(low_step, unit),
+                               reach_low - self.gross * low_step),
                 (reach_high + self.gross * high_step,
                  reach_high + REPEATED_STEPS * max(high_step, unit)))
         mirror = math.inf
