@@ -48,6 +48,14 @@ MIN_SEQUENTIAL_ROWS = 20
 _SPREAD = (10.0, 90.0)
 
 
+def standard_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of an encoded matrix, with a deviation of 1
+    where a column has no spread (standardising never divides by zero)."""
+    scale = X.std(axis=0)
+    scale[~(scale > 0)] = 1.0
+    return X.mean(axis=0), scale
+
+
 def _block_scale(Z: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-component medians and one common scale of a block of components.
 

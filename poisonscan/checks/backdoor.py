@@ -59,8 +59,9 @@ import pandas as pd
 from scipy import stats
 
 from ..config import Option
+from ..encode import standard_scale
 from ..io.schema import CATEGORICAL
-from .base import Check, CheckScores
+from .base import Check, CheckScores, quote
 
 #: Fewest sampled rows of a class for it to be modelled.
 MIN_CLASS_ROWS = 10
@@ -137,7 +138,7 @@ class Trigger:
     def describe(self, complete: bool) -> str:
         what = " & ".join(f"{c}={_value_text(v)}" for c, v in self.named)
         rows = "rows" if complete else "sampled rows"
-        return (f"backdoor: {what} → label {_quoted(self.label)} in {self.rows} {rows} "
+        return (f"backdoor: {what} → label {quote(self.label, MAX_TEXT)} in {self.rows} {rows} "
                 f"({100 * self.elsewhere:.2g}% elsewhere)")
 
 
@@ -222,10 +223,7 @@ class BackdoorCheck(Check):
         Z = None
         if encoder.feature_names_:
             X = encoder.transform(sample)
-            self.mean_ = X.mean(axis=0)
-            scale = X.std(axis=0)
-            scale[~(scale > 0)] = 1.0
-            self.scale_ = scale
+            self.mean_, self.scale_ = standard_scale(X)
             Z = self._standardise(X)
         columns = [c for c in sample.schema.features if c not in encoder.skipped_]
         self._mine(sample, codes, columns, Z, _owners(encoder))
@@ -409,7 +407,7 @@ class BackdoorCheck(Check):
             scores = self._spectral(self._standardise(self.encoder_.transform(chunk)), codes)
             for i in np.flatnonzero(scores >= self.threshold_).tolist():
                 reasons[i] = (f"backdoor: spectral signature of label "
-                              f"{_quoted(self.classes_[codes[i]])}: {scores[i]:.1f} sd along "
+                              f"{quote(self.classes_[codes[i]], MAX_TEXT)}: {scores[i]:.1f} sd along "
                               f"its top direction")
         carried = np.zeros(n, dtype=bool)
         for trigger in self.triggers_:  # strongest first: a row keeps the strongest
@@ -476,10 +474,7 @@ def _one_per_column(items: tuple) -> tuple:
 
 def _value_text(value) -> str:
     if isinstance(value, str):
-        return _quoted(value)
+        return quote(value, MAX_TEXT)
     return f"{float(value):.10g}"
 
 
-def _quoted(text: str) -> str:
-    text = str(text)
-    return repr(text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…")

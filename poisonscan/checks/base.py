@@ -103,3 +103,10 @@ class Check:
     def describe(self) -> dict[str, Any]:
         """What the fitted check learned, for ``summary.json`` (plain JSON values)."""
         return {}
+
+
+def quote(value: Any, limit: int = 40) -> str:
+    """A value for a reason: its text, cut to ``limit`` characters, quoted and escaped
+    onto one line by :func:`repr`."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")

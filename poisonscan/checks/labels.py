@@ -59,7 +59,7 @@ import pandas as pd
 
 from ..config import Option
 from ..hashing import row_keys
-from .base import Check, CheckScores
+from .base import Check, CheckScores, quote
 
 #: Hash streams of the keyed random choices (see :func:`poisonscan.hashing.row_keys`).
 _TRAIN_STREAM, _FOLD_STREAM, _PASS2_STREAM, _INDEX_STREAM = 61, 62, 63, 64
@@ -465,13 +465,13 @@ class LabelsCheck(Check):
     def _reason(self, given: int, model: np.ndarray, found: np.ndarray | None) -> str:
         names = self.classes_
         best = int(np.argmax(model))
-        text = (f"labels: given {_quote(names[given])} p={model[given]:.2f}; "
-                f"model says {_quote(names[best])} p={model[best]:.2f}")
+        text = (f"labels: given {quote(names[given])} p={model[given]:.2f}; "
+                f"model says {quote(names[best])} p={model[best]:.2f}")
         if found is not None:
             k = self.scales_[0]
             counts = np.bincount(found[:k], minlength=len(names))
             top = int(np.argmax(counts))
-            text += f"; {counts[top]}/{k} neighbours {_quote(names[top])}"
+            text += f"; {counts[top]}/{k} neighbours {quote(names[top])}"
         return text
 
     def describe(self) -> dict[str, Any]:
@@ -595,9 +595,6 @@ def _posterior_wrong(proba: np.ndarray, codes: np.ndarray, transition: np.ndarra
     return np.where(total > 0, 1.0 - mine / np.where(total > 0, total, 1.0), 0.0)
 
 
-def _quote(value: Any, limit: int = 40) -> str:
-    text = str(value)
-    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _r(x: float) -> float:

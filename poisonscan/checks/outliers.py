@@ -60,8 +60,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import Option
+from ..encode import standard_scale
 from ..errors import ConfigError
-from .base import Check, CheckScores
+from .base import Check, CheckScores, quote
 
 #: Detectors run when the user does not choose (chosen on benchmarks/quality.py).
 DEFAULT_DETECTORS: tuple[str, ...] = ("subspace", "ellipsoid")
@@ -605,10 +606,7 @@ class OutlierCheck(Check):
             return self
         self.encoder_ = encoder
         X = encoder.transform(sample)
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale[~(scale > 0)] = 1.0
-        self.scale_ = scale
+        self.mean_, self.scale_ = standard_scale(X)
         Z = self._standardise(X)
         self._fit_groups(sample, Z)
         codes = self._codes(sample, Z)
@@ -724,7 +722,7 @@ class OutlierCheck(Check):
             own = labels is not None and labels[i] is not None \
                 and str(labels[i]) == self.classes_[c]
             where = "class" if own else "nearest class"
-            parts.append(f"{radii:.1f} radii from {where} {_quoted(self.classes_[c])} centroid")
+            parts.append(f"{radii:.1f} radii from {where} {quote(self.classes_[c])} centroid")
         return "outliers:" + "; ".join(parts)
 
     def describe(self) -> dict[str, Any]:
@@ -765,8 +763,6 @@ def _share(n: int, share: float | None) -> str:
     return f"top {pct:.2g}% of rows" if pct < 10 else f"top {pct:.0f}% of rows"
 
 
-def _quoted(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _round(x: float, digits: int = 10) -> float:

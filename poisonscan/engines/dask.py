@@ -31,7 +31,6 @@ workers need poisonscan installed. Only this module imports Dask.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 
 import numpy as np
@@ -288,8 +287,9 @@ def _fit(state, checks, names) -> pipeline.Plan:
     is the only task running."""
     from threadpoolctl import threadpool_limits
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with threadpool_limits(limits=cores or 1):
+    from .pool import usable_cores
+
+    with threadpool_limits(limits=usable_cores()):
         return pipeline.fit(require_rows(state, names), checks)
 
 
