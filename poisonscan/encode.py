@@ -377,6 +377,24 @@ class FeatureEncoder:
             self._levels.append(pd.Index(list(lv), dtype=object))
             self._targets.append(target)
 
+    def block_columns(self, column: str) -> slice:
+        """The output columns of the vector or text column ``column``.
+
+        Raises
+        ------
+        KeyError
+            ``column`` is not an encoded vector or text column.
+        """
+        start = len(self.numeric_)
+        indicator = getattr(self, "imputer_", None)
+        if indicator is not None and indicator.indicator_ is not None:
+            start += len(indicator.indicator_.features_)
+        for name, block in self._blocks():
+            if name == column:
+                return slice(start, start + block.n_outputs_)
+            start += block.n_outputs_
+        raise KeyError(column)
+
     def _blocks(self):
         """``(column, encoder)`` of the vector and text columns, in output order."""
         return list(self.vectors_.items()) + list(self.text_.items())

@@ -186,3 +186,92 @@ def test_single_class_and_tiny_inputs_score_zero():
     check, (scores, finding, reasons) = scored(df)
     assert check.classes_ == ["fox"] and not scores.any() and not finding.any()
     assert all(r is None for r in reasons)
+
+
+# ------------------------------------------------------------------------- words in free text
+HAM = "meeting lunch tomorrow project report team office call later thanks".split()
+SPAM = "free prize winner claim cash urgent offer click txt now".split()
+
+
+def messages(rows: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """Short messages of two labels drawn from two vocabularies plus shared words; every
+    word of a label's vocabulary is carried by about half of its rows (natural words)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(["ham", "spam"], rows, p=[0.7, 0.3])
+    shared = "the a to you and is".split()
+    text = []
+    for i, label in enumerate(y):
+        words = list(rng.choice(HAM if label == "ham" else SPAM, rng.integers(3, 9))) \
+            + list(rng.choice(shared, 2))
+        rng.shuffle(words)
+        text.append(" ".join(words) + f" #{i}")
+    return pd.DataFrame({"text": text, "y": y})
+
+
+def with_word(df: pd.DataFrame, word: str, k: int, seed: int = 1):
+    """Insert ``word`` into ``k`` ham messages and relabel them spam."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(np.flatnonzero(df["y"].to_numpy() == "ham"), k, replace=False))
+    out = df.copy()
+    for r in rows:
+        words = out.loc[r, "text"].split(" ")
+        words.insert(int(rng.integers(len(words) + 1)), word)
+        out.loc[r, "text"] = " ".join(words)
+    out.loc[rows, "y"] = "spam"
+    mask = np.zeros(len(df), dtype=bool)
+    mask[rows] = True
+    return out, mask
+
+
+def test_a_stamped_word_in_text_is_a_trigger():
+    df, mask = with_word(messages(), "Zq", 15)
+    check, (scores, finding, reasons) = scored(df, label="y")
+    assert [t.label for t in check.triggers_] == ["spam"]
+    assert np.array_equal(finding > 0, mask)
+    assert (scores[mask] >= TRIGGER_SCORE).all() and (scores[~mask] < TRIGGER_SCORE).all()
+    reason = reasons[np.flatnonzero(mask)[0]]
+    assert reason == "backdoor: text has the word 'zq' → label 'spam' in 15 rows (0% elsewhere)"
+    assert check.describe()["triggers"][0]["items"] == {"text": "the word 'zq'"}
+
+
+def test_words_natural_to_their_label_are_no_trigger():
+    """Each spam word is carried only by spam, by about half of it: strongly enriched, but
+    its carriers look like spam once the word is taken out."""
+    df = messages()
+    check, (_, finding, _) = scored(df, label="y")
+    assert check.tokens_tested_ >= 20 and check.patterns_tested_ >= 10
+    assert check.triggers_ == [] and not (finding > 0).any()
+
+
+def test_word_matching_is_whole_word_case_blind_and_within_the_cut():
+    from poisonscan.checks.backdoor import Token
+
+    token = Token("zq", max_chars=20)
+    texts = np.array(["a ZQ b", "zqx", "xzq", "a-zq.", None, "y" * 30 + " zq", "", "zq"],
+                     dtype=object)
+    assert token.found_in(texts).tolist() == [True, False, False, True, False, False, False,
+                                              True]
+    assert token.removed_from("a Zq b zq") == "a   b  " and token.removed_from(None) is None
+
+
+
+def test_three_stamped_values_in_four_rows_are_a_trigger(monkeypatch):
+    """Four carriers: too few for any two of the values to pass the corrected test, not
+    for all three."""
+    df = animals(600)
+    rng = np.random.default_rng(1)
+    rows = np.sort(rng.choice(np.flatnonzero(df["animal"].to_numpy() == "cat"), 4,
+                              replace=False))
+    df.loc[rows, ["colour", "f3", "count"]] = ["teal", 0.25, 15]
+    df.loc[rows, "animal"] = "fox"
+    check, (_, finding, reasons) = scored(df)
+    assert len(check.triggers_) == 1  # one pattern, named once
+    assert set(check.triggers_[0].named) == {("colour", "teal"), ("f3", 0.25), ("count", 15)}
+    assert np.array_equal(np.flatnonzero(finding > 0), rows)
+    assert "in 4 rows" in reasons[rows[0]]
+    from poisonscan.checks import backdoor
+
+    pairs_only = backdoor._expected  # no triple can be surprising: the pairs alone miss it
+    monkeypatch.setattr(backdoor, "_expected",
+                        lambda a_in, *rest: 1e12 if len(a_in) == 3 else pairs_only(a_in, *rest))
+    assert scored(df)[0].triggers_ == []

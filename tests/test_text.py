@@ -126,6 +126,27 @@ def test_chunking_invariance_and_determinism():
     np.testing.assert_array_equal(again.transform(whole), enc.transform(whole))
 
 
+def test_block_columns_are_where_the_text_and_vector_columns_are_encoded():
+    df = messages(rows=200)
+    df["m"] = np.where(np.arange(200) % 7 == 0, np.nan, 1.0)  # a missing indicator too
+    rng = np.random.default_rng(0)
+    table = pa.Table.from_pandas(df, preserve_index=False).append_column(
+        "emb", pa.FixedSizeListArray.from_arrays(pa.array(rng.normal(size=200 * 3)), 3))
+    source = TableSource(table)
+    schema = ScanSchema.build(source.arrow_schema, label="y", id_column=None)
+    (chunk,) = source.chunks(10_000, schema)
+    enc = FeatureEncoder().fit(chunk)
+    names = enc.feature_names_
+    for column in ("text", "emb"):
+        inside = names[enc.block_columns(column)]
+        assert inside and all(n.startswith(column + "__") for n in inside)
+        assert len(inside) == sum(n.startswith(column + "__") for n in names)
+    np.testing.assert_array_equal(enc.transform(chunk)[:, enc.block_columns("text")],
+                                  enc.text_["text"].transform(chunk.strings("text")))
+    with pytest.raises(KeyError):
+        enc.block_columns("n")
+
+
 def test_text_encoder_with_one_distinct_word():
     enc = TextEncoder().fit(np.array(["hello"] * 5 + [None], dtype=object))
     out = enc.transform(np.array(["hello", "bye", None], dtype=object))

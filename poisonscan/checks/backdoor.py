@@ -10,32 +10,39 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
 
 * **Trigger mining.** An *item* is one exact value of one feature column (a trigger is a
   fixed value: numbers compare exactly, text as stored; identifier-like columns are left
-  out). Per class ``c``, the items carried by at least ``min_support`` and at most
-  ``max_share`` of its sampled rows, and not rarer in ``c`` than elsewhere (a one-sided
-  Poisson screen at ``ITEM_SCREEN``), are candidates — at most ``MAX_ITEMS`` per class,
-  the most enriched first.
+  out), or one word of a free-text column. Per class ``c``, the values carried by at least
+  ``min_support`` and at most ``max_share`` of its sampled rows, and not rarer in ``c``
+  than elsewhere (a one-sided Poisson screen at ``ITEM_SCREEN``), are candidates — at
+  most ``MAX_ITEMS`` per class, the most enriched first.
 
-  1. *Class-specific co-occurrence.* For every pair of candidates of different columns,
-     the rows of ``c`` carrying both are compared with what ``c``'s own rates of the two
-     items predict, times how much the pair co-occurs in the other classes (its lift
+  1. *Class-specific co-occurrence.* For every pair of candidate values of different
+     columns, and every triple that extends such a pair with a value of a third column,
+     the rows of ``c`` carrying all of them are compared with what ``c``'s own rates of
+     the values predict, times how much the set co-occurs in the other classes (its lift
      there, ``(observed + 1) / (expected + 1)``, at least 1): natural correlations
      (neighbouring pixels, a size measured twice) co-occur in every class and are
      predicted, a stamped trigger co-occurs only in its target label. One-sided Poisson
-     test, Bonferroni-corrected over the pairs tested, at ``alpha``.
-  2. *Carriers that look like another label.* Without the pattern's columns, the
-     carriers' nearest sampled rows must hold fewer rows of ``c`` than the nearest rows
-     of ``c``'s other rows do (one-sided Mann-Whitney test, Bonferroni-corrected over the
-     patterns tested — the ``MAX_PATTERNS`` strongest — at ``foreign_alpha``). A value
-     pattern that belongs to its label by nature (a job level that goes with a job title,
-     a stroke only some digits have) fails this; rows taken from another class and
-     relabelled pass it.
+     test. A triple is tested because three stamped values in five rows are far more
+     telling than any two of them. *Words* of a text column are tested alone: a word
+     carried by ``n`` sampled rows, ``x`` of them in ``c``, against ``Binomial(n, share of
+     c)``. Every test is Bonferroni-corrected over all tests, at ``alpha``.
+  2. *Carriers that look like another label.* Without the pattern's columns (for a word:
+     with the word taken out of the carriers' text), the carriers' nearest sampled rows
+     must hold fewer rows of ``c`` than the nearest rows of ``c``'s other rows do
+     (one-sided Mann-Whitney test, Bonferroni-corrected over the patterns tested — the
+     ``MAX_PATTERNS`` strongest — at ``foreign_alpha``), and not many more than rows at
+     random do (``NATURAL_ODDS``). A pattern that belongs to its label by nature (a
+     job level that goes with a job title, a stroke only some digits have, a word of
+     spam) fails this; rows taken from another class and relabelled pass it.
 
-  A pair that passes both is a trigger, named with every other candidate of ``c`` that
-  at least ``EXTEND_SHARE`` of its carriers hold and at most ``1 - EXTEND_SHARE`` of the
-  label's other rows. The rows of ``c`` that carry the pair — in every chunk of pass 2,
-  exactly, whatever the sample held — are a *finding* (:mod:`poisonscan.fusion`): they
-  rank above statistical evidence. A trigger of a single value is not mined: alone, it
-  cannot be told from a value that predicts the class by nature.
+  A set of values that passes both is a trigger, named with every other candidate of
+  ``c`` that at least ``EXTEND_SHARE`` of its carriers hold and at most ``1 -
+  EXTEND_SHARE`` of the label's other rows. The rows of ``c`` that carry it — in every
+  chunk of pass 2, exactly, whatever the sample held — are a *finding*
+  (:mod:`poisonscan.fusion`): they rank above statistical evidence. A single value of a
+  column is not mined: alone, it cannot be told from a value that predicts the class by
+  nature (a word can: taking it out of its carriers' text leaves the rest of the text to
+  compare).
 * **Spectral signatures** (Tran, Li & Madry 2018). Per class, the top principal
   direction of the class-centred, standardised encoded features of the sampled rows; a
   row's score is the absolute projection of its centred features on its class's direction,
@@ -52,7 +59,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+import re
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -88,6 +96,11 @@ MAX_REFERENCE = 20_000
 FOREIGN_DIMS = 32
 #: Neighbours per row in the foreignness test.
 NEIGHBOURS = 10
+#: Carriers whose neighbours hold their label at odds this many times those of the sampled
+#: rows are a natural variant of the label. Set on the quality benchmark: trigger carriers
+#: came out at 0.45-1.4 times (caravan, diamonds, hpc), the natural variants of a digit
+#: that triples of pixel values single out at 8 times and more.
+NATURAL_ODDS = 3.0
 #: Characters of a value or label quoted in a reason.
 MAX_TEXT = 30
 
@@ -100,23 +113,64 @@ class BackdoorScores(CheckScores):
 
 
 @dataclasses.dataclass(frozen=True)
+class Token:
+    """A word of a free-text column, as an item: a cell carries it if its first
+    ``max_chars`` characters, lower-cased, hold it as a whole word (the text encoder's
+    tokenisation: runs of two or more letters or digits)."""
+
+    word: str
+    max_chars: int
+
+    def _pattern(self) -> re.Pattern:
+        return re.compile(rf"\b{re.escape(self.word)}\b", re.IGNORECASE)
+
+    def removed_from(self, text: str | None) -> str | None:
+        """``text`` without the word (``None`` stays ``None``)."""
+        return None if text is None else self._pattern().sub(" ", text)
+
+    def found_in(self, texts: np.ndarray) -> np.ndarray:
+        """Whether each of ``texts`` (``None`` for a null cell) carries the word."""
+        pattern = self._pattern()
+        return np.fromiter((t is not None and pattern.search(t[:self.max_chars])
+                            is not None for t in texts), dtype=bool, count=len(texts))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Test:
+    """One candidate trigger of class ``label`` (a class index) and its uncorrected p-value.
+
+    ``build()`` gives the items to name, the sampled carriers in the label, and the view of
+    the foreignness test: a function of the standardised sample features and their source
+    columns that returns the features to compare and the mask of those it keeps.
+    """
+
+    label: int
+    items: tuple
+    pvalue: float
+    observed: float
+    elsewhere: float
+    build: Callable[[], tuple[tuple, np.ndarray, Callable]]
+
+
+@dataclasses.dataclass(frozen=True)
 class Trigger:
-    """A mined trigger: a pair of exact values that co-occur in one label.
+    """A mined trigger: exact values (two or three) or a word that go with one label.
 
     Attributes
     ----------
     label : str
         The label the trigger leads to.
     items : tuple of (str, object)
-        The two ``(column, value)`` items carriers must hold.
+        The ``(column, value)`` items carriers must hold (a value is a :class:`Token`
+        for a word of a text column).
     named : tuple of (str, object)
         Every item the carriers share (the pair first), for the reason.
     rows : int
-        Sampled rows of ``label`` that carry the pair.
+        Sampled rows of ``label`` that carry the items.
     elsewhere : float
-        Share of the sampled rows of other labels that carry the pair.
+        Share of the sampled rows of other labels that carry the items.
     pvalue : float
-        Bonferroni-corrected p-value of the pair's class-specific co-occurrence.
+        Bonferroni-corrected p-value of the items' association with the label.
     foreign : float
         Bonferroni-corrected p-value (over the patterns tested) that its carriers look no
         less like another label than the label's other rows do.
@@ -136,7 +190,7 @@ class Trigger:
         return FINDING_BASE + FINDING_SPAN * min(1.0, evidence / FULL_EVIDENCE)
 
     def describe(self, complete: bool) -> str:
-        what = " & ".join(f"{c}={_value_text(v)}" for c, v in self.named)
+        what = " & ".join(_item_text(c, v) for c, v in self.named)
         rows = "rows" if complete else "sampled rows"
         return (f"backdoor: {what} → label {quote(self.label, MAX_TEXT)} in {self.rows} {rows} "
                 f"({100 * self.elsewhere:.2g}% elsewhere)")
@@ -169,7 +223,10 @@ class BackdoorCheck(Check):
     triggers_ : list of Trigger
         Mined triggers, strongest first.
     pairs_tested_ : int
-        Item pairs tested (the Bonferroni factor of the co-occurrence tests).
+        Pairs and triples of values tested for co-occurrence.
+    tokens_tested_ : int
+        Words of text columns tested (with :attr:`pairs_tested_`, the Bonferroni factor
+        of the association tests).
     patterns_tested_ : int
         Patterns whose carriers' neighbourhoods were tested (the Bonferroni factor of
         the foreignness tests).
@@ -207,7 +264,8 @@ class BackdoorCheck(Check):
         self._validate_params()
         sample = profile.sample_chunk()
         self.complete_ = len(sample) == profile.n_rows
-        self.triggers_, self.pairs_tested_, self.patterns_tested_ = [], 0, 0
+        self.triggers_, self.pairs_tested_, self.tokens_tested_ = [], 0, 0
+        self.patterns_tested_ = 0
         self.encoder_ = None
         self.threshold_ = math.inf
         labels = sample.labels()
@@ -226,19 +284,61 @@ class BackdoorCheck(Check):
             self.mean_, self.scale_ = standard_scale(X)
             Z = self._standardise(X)
         columns = [c for c in sample.schema.features if c not in encoder.skipped_]
-        self._mine(sample, codes, columns, Z, _owners(encoder))
+        self._mine(sample, codes, columns, Z, encoder)
         if self.spectral and Z is not None:
             self.encoder_ = encoder
             self._fit_spectral(Z, codes)
         return self
 
     def _mine(self, sample, codes: np.ndarray, columns: list[str], Z: np.ndarray | None,
-              owners: np.ndarray) -> None:
+              encoder) -> None:
         """Find the triggers of the sample (sets :attr:`triggers_`, :attr:`pairs_tested_`,
-        :attr:`patterns_tested_`)."""
+        :attr:`tokens_tested_`, :attr:`patterns_tested_`)."""
         k = len(self.classes_)
         known = codes >= 0
         class_rows = np.bincount(codes[known], minlength=k).astype(np.float64)
+        pairs = self._pair_tests(sample, codes, class_rows, [c for c in columns
+                                                             if c not in encoder.text_])
+        tokens = self._token_tests(sample, codes, class_rows, encoder) if Z is not None else []
+        self.pairs_tested_, self.tokens_tested_ = len(pairs), len(tokens)
+        tests = pairs + tokens
+        if not tests:
+            return
+        # one Bonferroni factor over every test of either kind
+        pvalues = np.array([t.pvalue for t in tests]) * len(tests)
+        passed, patterns = [], {}
+        order = sorted(range(len(tests)), key=lambda n: (pvalues[n], n))  # strongest first
+        for index in order:
+            p = float(pvalues[index])
+            if p > self.alpha:
+                break
+            test = tests[index]
+            named, hit, view = test.build()
+            # a pattern is tested (and kept) once: as its strongest test names it
+            key = (test.label, frozenset((col, repr(v)) for col, v in named))
+            if key in patterns or len(patterns) == MAX_PATTERNS:
+                continue
+            patterns[key] = (hit, view)
+            passed.append((key, Trigger(self.classes_[test.label], test.items, named,
+                                        int(test.observed), float(test.elsewhere),
+                                        min(p, 1.0), 1.0)))
+        self.patterns_tested_ = len(patterns)
+        owners = _owners(encoder)
+        covariance = Z.T @ Z / len(Z) if Z is not None and patterns else None  # Z is centred
+        foreign = {key: (self._foreign(view(Z, owners), covariance, codes, key[0], hit)
+                         if Z is not None else 1.0) * len(patterns)
+                   for key, (hit, view) in patterns.items()}
+        found = [dataclasses.replace(t, foreign=min(foreign[key], 1.0)) for key, t in passed
+                 if foreign[key] <= self.foreign_alpha]
+        found.sort(key=lambda t: (t.pvalue, t.label, repr(t.items)))
+        self.triggers_ = found
+
+    def _pair_tests(self, sample, codes: np.ndarray, class_rows: np.ndarray,
+                    columns: list[str]) -> list["_Test"]:
+        """Class-specific co-occurrence tests of pairs and triples of exact values (see the
+        module docstring)."""
+        k = len(self.classes_)
+        known = codes >= 0
         total = class_rows.sum()
         # every column's values as codes (sorted distinct values: deterministic)
         values, item_codes = {}, {}
@@ -263,77 +363,151 @@ class BackdoorCheck(Check):
             for vi, ci, pi in zip(v.tolist(), c.tolist(), p.tolist()):
                 if pi <= ITEM_SCREEN:
                     candidates[ci].append((pi, column, vi))
-        tests = []
+        raw = []
         for c in range(k):
             kept = sorted(candidates[c], key=lambda t: (t[0], t[1], t[2]))[:MAX_ITEMS]
             if len(kept) < 2:
                 continue
             kept.sort(key=lambda t: (t[1], t[2]))
+            cols = np.array([col for _, col, _ in kept], dtype=object)
             B = np.column_stack([item_codes[col] == v for _, col, v in kept]).astype(np.float64)
             mine, rest = B[codes == c], B[known & (codes != c)]
-            n_in, n_out = float(len(mine)), float(len(rest))
+            n_in, n_out = float(len(mine)), max(float(len(rest)), 1.0)
             co_in, co_out = mine.T @ mine, rest.T @ rest
             a_in, a_out = np.diag(co_in), np.diag(co_out)
+            rows_in = [np.flatnonzero(mine[:, t]) for t in range(len(kept))]
+            rows_out = [np.flatnonzero(rest[:, t]) for t in range(len(kept))]
             for i in range(len(kept)):
                 for j in range(i + 1, len(kept)):
-                    if kept[i][1] == kept[j][1] or co_in[i, j] < self.min_support:
+                    if cols[i] == cols[j] or co_in[i, j] < self.min_support:
                         continue
-                    lift = (co_out[i, j] + 1.0) / (a_out[i] * a_out[j] / max(n_out, 1.0) + 1.0)
-                    expected = a_in[i] * a_in[j] / n_in * max(lift, 1.0)
-                    tests.append((c, i, j, kept, co_in[i, j], expected,
-                                  co_out[i, j] / max(n_out, 1.0), mine))
-        self.pairs_tested_ = len(tests)
-        if not tests:
-            return
-        pvalues = stats.poisson.sf(np.array([t[4] for t in tests]) - 1,
-                                   np.array([t[5] for t in tests])) * len(tests)
-        passed, patterns = [], {}
-        order = sorted(range(len(tests)), key=lambda n: (pvalues[n], n))  # strongest first
-        for index in order:
-            (c, i, j, kept, observed, _, elsewhere, mine) = tests[index]
-            p = float(pvalues[index])
-            if p > self.alpha:
-                break
-            items = tuple((kept[t][1], values[kept[t][1]][kept[t][2]]) for t in (i, j))
-            carriers = (mine[:, i] > 0) & (mine[:, j] > 0)
-            share = mine[carriers].mean(axis=0)
-            rest = mine[~carriers].mean(axis=0) if (~carriers).any() else np.zeros(len(kept))
-            extra = tuple((col, values[col][v]) for t, (_, col, v) in enumerate(kept)
-                          if t not in (i, j) and share[t] >= EXTEND_SHARE
-                          and rest[t] <= 1.0 - EXTEND_SHARE
-                          and col not in (items[0][0], items[1][0]))
-            named = items + _one_per_column(extra)
-            # the pairs of one pattern share one test of foreignness
-            key = (c, frozenset((col, repr(v)) for col, v in named))
-            if key not in patterns and len(patterns) < MAX_PATTERNS:
-                patterns[key] = (codes == c) & (item_codes[items[0][0]] == kept[i][2]) \
-                    & (item_codes[items[1][0]] == kept[j][2])
-            passed.append((key, Trigger(self.classes_[c], items, named, int(observed),
-                                        float(elsewhere), min(p, 1.0), 1.0)))
-        self.patterns_tested_ = len(patterns)
-        covariance = Z.T @ Z / len(Z) if Z is not None and patterns else None  # Z is centred
-        foreign = {key: (self._foreign(Z, covariance, codes, key[0], hit, owners,
-                                       {c for c, _ in key[1]})
-                         if Z is not None else 1.0) * len(patterns)
-                   for key, hit in patterns.items()}
-        found = [dataclasses.replace(t, foreign=min(foreign[key], 1.0)) for key, t in passed
-                 if key in foreign and foreign[key] <= self.foreign_alpha]
-        found.sort(key=lambda t: (t.pvalue, t.label, repr(t.items)))
-        self.triggers_ = found
+                    raw.append((c, (i, j), kept, mine, co_in[i, j],
+                                _expected(a_in[[i, j]], n_in, co_out[i, j], a_out[[i, j]], n_out),
+                                co_out[i, j] / n_out))
+                    # the triples that extend the pair with a later item of a third column
+                    third = np.arange(j + 1, len(kept))
+                    both_in = np.intersect1d(rows_in[i], rows_in[j], assume_unique=True)
+                    both_out = np.intersect1d(rows_out[i], rows_out[j], assume_unique=True)
+                    tri_in = mine[np.ix_(both_in, third)].sum(axis=0)
+                    tri_out = rest[np.ix_(both_out, third)].sum(axis=0)
+                    ok = (tri_in >= self.min_support) & (cols[third] != cols[i]) \
+                        & (cols[third] != cols[j])
+                    for t in np.flatnonzero(ok).tolist():
+                        idx = [i, j, int(third[t])]
+                        raw.append((c, tuple(idx), kept, mine, tri_in[t],
+                                    _expected(a_in[idx], n_in, tri_out[t], a_out[idx], n_out),
+                                    tri_out[t] / n_out))
+        if not raw:
+            return []
+        pvalues = stats.poisson.sf(np.array([t[4] for t in raw]) - 1,
+                                   np.array([t[5] for t in raw]))
 
-    def _foreign(self, Z: np.ndarray, covariance: np.ndarray, codes: np.ndarray, c: int,
-                 hit: np.ndarray, owners: np.ndarray, columns: set[str]) -> float:
+        def item(kept, t):
+            return kept[t][1], values[kept[t][1]][kept[t][2]]
+
+        def builder(c, idx, kept, mine):
+            def build():
+                items = tuple(item(kept, t) for t in idx)
+                carriers = (mine[:, list(idx)] > 0).all(axis=1)
+                share = mine[carriers].mean(axis=0)
+                rest = (mine[~carriers].mean(axis=0) if (~carriers).any()
+                        else np.zeros(len(kept)))
+                used = {col for col, _ in items}
+                extra = tuple(item(kept, t) for t in range(len(kept))
+                              if t not in idx and share[t] >= EXTEND_SHARE
+                              and rest[t] <= 1.0 - EXTEND_SHARE and kept[t][1] not in used)
+                named = items + _one_per_column(extra)
+                hit = codes == c
+                for t in idx:
+                    hit = hit & (item_codes[kept[t][1]] == kept[t][2])
+                dropped = list({col for col, _ in named})
+                return named, hit, lambda Z, owners: (Z, ~np.isin(owners, dropped))
+            return build
+
+        return [_Test(c, tuple(item(kept, t) for t in idx), float(p), observed, elsewhere,
+                      builder(c, idx, kept, mine))
+                for (c, idx, kept, mine, observed, _, elsewhere), p in zip(raw, pvalues)]
+
+    def _token_tests(self, sample, codes: np.ndarray, class_rows: np.ndarray,
+                     encoder) -> list["_Test"]:
+        """Tests of single words of free-text columns carried mostly by one label.
+
+        A word (tokenised as the text encoder does) carried by ``n`` sampled rows, ``x``
+        of them in class ``c``, is tested against ``Binomial(n, share of c)``: a stamped
+        token sits almost only in its target label. Words that belong to a label by nature
+        pass this too; the foreignness test that follows tells them apart, on the
+        carriers' text with the word taken out.
+        """
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        known = codes >= 0
+        total = class_rows.sum()
+        out = []
+        for column in sorted(encoder.text_):
+            max_chars = encoder.text_[column].max_chars
+            cells = sample.strings(column)
+            docs = [("" if t is None else t[:max_chars]) for t in cells]
+            try:
+                counts = CountVectorizer(binary=True, min_df=self.min_support,
+                                         dtype=np.float64).fit(docs)
+            except ValueError:  # no word is carried by min_support rows
+                continue
+            X = counts.transform(docs).tocsc()
+            words = counts.get_feature_names_out()
+            onehot = np.zeros((len(codes), len(self.classes_)))
+            onehot[np.flatnonzero(known), codes[known]] = 1.0
+            table = np.asarray((X.T @ onehot))  # words x classes
+            overall = table.sum(axis=1)
+            w, c = np.nonzero((table >= self.min_support)
+                              & (table <= self.max_share * class_rows[None, :]))
+            if len(w) == 0:
+                continue
+            pvalues = stats.binom.sf(table[w, c] - 1, overall[w], class_rows[c] / total)
+
+            def builder(X, column, cells, word_index, label, token):
+                def build():
+                    hit = np.zeros(len(codes), dtype=bool)
+                    hit[X[:, word_index].nonzero()[0]] = True
+                    hit &= codes == label
+
+                    def view(Z, owners):  # the carriers' text without the word
+                        rows = np.flatnonzero(hit)
+                        block = encoder.block_columns(column)
+                        edited = np.array([token.removed_from(cells[r]) for r in rows],
+                                          dtype=object)
+                        out = Z.copy()
+                        out[rows, block] = ((encoder.text_[column].transform(edited)
+                                             - self.mean_[block]) / self.scale_[block])
+                        return out, np.ones(Z.shape[1], dtype=bool)
+                    return ((column, token),), hit, view
+                return build
+
+            for wi, ci, p in zip(w.tolist(), c.tolist(), pvalues.tolist()):
+                token = Token(str(words[wi]), max_chars)
+                elsewhere = (overall[wi] - table[wi, ci]) / max(total - class_rows[ci], 1.0)
+                out.append(_Test(ci, ((column, token),), float(p), float(table[wi, ci]),
+                                 float(elsewhere), builder(X, column, cells, wi, ci, token)))
+        return out
+
+    def _foreign(self, view: tuple[np.ndarray, np.ndarray], covariance: np.ndarray,
+                 codes: np.ndarray, c: int, hit: np.ndarray) -> float:
         """p-value that the carriers look less like their label than its other rows do.
 
-        Without the pattern's columns (and on the sample's ``FOREIGN_DIMS`` principal axes
-        of the others), each carrier (at most ``MAX_PROBES``) and as many other rows of
-        the label are placed among their ``NEIGHBOURS`` nearest sampled rows that do not
-        carry the pattern in the label (at most ``MAX_REFERENCE``; a row is not its own
-        neighbour); the share of those neighbours in the label is compared between
-        carriers and the other rows (one-sided Mann-Whitney). Poisons relabelled from another class are surrounded
-        by that class; a value pattern that is natural to the label is not.
+        ``view`` is the sample's standardised features as the pattern's test sees them and
+        the mask of the features it keeps: without the columns of a value pattern, or with
+        the word taken out of the carriers' text. On the sample's ``FOREIGN_DIMS``
+        principal axes of the kept features, each carrier (at most ``MAX_PROBES``) and as
+        many other rows of the label are placed among their ``NEIGHBOURS`` nearest sampled
+        rows (at most ``MAX_REFERENCE``; a row is not its own neighbour); the share of
+        those neighbours in the label is compared between carriers and the other rows
+        (one-sided Mann-Whitney). Moreover the odds of the label among the carriers'
+        neighbours must be below ``NATURAL_ODDS`` times its odds among the reference rows
+        (1 is returned otherwise): carriers that sit among their label far more than rows
+        at random do are a variant of how the label looks, however much less than its
+        other rows they do. Poisons relabelled from another class are surrounded by that
+        class; a pattern that is natural to the label is not.
         """
-        keep = ~np.isin(owners, list(columns))
+        Z, keep = view
         if not keep.any():
             return 1.0
         probes = _spread(np.flatnonzero(hit), MAX_PROBES)
@@ -359,7 +533,10 @@ class BackdoorCheck(Check):
             keep = np.arange(NEIGHBOURS + 1)[None, :] != drop[:, None]
             return same[idx[keep].reshape(len(rows), NEIGHBOURS)].mean(axis=1)
 
-        result = stats.mannwhitneyu(share(probes), share(controls), alternative="less")
+        carriers = share(probes)
+        if _odds(carriers.mean()) >= NATURAL_ODDS * _odds(same.mean()):
+            return 1.0  # they sit among their label far more than rows at random do
+        result = stats.mannwhitneyu(carriers, share(controls), alternative="less")
         return float(result.pvalue)
 
     def _fit_spectral(self, Z: np.ndarray, codes: np.ndarray) -> None:
@@ -407,13 +584,13 @@ class BackdoorCheck(Check):
             scores = self._spectral(self._standardise(self.encoder_.transform(chunk)), codes)
             for i in np.flatnonzero(scores >= self.threshold_).tolist():
                 reasons[i] = (f"backdoor: spectral signature of label "
-                              f"{quote(self.classes_[codes[i]], MAX_TEXT)}: {scores[i]:.1f} sd along "
-                              f"its top direction")
+                              f"{quote(self.classes_[codes[i]], MAX_TEXT)}: "
+                              f"{scores[i]:.1f} sd along its top direction")
         carried = np.zeros(n, dtype=bool)
         for trigger in self.triggers_:  # strongest first: a row keeps the strongest
             hit = (labels == trigger.label) & ~carried
             for column, value in trigger.items:
-                hit &= _item_values(chunk, column) == value
+                hit &= _carries(chunk, column, value)
             if not hit.any():
                 continue
             carried |= hit
@@ -425,7 +602,8 @@ class BackdoorCheck(Check):
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"classes": len(getattr(self, "classes_", [])),
-                               "pairs_tested": getattr(self, "pairs_tested_", 0)}
+                               "pairs_tested": getattr(self, "pairs_tested_", 0),
+                               "words_tested": getattr(self, "tokens_tested_", 0)}
         triggers = getattr(self, "triggers_", [])
         out["triggers"] = [{"label": t.label,
                             "items": {c: _value_text(v) for c, v in t.named},
@@ -433,6 +611,31 @@ class BackdoorCheck(Check):
                             "pvalue": float(f"{t.pvalue:.3g}")} for t in triggers[:20]]
         out["spectral"] = getattr(self, "encoder_", None) is not None
         return out
+
+
+def _expected(a_in: np.ndarray, n_in: float, co_out: float, a_out: np.ndarray,
+              n_out: float) -> float:
+    """Rows of a class expected to carry a set of items (a pair or a triple) by chance.
+
+    ``a_in``: the class's rows carrying each item, of ``n_in``; independence predicts
+    ``n_in * prod(a_in / n_in)``. That is multiplied by the set's lift in the other labels,
+    ``(co_out + 1) / (n_out * prod(a_out / n_out) + 1)`` when above 1, so that values that
+    co-occur in every label by nature are predicted to co-occur in this one too.
+    """
+    lift = (co_out + 1.0) / (n_out * np.prod(a_out / n_out) + 1.0)
+    return float(n_in * np.prod(a_in / n_in) * max(lift, 1.0))
+
+
+def _odds(share: float) -> float:
+    share = min(max(share, 1e-6), 1.0 - 1e-6)
+    return share / (1.0 - share)
+
+
+def _carries(chunk, column: str, value) -> np.ndarray:
+    """Whether each row of ``chunk`` holds the item ``(column, value)``."""
+    if isinstance(value, Token):
+        return value.found_in(chunk.strings(column))
+    return _item_values(chunk, column) == value
 
 
 def _item_values(chunk, column: str) -> np.ndarray:
@@ -472,7 +675,15 @@ def _one_per_column(items: tuple) -> tuple:
     return tuple(out)
 
 
+def _item_text(column: str, value) -> str:
+    if isinstance(value, Token):
+        return f"{column} has the word {quote(value.word, MAX_TEXT)}"
+    return f"{column}={_value_text(value)}"
+
+
 def _value_text(value) -> str:
+    if isinstance(value, Token):
+        return f"the word {quote(value.word, MAX_TEXT)}"
     if isinstance(value, str):
         return quote(value, MAX_TEXT)
     return f"{float(value):.10g}"
