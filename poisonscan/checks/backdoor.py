@@ -79,6 +79,12 @@ MAX_CLASSES = 100
 MAX_ITEMS = 64
 #: Uncorrected one-sided Poisson level an item's enrichment in its class must reach.
 ITEM_SCREEN = 0.5
+#: Largest share of the other labels' rows that may carry a word for it to be tested: a
+#: stamped word is foreign to their text, while the words that mark a label by nature
+#: (a link style of one era, a client's signature) turn up elsewhere too. On the
+#: benchmark's ``tweets``, the natural markers that otherwise pass every test are carried
+#: by 0.13-2.2% of the other labels' rows.
+WORD_ELSEWHERE = 0.001
 #: Share of a trigger's carriers that carry another item for it to be named with it.
 EXTEND_SHARE = 0.9
 #: Family score of a row that carries a mined trigger (above any spectral score).
@@ -458,8 +464,10 @@ class BackdoorCheck(Check):
             onehot[np.flatnonzero(known), codes[known]] = 1.0
             table = np.asarray((X.T @ onehot))  # words x classes
             overall = table.sum(axis=1)
+            outside = (overall[:, None] - table) / np.maximum(total - class_rows, 1.0)[None, :]
             w, c = np.nonzero((table >= self.min_support)
-                              & (table <= self.max_share * class_rows[None, :]))
+                              & (table <= self.max_share * class_rows[None, :])
+                              & (outside <= WORD_ELSEWHERE))
             if len(w) == 0:
                 continue
             pvalues = stats.binom.sf(table[w, c] - 1, overall[w], class_rows[c] / total)
