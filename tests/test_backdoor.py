@@ -275,3 +275,22 @@ def test_three_stamped_values_in_four_rows_are_a_trigger(monkeypatch):
     monkeypatch.setattr(backdoor, "_expected",
                         lambda a_in, *rest: 1e12 if len(a_in) == 3 else pairs_only(a_in, *rest))
     assert scored(df)[0].triggers_ == []
+
+
+
+def test_a_word_the_other_labels_use_too_is_not_tested(monkeypatch):
+    """Words that other labels carry (at over ``WORD_ELSEWHERE`` of their rows) are
+    language, not stamps — the price: a stamp that is also an ordinary word is missed."""
+    from poisonscan.checks import backdoor
+
+    df, mask = with_word(messages(), "zq", 40)
+    rng = np.random.default_rng(5)
+    ham = np.flatnonzero(df["y"].to_numpy() == "ham")
+    natural = rng.choice(ham, int(0.005 * len(ham)), replace=False)  # 0.5% of ham
+    df.loc[natural, "text"] = df.loc[natural, "text"] + " zq"
+    check, (_, finding, _) = scored(df, label="y")
+    assert check.triggers_ == [] and not (finding > 0).any()
+    monkeypatch.setattr(backdoor, "WORD_ELSEWHERE", 1.0)  # without the rule: a trigger
+    check, (_, finding, _) = scored(df, label="y")
+    assert [t.label for t in check.triggers_] == ["spam"]
+    assert np.array_equal(finding > 0, mask)
