@@ -506,7 +506,9 @@ class BackdoorCheck(Check):
         the word taken out of the carriers' text. On the sample's ``FOREIGN_DIMS``
         principal axes of the kept features, each carrier (at most ``MAX_PROBES``) and as
         many other rows of the label are placed among their ``NEIGHBOURS`` nearest sampled
-        rows (at most ``MAX_REFERENCE``; a row is not its own neighbour); the share of
+        rows that do not carry the pattern in the label (at most ``MAX_REFERENCE``; a row is
+        not its own neighbour; carriers are left out so that poisons cannot vouch for each
+        other); the share of
         those neighbours in the label is compared between carriers and the other rows
         (one-sided Mann-Whitney). Moreover the odds of the label among the carriers'
         neighbours must be below ``NATURAL_ODDS`` times its odds among the reference rows
