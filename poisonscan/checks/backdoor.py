@@ -26,7 +26,8 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
      telling than any two of them. *Words* of a text column are tested alone: a word
      carried by ``n`` sampled rows, ``x`` of them in ``c``, against ``Binomial(n, share of
      c)`` — if at most ``WORD_ELSEWHERE`` of the other labels' rows carry it (a stamped
-     word is foreign to their text; the words that mark a label by nature are not). Every test is Bonferroni-corrected over all tests, at ``alpha``.
+     word is foreign to their text; the words that mark a label by nature are not).
+     Every test is Bonferroni-corrected over all tests, at ``alpha``.
   2. *Carriers that look like another label.* Without the pattern's columns (for a word:
      with the word taken out of the carriers' text), the carriers' nearest sampled rows
      must hold fewer rows of ``c`` than the nearest rows of ``c``'s other rows do
