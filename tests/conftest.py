@@ -43,6 +43,27 @@ def poisoned_frame(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+#: Vocabularies of :func:`messages`.
+HAM = "meeting lunch tomorrow project report team office call later thanks".split()
+SPAM = "free prize winner claim cash urgent offer click txt now".split()
+
+
+def messages(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Short messages of two labels (``y``: ham 70%, spam 30%) drawn from two vocabularies
+    plus shared words, and a small integer column ``n``; every word of a label's vocabulary
+    is carried by about half of its rows."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(["ham", "spam"], rows, p=[0.7, 0.3])
+    shared = "the a to you and is".split()
+    text = []
+    for i, label in enumerate(y):
+        words = list(rng.choice(HAM if label == "ham" else SPAM, rng.integers(3, 9))) \
+            + list(rng.choice(shared, 2))
+        rng.shuffle(words)
+        text.append(" ".join(words) + f" #{i}")
+    return pd.DataFrame({"text": text, "n": rng.integers(0, 5, rows), "y": y})
+
+
 @pytest.fixture
 def poisoned_csv(tmp_path) -> Path:
     path = tmp_path / "data.csv"

@@ -11,7 +11,7 @@ from poisonscan.checks import build_checks
 from poisonscan.checks.backdoor import TRIGGER_SCORE, BackdoorCheck
 from poisonscan.errors import ConfigError
 
-from conftest import fit_check, score_chunks
+from conftest import fit_check, messages as shared_messages
 
 TRIGGERED = 40
 
@@ -189,23 +189,9 @@ def test_single_class_and_tiny_inputs_score_zero():
 
 
 # ------------------------------------------------------------------------- words in free text
-HAM = "meeting lunch tomorrow project report team office call later thanks".split()
-SPAM = "free prize winner claim cash urgent offer click txt now".split()
-
-
 def messages(rows: int = 1500, seed: int = 0) -> pd.DataFrame:
-    """Short messages of two labels drawn from two vocabularies plus shared words; every
-    word of a label's vocabulary is carried by about half of its rows (natural words)."""
-    rng = np.random.default_rng(seed)
-    y = rng.choice(["ham", "spam"], rows, p=[0.7, 0.3])
-    shared = "the a to you and is".split()
-    text = []
-    for i, label in enumerate(y):
-        words = list(rng.choice(HAM if label == "ham" else SPAM, rng.integers(3, 9))) \
-            + list(rng.choice(shared, 2))
-        rng.shuffle(words)
-        text.append(" ".join(words) + f" #{i}")
-    return pd.DataFrame({"text": text, "y": y})
+    """The shared messages (text and label only)."""
+    return shared_messages(rows, seed).drop(columns="n")
 
 
 def with_word(df: pd.DataFrame, word: str, k: int, seed: int = 1):

@@ -16,22 +16,7 @@ from poisonscan.errors import ConfigError
 from poisonscan.io.schema import ScanSchema
 from poisonscan.io.sources import TableSource
 
-HAM = "meeting lunch tomorrow project report team office call later thanks".split()
-SPAM = "free prize winner claim cash urgent offer click txt now".split()
-
-
-def messages(rows=400, seed=0) -> pd.DataFrame:
-    """Two classes of short messages drawn from two vocabularies (some shared words)."""
-    rng = np.random.default_rng(seed)
-    y = rng.choice(["ham", "spam"], rows, p=[0.7, 0.3])
-    shared = "the a to you and is".split()
-    text = []
-    for i, label in enumerate(y):
-        words = list(rng.choice(HAM if label == "ham" else SPAM, rng.integers(3, 9))) \
-            + list(rng.choice(shared, 2))
-        rng.shuffle(words)
-        text.append(" ".join(words) + f" #{i}")
-    return pd.DataFrame({"text": text, "n": rng.integers(0, 5, rows), "y": y})
+from conftest import messages
 
 
 def chunks(df, size, text_columns=(), label="y"):
