@@ -339,8 +339,11 @@ class FeatureEncoder:
             indicator = self.imputer_.indicator_
             if indicator is not None:
                 names += [f"{self.numeric_[i]}__missing" for i in indicator.features_]
+        self._block_slices = {}
         for column, block in self._blocks():
+            start = len(names)
             names += block.names(column)
+            self._block_slices[column] = slice(start, len(names))
         if self.categorical_:
             self.onehot_ = OneHotEncoder(
                 handle_unknown="infrequent_if_exist", min_frequency=self.min_frequency,
@@ -385,15 +388,7 @@ class FeatureEncoder:
         KeyError
             ``column`` is not an encoded vector or text column.
         """
-        start = len(self.numeric_)
-        indicator = getattr(self, "imputer_", None)
-        if indicator is not None and indicator.indicator_ is not None:
-            start += len(indicator.indicator_.features_)
-        for name, block in self._blocks():
-            if name == column:
-                return slice(start, start + block.n_outputs_)
-            start += block.n_outputs_
-        raise KeyError(column)
+        return self._block_slices[column]
 
     def _blocks(self):
         """``(column, encoder)`` of the vector and text columns, in output order."""

@@ -1095,7 +1095,6 @@ class BoundsCheck(Check):
             values = pc.cast(values, pa.string())
         texts = chunk.strings(column)
         present = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        k = len(classes)
         name = f"label {column!r}" if column == self._label else column
         for cls, spec, src in self._text_rules[column]:
             sfx = "" if cls is None else f" for label {cls!r}"

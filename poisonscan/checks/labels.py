@@ -595,7 +595,5 @@ def _posterior_wrong(proba: np.ndarray, codes: np.ndarray, transition: np.ndarra
     return np.where(total > 0, 1.0 - mine / np.where(total > 0, total, 1.0), 0.0)
 
 
-
-
 def _r(x: float) -> float:
     return float(f"{x:.6g}")

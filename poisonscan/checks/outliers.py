@@ -763,7 +763,5 @@ def _share(n: int, share: float | None) -> str:
     return f"top {pct:.2g}% of rows" if pct < 10 else f"top {pct:.0f}% of rows"
 
 
-
-
 def _round(x: float, digits: int = 10) -> float:
     return float(f"{x:.{digits}g}") if math.isfinite(x) else x
