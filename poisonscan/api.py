@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import pipeline
 from .checks.registry import build_checks
 from .config import ScanConfig, locate_key
 from .engines.local import PASS2_FILE, ScanRun
@@ -237,19 +238,11 @@ def _timed_checks(checks, seconds: dict[str, float]):
     patched = []
     for check in checks:
         seconds[check.name] = 0.0
-        for method in ("summarize", "merge", "fit", "score"):
+        for method in pipeline.CONTRACT_METHODS:
             original = getattr(check, method, None)
             if original is None:
                 continue
-
-            def timed(*args, _original=original, _name=check.name, **kwargs):
-                begun = time.perf_counter()
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    seconds[_name] += time.perf_counter() - begun
-
-            setattr(check, method, timed)
+            setattr(check, method, pipeline.timed(original, check.name, seconds))
             patched.append((check, method))
     try:
         yield

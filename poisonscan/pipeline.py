@@ -12,7 +12,8 @@ An engine (:mod:`poisonscan.engines`) decides where and in which order these run
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,23 @@ from .fusion import Fusion
 from .io.chunk import Chunk
 from .io.schema import ScanSchema
 from .profiling import Profile
+
+#: The methods of the check contract (:class:`~poisonscan.checks.base.Check`).
+CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
+
+
+def timed(method: Callable, name: str, seconds: dict[str, float]) -> Callable:
+    """``method`` wrapped so that the seconds of every call are added to ``seconds[name]``
+    (per-family timings with ``verbose``, in this process and in the local engine's
+    worker processes)."""
+    def wrapper(*args, **kwargs):
+        begun = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begun
+    return wrapper
+
 
 #: Columns of the intermediate pass-2 file, before the family columns.
 PASS2_HEAD = (("row", pa.int64()), ("score", pa.float64()), ("violation", pa.bool_()))

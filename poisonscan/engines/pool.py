@@ -6,8 +6,9 @@ of ``workers - 1`` processes; the calling process scores chunks too.
 
 * **The plan goes once to each worker**, as the argument of its initializer (serialised
   by :mod:`multiprocessing` between our own processes, like the plan the Dask engine
-  scatters: a plan is picklable, spilled duplicate runs carry their data). Each worker limits its BLAS/OpenMP threads to
-  its share of the cores, so the pool does not oversubscribe them.
+  scatters: a plan is picklable, spilled duplicate runs carry their data). Each worker
+  limits its BLAS/OpenMP threads to its share of the cores, so the pool does not
+  oversubscribe them.
 * **Chunks are read here** (any source: one CSV file cannot be split among workers),
   sent to the workers, and their pass-2 tables come back **in input order**
   (:meth:`ScorePool.map`): the caller writes exactly what one process would. At most
@@ -33,11 +34,6 @@ import pyarrow as pa
 from .. import pipeline
 from ..errors import PoisonscanError
 
-#: Methods a caller may have wrapped on a check instance (e.g. per-check timings with
-#: ``verbose``); instance-level wrappers are not sent to the workers.
-CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
-
-
 def usable_cores() -> int:
     """Cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -50,7 +46,8 @@ def shippable(plan: pipeline.Plan) -> pipeline.Plan:
     (a shallow copy per check: fitted state is shared, not copied)."""
     checks = []
     for check in plan.checks:
-        wrapped = [m for m in CONTRACT_METHODS if callable(vars(check).get(m))]
+        # methods a caller wrapped on the instance (per-check timings with ``verbose``)
+        wrapped = [m for m in pipeline.CONTRACT_METHODS if callable(vars(check).get(m))]
         if wrapped:
             check = copy.copy(check)
             for method in wrapped:
@@ -195,18 +192,8 @@ def _start_worker(plan: pipeline.Plan, threads: int, timed: bool, created: float
     if timed:
         _SECONDS = {}
         for check in _PLAN.checks:
-            check.score = _timed(check.score, check.name)
+            check.score = pipeline.timed(check.score, check.name, _SECONDS)
     _READY = time.time() - created
-
-
-def _timed(method, name: str):
-    def timed(*args, **kwargs):
-        begun = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            _SECONDS[name] = _SECONDS.get(name, 0.0) + time.perf_counter() - begun
-    return timed
 
 
 def _score_chunk(chunk) -> tuple[pa.Table, dict[str, float], float | None]:
