@@ -138,7 +138,7 @@ class CategoryStats:
         if self.counts is not None:
             ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
             out["distinct"] = len(ordered)
-            out["top"] = {_shorten(v): k for v, k in ordered[:top]}
+            out["top"] = {shorten(v): k for v, k in ordered[:top]}
         return out
 
 
@@ -184,7 +184,8 @@ class VectorStats:
             raise ragged_error(late.first[1], late.first[0], self.column, late.length,
                                early.length)
         firsts = [s.first for s in (self, other) if s.first is not None]
-        return VectorStats(self.column, count=self.count + other.count, missing=self.missing + other.missing,
+        return VectorStats(self.column, count=self.count + other.count,
+                           missing=self.missing + other.missing,
                            nonfinite=self.nonfinite + other.nonfinite,
                            length=self.length if self.length is not None else other.length,
                            first=min(firsts) if firsts else None)
@@ -294,11 +295,11 @@ class Profile:
 MAX_SHOWN_CHARS = 200
 
 
-def _shorten(value: str) -> str:
-    """A value cut to :data:`MAX_SHOWN_CHARS` characters (saying how long it was)."""
-    if len(value) <= MAX_SHOWN_CHARS:
+def shorten(value: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """A value cut to ``limit`` characters (saying how long it was)."""
+    if len(value) <= limit:
         return value
-    return f"{value[:MAX_SHOWN_CHARS]}… ({len(value):,} characters)"
+    return f"{value[:limit]}… ({len(value):,} characters)"
 
 
 def _round(x: float, digits: int = 10) -> float:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ..io.chunk import Chunk
 from ..io.schema import CATEGORICAL, NUMERIC, is_vector_type
+from ..profiling import shorten
 from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint,
                       parquet_parts)
 
@@ -201,8 +202,7 @@ def _texts(column: pa.ChunkedArray) -> list[str | None]:
         return [None if v is None else format_vector(v) for v in column.to_pylist()]
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
-    return [v if v is None or len(v) <= MAX_CELL_CHARS
-            else f"{v[:MAX_CELL_CHARS]}… ({len(v):,} characters)" for v in column.to_pylist()]
+    return [None if v is None else shorten(v, MAX_CELL_CHARS) for v in column.to_pylist()]
 
 
 def format_vector(values: list, shown: int = VECTOR_SHOWN) -> str:
