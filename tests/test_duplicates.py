@@ -364,6 +364,70 @@ def test_repetition_that_is_usual_around_it_is_no_finding():
     assert (out.finding[n:] > 0.3).all() and out.finding[n - 1] > 0.3
 
 
+def test_a_copied_row_is_a_finding_only_where_rows_never_repeat():
+    """Two copies of a continuous row, in data where no row repeats, are a finding however
+    ordinary their place; the same pair where the rows repeat by nature is not."""
+    frame = two_classes(500)
+    copy = frame.iloc[[7]]
+    data = pd.concat([frame, copy], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    pair = np.array([7, len(frame)])
+    assert check.exact_.rarity == 1.0
+    assert (out.finding[pair] >= 0.25).all()      # halved: the pair sits deep in its class
+    assert (np.delete(out.finding, pair) == 0).all()
+    # one row in twenty repeats by nature (each of 'fox' and 'owl'): a pair is ordinary
+    rng = np.random.default_rng(5)
+    natural = frame.iloc[rng.choice(len(frame), 25, replace=False)]
+    repeating = pd.concat([frame, natural, copy], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(repeating, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert check.exact_.rarity == 0.0
+    assert (out.finding == 0).all()
+
+
+def test_a_rare_labels_few_rows_do_not_make_a_common_labels_pair_foreign():
+    """'owl' is 5% of the rows. A pair of 'fox' rows with 3 'owl' rows among its 10
+    neighbours sits where 'owl' is enriched six-fold, yet 'fox' still outnumbers it: the
+    pair is no finding. The same pair with 'owl' outnumbering 'fox' around it is one."""
+    rng = np.random.default_rng(6)
+    n = 1000
+    x = rng.normal(size=(n, 3))
+    y = np.where(np.arange(n) < 50, "owl", "fox")
+    x[:3] = [0.05, 0.0, 0.0] + rng.normal(scale=0.01, size=(3, 3))   # 3 owls beside the pair
+    frame = pd.DataFrame(np.round(x, 6), columns=["a", "b", "c"]).assign(y=y)
+    natural = frame.iloc[rng.choice(np.arange(50, n), 30, replace=False)]  # fox pairs are usual
+    pair = pd.DataFrame({"a": [0.0, 0.0], "b": [0.0, 0.0], "c": [0.0, 0.0], "y": "fox"})
+
+    def pair_finding(data):
+        check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+        out = check.score(next(source.chunks(10**9, schema)))
+        assert check.exact_.usual_by_label[check.labels_.index("fox") + 1] >= 2
+        return out.disagreement[-2:], out.finding[-2:]
+
+    disagreement, finding = pair_finding(pd.concat([frame, natural, pair], ignore_index=True))
+    assert (disagreement <= 0.5).all() and (finding == 0).all()
+    more = frame.iloc[:3].assign(a=frame.a[:3] - 0.1)               # now 6 owls beside it
+    disagreement, finding = pair_finding(pd.concat([frame, natural, more, more.assign(
+        b=more.b + 0.02), pair], ignore_index=True))
+    assert (disagreement > 0.9).all() and (finding > 0.4).all()
+
+
+def test_repetition_findings_grow_with_the_excess():
+    frame = two_classes(500)
+    rows = frame.index[frame.y == "fox"][:3]
+    copies = [frame.loc[[r]] for r, k in zip(rows, (2, 6, 12)) for _ in range(k)]
+    data = pd.concat([frame] + copies, ignore_index=True)
+    rng = np.random.default_rng(7)
+    natural = frame.iloc[rng.choice(len(frame), 30, replace=False)]   # pairs are usual
+    data = pd.concat([data, natural], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    strength = [out.finding[r] for r in rows]
+    assert strength[0] == 0 < strength[1] < strength[2]
+    assert strength[2] > 0.45                     # halved: deep in its class
+
+
 def test_scores_are_deterministic_and_pure():
     frame = two_classes(300)
     extra = frame.iloc[[1, 1, 2]].copy()

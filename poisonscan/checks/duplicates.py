@@ -32,17 +32,22 @@ group, or with its near group where that holds more rows. Questions asked of eac
   counts once as a neighbour and its own group never. The row's *disagreement* compares
   the neighbours' support for its label with the best rival label (in a conflict: the
   group's other labels, by neighbour share; otherwise any label, by neighbour count over
-  its share of the sample);
+  its share of the sample, and only a rival that also outnumbers the row's label among the
+  neighbours disfavours it);
 * **repetition** — how large is the group against the groups around it (the
   ``LOCAL_QUANTILE`` of the neighbours' group sizes; without neighbours, the
   ``repeat_quantile`` of the sizes of its label's groups, the largest few left out)?
 
-A group of agreeing labels is a *finding* when it is larger than its label's usual group
-and ``SIZE_RATIO`` times larger than the groups around it (``RARE_SIZE_RATIO`` times
-where rows of its label never repeat by nature), or when it repeats a point whose neighbourhood disfavours its label (the
-"concentrated" attack); a smaller excess is mild evidence, calibrated like
-any soft score. Nothing here is a hard violation: duplicates are evidence, not a broken
-rule.
+A group of agreeing labels is a *finding* when it repeats a point whose neighbourhood
+disfavours its label (the "concentrated" attack), or when it is larger than its label's
+usual group and ``SIZE_RATIO`` times larger than the groups around it (``RARE_SIZE_RATIO``
+times where rows of its label never repeat by nature; any exact repeat where no rows of the
+dataset and none around it do: a copied row of continuous values is no accident). Size
+evidence grows fast with the excess (``1 - 2 ** -(ratio - threshold)``: a point copied ten
+times where nothing repeats is as telling as a conflicting label), halved where the
+neighbourhood firmly favours the group's label (the natural heart of a class may pile up).
+A smaller excess is mild evidence, calibrated like any soft score. Nothing here is a hard
+violation: duplicates are evidence, not a broken rule.
 """
 
 from __future__ import annotations
@@ -68,9 +73,11 @@ from .base import Check, CheckScores
 #: Raw score of a member of an exact group with conflicting labels (near: times NEAR_WEIGHT).
 CONFLICT_SCORE = 0.9
 #: Size over the groups around it from which a repeated point is evidence by its size alone
-#: (``RARE_SIZE_RATIO`` where rows of its label never repeat by nature).
+#: (``RARE_SIZE_RATIO`` where rows of its label never repeat by nature, ``NEVER_SIZE_RATIO``
+#: -- any exact repeat -- where no rows of the dataset, and none around it, do).
 SIZE_RATIO = 4.0
 RARE_SIZE_RATIO = 2.0
+NEVER_SIZE_RATIO = 1.0
 #: Share of a label's distinct points repeated by nature from which repeats are usual.
 RARE_REPEAT_SHARE = 0.01
 #: Weaker findings are only mild evidence.
@@ -530,6 +537,8 @@ class Groups:
     rarity_by_label : numpy.ndarray of float64
         Per label code, how rarely its points repeat by nature: 1 when, the largest
         groups left out, none does, 0 when ``RARE_REPEAT_SHARE`` of them do.
+    rarity : float
+        The same over the points of every label together.
     distinct : int
         Distinct fingerprints.
     repeated_rows : int
@@ -549,6 +558,7 @@ class Groups:
     label: np.ndarray
     usual_by_label: np.ndarray
     rarity_by_label: np.ndarray
+    rarity: float
 
     def lookup(self, fingerprints: np.ndarray) -> np.ndarray:
         """Group index of each fingerprint, ``-1`` for a fingerprint held by one row."""
@@ -643,20 +653,24 @@ class _GroupBuilder:
         # usual group size among the points of each label, and how rarely they repeat
         usual_by_label = np.ones(self.n_codes + 1, dtype=np.int64)
         rarity_by_label = np.ones(self.n_codes + 1)
+        natural_groups = 0
         agreeing = np.flatnonzero(~conflict)
         order = agreeing[np.lexsort((sizes[agreeing], main[agreeing]))]
         bounds = np.searchsorted(main[order], np.arange(self.n_codes + 2))
         for code in np.flatnonzero(np.diff(bounds)).tolist():
             grouped = sizes[order[bounds[code]:bounds[code + 1]]][:-LARGEST_IGNORED]
             usual_by_label[code] = _size_quantile(grouped, int(self.singles[code]), quantile)
+            natural_groups += len(grouped)
             natural = len(grouped) / max(int(self.singles[code]) + len(grouped), 1)
-            rarity_by_label[code] = max(0.0, 1.0 - natural / RARE_REPEAT_SHARE)
+            rarity_by_label[code] = _rarity(natural)
         return Groups(keys=keys, sizes=sizes, label_ptr=ptr, label_codes=label_codes,
                       label_counts=counts[element], members=members,
                       usual=_size_quantile(sizes, singletons, quantile),
                       distinct=int(self.distinct), repeated_rows=int(sizes.sum()),
                       conflict=conflict, label=main.astype(np.int64),
-                      usual_by_label=usual_by_label, rarity_by_label=rarity_by_label)
+                      usual_by_label=usual_by_label, rarity_by_label=rarity_by_label,
+                      rarity=_rarity(natural_groups
+                                     / max(int(self.singles.sum()) + natural_groups, 1)))
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -666,6 +680,11 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + (np.arange(total) - offsets)
+
+
+def _rarity(natural_share: float) -> float:
+    """How rarely points repeat by nature, from the share that do: 1 (never) to 0."""
+    return max(0.0, 1.0 - natural_share / RARE_REPEAT_SHARE)
 
 
 def _size_quantile(sizes: np.ndarray, singletons: int, q: float) -> int:
@@ -937,6 +956,7 @@ class DuplicatesCheck(Check):
         baseline = np.ones(n)
         usual = np.ones(n)
         rarity = np.zeros(n)
+        never = np.zeros(n)
         weight = np.zeros(n)
         for k, (groups, _, w) in enumerate(kinds):
             rows = np.flatnonzero(inside & (which == k))
@@ -945,6 +965,8 @@ class DuplicatesCheck(Check):
             conflict[rows] = groups.conflict[g]
             usual[rows] = baseline[rows] = groups.usual_by_label[groups.label[g]]
             rarity[rows] = groups.rarity_by_label[groups.label[g]]
+            if groups is self.exact_:  # rounded values may meet by chance; exact ones not
+                never[rows] = rarity[rows] * groups.rarity
             weight[rows] = w
         disagreement = np.full(n, np.nan)
         asked = inside & (conflict | (size > baseline) | self.ask_all_)
@@ -955,13 +977,20 @@ class DuplicatesCheck(Check):
             baseline[rows] = np.where(np.isnan(local), baseline[rows], local)
         # a repeated point is a finding when it is larger than the usual group of its label
         # and much larger than the groups around it -- sooner where the label's rows never
-        # repeat -- or when the neighbourhood outside the group disfavours its label
+        # repeat -- or when the neighbourhood outside the group disfavours its label. Each
+        # copy beyond the threshold halves the doubt of the size evidence, which counts
+        # half where the neighbourhood firmly favours the label
         ratio = size / np.maximum(baseline, 1.0)
-        size_ratio = SIZE_RATIO - (SIZE_RATIO - RARE_SIZE_RATIO) * rarity
-        size_evidence = np.where(size > usual, np.clip(1.0 - size_ratio / ratio, 0.0, 1.0), 0.0)
-        foreign = np.where(np.isnan(disagreement), 0.0, np.clip(2 * disagreement - 1, 0, 1))
-        finding = np.maximum(size_evidence * (0.5 + 0.5 * foreign),
-                             np.maximum(0.0, 1.0 - 1.0 / ratio) * foreign)
+        never = np.where(baseline <= 1.0, never, 0.0)  # nor do the rows around it
+        size_ratio = SIZE_RATIO - (SIZE_RATIO - RARE_SIZE_RATIO) * rarity \
+            - (RARE_SIZE_RATIO - NEVER_SIZE_RATIO) * never
+        measured = ~np.isnan(disagreement)
+        foreign = np.where(measured, np.clip(2 * disagreement - 1, 0, 1), 0.0)
+        home = np.where(measured, np.clip(1 - 2 * disagreement, 0, 1), 0.0)
+        size_evidence = np.where(size > usual, 1.0 - np.exp2(-np.maximum(ratio - size_ratio,
+                                                                          0.0)), 0.0)
+        size_evidence *= 1 - home / 2
+        finding = np.maximum(size_evidence, np.maximum(0.0, 1.0 - 1.0 / ratio) * foreign)
         finding = np.where(inside & ~conflict, np.minimum(weight * finding, 0.999), 0.0)
         finding[finding < MIN_FINDING] = 0.0
         # below a finding, a group larger than its label's usual and than the groups around
@@ -988,7 +1017,8 @@ class DuplicatesCheck(Check):
             group's other labels (which of the group's labels do real rows here carry). In
             an agreeing group they are neighbour counts relative to each label's share of
             the sample (is the group's label under-represented here), ``rival`` the best
-            label the neighbours name. NaN without labels or neighbours.
+            label the neighbours name; at most 0.5 where that rival does not outnumber the
+            row's label among the neighbours. NaN without labels or neighbours.
         local : numpy.ndarray of float64
             The ``LOCAL_QUANTILE`` of the sizes of the neighbours' own groups (1 for a
             point held by one row): how much rows repeat around this point. NaN without
@@ -1057,12 +1087,19 @@ class DuplicatesCheck(Check):
             np.maximum.at(best, owner, value)
             rival[sel] = best
         # agreeing groups: the best label the neighbours name, by ratio to its share
+        # -- and no rival outnumbered by the label among the neighbours disfavours it (a
+        # rare label's lift is large where a few of its rows sit among the label's own)
         a_sel = np.flatnonzero(~is_conflict)
+        outnumbered = np.zeros(len(rows), dtype=bool)
         if len(a_sel):
             others = np.where(counts[point[a_sel]] > 0, ratio[point[a_sel]], 0.0)
             others[np.arange(len(a_sel)), own_code[a_sel]] = 0.0
-            rival[a_sel] = others.max(axis=1)
+            best = others.argmax(axis=1)
+            rival[a_sel] = others[np.arange(len(a_sel)), best]
+            outnumbered[a_sel] = counts[point[a_sel], best] <= counts[point[a_sel],
+                                                                      own_code[a_sel]]
         out = rival / np.maximum(rival + own, 1e-12)
+        out = np.where(outnumbered, np.minimum(out, 0.5), out)
         return np.where((used[point] > 0) & (own_code > 0), out, np.nan), local
 
     # ------------------------------------------------------------------------ reasons
