@@ -376,6 +376,10 @@ def test_a_copied_row_is_a_finding_only_where_rows_never_repeat():
     assert check.exact_.rarity == 1.0
     assert (out.finding[pair] >= 0.25).all()      # halved: the pair sits deep in its class
     assert (np.delete(out.finding, pair) == 0).all()
+    label = frame.y[7]
+    assert out.reasons[7] == (f"duplicates: 2 copies (rows {len(frame)}) — labels '{label}' ×2;"
+                              " 2× the groups around it, in data whose rows never repeat; "
+                              f"neighbours favour '{label}' (0.00)")
     # one row in twenty repeats by nature (each of 'fox' and 'owl'): a pair is ordinary
     rng = np.random.default_rng(5)
     natural = frame.iloc[rng.choice(len(frame), 25, replace=False)]

@@ -1000,7 +1000,7 @@ class DuplicatesCheck(Check):
         scores = np.where(conflict, weight * CONFLICT_SCORE, np.maximum(finding, mild))
         flagged = conflict | (finding > 0)
         reasons = self._reasons(chunk, codes, reported, which, kinds, flagged, conflict,
-                                baseline, disagreement)
+                                baseline, disagreement, never)
         return DuplicateScores(scores.astype(np.float64), np.zeros(n, dtype=bool), reasons,
                                conflict=conflict, disagreement=disagreement, finding=finding)
 
@@ -1104,7 +1104,7 @@ class DuplicatesCheck(Check):
 
     # ------------------------------------------------------------------------ reasons
     def _reasons(self, chunk, codes, reported, which, kinds, flagged, conflict, baseline,
-                 disagreement) -> np.ndarray:
+                 disagreement, never) -> np.ndarray:
         n = len(chunk)
         reasons = np.full(n, None, dtype=object)
         rows = chunk.rows
@@ -1127,6 +1127,8 @@ class DuplicatesCheck(Check):
                 text += " — labels " + ", ".join(labels)
             if not conflict[i] and size > baseline[i]:
                 text += f"; {size / max(baseline[i], 1.0):.3g}× the groups around it"
+                if never[i] >= 0.5:
+                    text += ", in data whose rows never repeat"
             d = disagreement[i]
             if not conflict[i] and not math.isnan(d) and codes[i] > 0:
                 text += f"; neighbours {'disfavour' if d > 0.5 else 'favour'} " \
