@@ -390,6 +390,28 @@ def test_a_copied_row_is_a_finding_only_where_rows_never_repeat():
     assert (out.finding == 0).all()
 
 
+@pytest.mark.parametrize("kind", ["counts", "text"])
+def test_a_copied_count_or_text_row_may_be_chance(kind):
+    """Rows of whole numbers or of text may meet by chance: a pair of them is no finding
+    even where nothing else repeats (and is one once the values are continuous)."""
+    frame = two_classes(500)
+    if kind == "counts":
+        frame[["a", "b", "c"]] = (frame[["a", "b", "c"]] * 1000).round()
+    else:
+        frame = pd.DataFrame({"note": [f"item {i} of batch {i % 7}" for i in range(len(frame))],
+                              "y": frame.y})
+    data = pd.concat([frame, frame.iloc[[7]]], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert check.exact_.rarity == 1.0 and not check.continuous_
+    assert (out.finding == 0).all()
+    if kind == "counts":
+        data[["a", "b", "c"]] += 0.5
+        check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+        out = check.score(next(source.chunks(10**9, schema)))
+        assert check.continuous_ and (out.finding[[7, len(frame)]] > 0).all()
+
+
 def test_a_rare_labels_few_rows_do_not_make_a_common_labels_pair_foreign():
     """'owl' is 5% of the rows. A pair of 'fox' rows with 3 'owl' rows among its 10
     neighbours sits where 'owl' is enriched six-fold, yet 'fox' still outnumbers it: the

@@ -41,8 +41,9 @@ group, or with its near group where that holds more rows. Questions asked of eac
 A group of agreeing labels is a *finding* when it repeats a point whose neighbourhood
 disfavours its label (the "concentrated" attack), or when it is larger than its label's
 usual group and ``SIZE_RATIO`` times larger than the groups around it (``RARE_SIZE_RATIO``
-times where rows of its label never repeat by nature; any exact repeat where no rows of the
-dataset and none around it do: a copied row of continuous values is no accident). Size
+times where rows of its label never repeat by nature; any exact repeat of rows holding
+continuous values, where no rows of the dataset and none around it repeat: a copied row
+of measurements is no accident, while texts, counts and codes may meet by chance). Size
 evidence grows fast with the excess (``1 - 2 ** -(ratio - threshold)``: a point copied ten
 times where nothing repeats is as telling as a conflicting label), halved where the
 neighbourhood firmly favours the group's label (the natural heart of a class may pile up).
@@ -67,14 +68,15 @@ import pyarrow.compute as pc
 from ..config import Option
 from ..hashing import splitmix64
 from ..io.chunk import Chunk
-from ..io.schema import CATEGORICAL
+from ..io.schema import CATEGORICAL, NUMERIC
 from .base import Check, CheckScores
 
 #: Raw score of a member of an exact group with conflicting labels (near: times NEAR_WEIGHT).
 CONFLICT_SCORE = 0.9
 #: Size over the groups around it from which a repeated point is evidence by its size alone
 #: (``RARE_SIZE_RATIO`` where rows of its label never repeat by nature, ``NEVER_SIZE_RATIO``
-#: -- any exact repeat -- where no rows of the dataset, and none around it, do).
+#: -- any exact repeat of continuous values -- where no rows of the dataset, and none
+#: around it, do).
 SIZE_RATIO = 4.0
 RARE_SIZE_RATIO = 2.0
 NEVER_SIZE_RATIO = 1.0
@@ -756,6 +758,9 @@ class DuplicatesCheck(Check):
     ask_all_ : bool
         Whether every group's neighbourhood is asked (few rows are in groups), or only
         conflicting groups and groups larger than their label's usual.
+    continuous_ : bool
+        Whether the rows hold continuous values (a fractional value in a floating column
+        of the row sample, or a floating embedding): only then is a copied row no accident.
     tree_ : scipy.spatial.cKDTree or None
         Index of the distinct points of the encoded sample on its ``NEIGHBOUR_DIMS``
         principal axes (``None`` without features).
@@ -832,6 +837,7 @@ class DuplicatesCheck(Check):
         self.ask_all_ = self.exact_.repeated_rows + self.near_.repeated_rows <= ASK_ALL_ROWS
         self._fit_neighbourhood(profile)
         self._label = profile.schema.label
+        self.continuous_ = self._continuous(profile)
         return self
 
     def _group(self, runs, vocabulary) -> tuple[Groups, Groups]:
@@ -920,6 +926,22 @@ class DuplicatesCheck(Check):
                               minlength=n_codes)
         self.prior_ = weights / max(weights.sum(), 1e-12)
 
+    def _continuous(self, profile) -> bool:
+        """Whether the fingerprinted features hold continuous values (see ``continuous_``)."""
+        schema, excluded = profile.schema, set(self.exclude or ())
+        if any(pa.types.is_floating(schema.types[c].value_type) for c in schema.vectors
+               if c not in excluded):
+            return True
+        sample = profile.sample_chunk()
+        for column in schema.of_kind(NUMERIC):
+            if column in excluded or not pa.types.is_floating(schema.types[column]):
+                continue
+            values = sample.table.column(column).to_numpy(zero_copy_only=False)
+            values = values[np.isfinite(values)]
+            if (values != np.floor(values)).any():
+                return True
+        return False
+
     def _project(self, X: np.ndarray) -> np.ndarray:
         """Encoded rows on the neighbourhood axes (row by row: no batch-dependent rounding)."""
         if self.projection_ is None:
@@ -965,7 +987,8 @@ class DuplicatesCheck(Check):
             conflict[rows] = groups.conflict[g]
             usual[rows] = baseline[rows] = groups.usual_by_label[groups.label[g]]
             rarity[rows] = groups.rarity_by_label[groups.label[g]]
-            if groups is self.exact_:  # rounded values may meet by chance; exact ones not
+            # rounded values, counts and texts may meet by chance; continuous values not
+            if groups is self.exact_ and self.continuous_:
                 never[rows] = rarity[rows] * groups.rarity
             weight[rows] = w
         disagreement = np.full(n, np.nan)
