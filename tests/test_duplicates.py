@@ -373,7 +373,7 @@ def test_a_copied_row_is_a_finding_only_where_rows_never_repeat():
     check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
     out = check.score(next(source.chunks(10**9, schema)))
     pair = np.array([7, len(frame)])
-    assert check.exact_.rarity == 1.0
+    assert check.exact_.rarity == 1.0 and check.describe()["any_copy_is_evidence"]
     assert (out.finding[pair] >= 0.25).all()      # halved: the pair sits deep in its class
     assert (np.delete(out.finding, pair) == 0).all()
     label = frame.y[7]
@@ -386,7 +386,7 @@ def test_a_copied_row_is_a_finding_only_where_rows_never_repeat():
     repeating = pd.concat([frame, natural, copy], ignore_index=True)
     check, plan, source, schema = fit_on(pa.Table.from_pandas(repeating, preserve_index=False))
     out = check.score(next(source.chunks(10**9, schema)))
-    assert check.exact_.rarity == 0.0
+    assert check.exact_.rarity == 0.0 and not check.describe()["any_copy_is_evidence"]
     assert (out.finding == 0).all()
 
 
@@ -404,6 +404,7 @@ def test_a_copied_count_or_text_row_may_be_chance(kind):
     check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
     out = check.score(next(source.chunks(10**9, schema)))
     assert check.exact_.rarity == 1.0 and not check.continuous_
+    assert not check.describe()["any_copy_is_evidence"]
     assert (out.finding == 0).all()
     if kind == "counts":
         data[["a", "b", "c"]] += 0.5

@@ -1188,6 +1188,9 @@ class DuplicatesCheck(Check):
                 "conflicting_groups": int(conflicting.sum()),
                 "rows_in_conflicting_groups": int(groups.sizes[conflicting].sum()),
             }
+        # whether the rows hold continuous values and none repeats by nature: then any exact
+        # copy is evidence (of a label whose rows never repeat, among rows that never do)
+        out["any_copy_is_evidence"] = bool(self.continuous_ and self.exact_.rarity >= 1.0)
         return out
 
 
