@@ -936,7 +936,7 @@ class DuplicatesCheck(Check):
         for column in schema.of_kind(NUMERIC):
             if column in excluded or not pa.types.is_floating(schema.types[column]):
                 continue
-            values = sample.table.column(column).to_numpy(zero_copy_only=False)
+            values = sample.numeric(column)   # cached on the shared sample chunk
             values = values[np.isfinite(values)]
             if (values != np.floor(values)).any():
                 return True
