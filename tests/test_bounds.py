@@ -480,3 +480,42 @@ def test_a_rare_value_several_rows_share_near_the_tail_is_evidence_not_a_violati
     assert not rows & set(shared.tolist())
     scores = res.scores().set_index("row")["bounds"]
     assert (scores.loc[shared] > scores.median()).all()  # still evidence
+
+
+@pytest.mark.parametrize("counts", [
+    # caravan's MAANTHUI: a lone 5 and 6 below the 7 that five rows share
+    {1: 2697, 2: 276, 3: 20, 5: 1, 6: 1, 7: 5, 40: 1},
+    # caravan's PVRAAUT: a sparse count, a lone 4 below the 6 that two rows share
+    {0: 2997, 4: 1, 6: 2, 40: 1},
+])
+def test_a_value_short_of_a_recurring_rare_value_is_not_set_apart(tmp_path, counts):
+    df = make_frame(sum(counts.values()))
+    values = np.repeat(list(counts), list(counts.values()))
+    np.random.default_rng(0).shuffle(values)
+    df["count"] = values
+    lone = {v for v, c in counts.items() if c == 1 and v != 40}
+    short = np.flatnonzero(np.isin(values, sorted(lone)))
+    alone = int(np.flatnonzero(values == 40)[0])  # beyond every recurring value: set apart
+    res = _scan(tmp_path, df, checks=["bounds"])
+    rows = set(res.suspects["row"])
+    assert alone in rows
+    assert not rows & set(short.tolist())
+    scores = res.scores().set_index("row")["bounds"]
+    assert (scores.loc[short] > scores.median()).all()  # still evidence
+
+
+def test_a_spread_of_values_beyond_the_reach_that_meet_by_chance_stays_set_apart(tmp_path):
+    """Inserted outliers in an integer column: mostly lone values, two of them meeting by
+    chance. The pairs are no recurring rare value that the lone ones lead up to."""
+    rng = np.random.default_rng(0)
+    df = make_frame(3000)
+    values = rng.integers(1, 11, size=3000)
+    cloud = np.array([30, 33, 38, 41, 45, 45, 52, 60, 60, 66])
+    rows = rng.choice(3000, size=cloud.size, replace=False)
+    values[rows] = cloud
+    df["count"] = values
+    res = _scan(tmp_path, df, checks=["bounds"])
+    lone = rows[~np.isin(cloud, [45, 60])]
+    suspects = res.suspects.set_index("row")
+    assert set(lone.tolist()) <= set(suspects.index)
+    assert res.scores().set_index("row").loc[lone, "score"].min() >= 1.5  # hard, set apart

@@ -22,7 +22,8 @@ outside the value lies, unless it is gross: set apart from every value of the co
 gap of more than ``gross`` inner widths (see :func:`_reach`), or of a sign that the column
 never has. A value set apart that at least two sampled rows share, within ten steps of the
 column's reach (a sparse count's rare 6), is a property of the column, not an isolated value:
-it stays evidence.
+it stays evidence, and so do the few lone values short of it (a 4 below that 6: fewer lone
+values than rows that share the recurring one; see :func:`_recurring_floor`).
 
 Learned ranges
 --------------
@@ -668,12 +669,26 @@ class BoundsCheck(Check):
             high_step = max(width, reach_high - inner_high)
             # (an integer column's steps are at least one unit: its resolution)
             unit = (math.log1p(1.0) if log else 1.0) if integer else 0.0
-            t_full = np.log1p(np.maximum(full, 0.0)) if log else full
+
+            def fence_scale(x: np.ndarray) -> np.ndarray:
+                return np.log1p(np.maximum(x, 0.0)) if log else x
+
+            t_full = fence_scale(full)
             repeated = _repeated_beyond(
                 full, t_full, (reach_low - REPEATED_STEPS * max(low_step, unit),
                                reach_low - self.gross * low_step),
                 (reach_high + self.gross * high_step,
                  reach_high + REPEATED_STEPS * max(high_step, unit)))
+            if repeated:
+                # the column reaches a recurring value, and the few values short of it
+                t_rep = fence_scale(np.asarray(repeated))
+                floors = (-_recurring_floor(-t_full, -reach_low, -t_rep),
+                          _recurring_floor(t_full, reach_high, t_rep))
+                if math.isfinite(floors[0]) or math.isfinite(floors[1]):
+                    reach_low, reach_high = _reach(t, t_low, t_high, width, self.gross, q,
+                                                   floors=floors)
+                    low_step = max(width, inner_low - reach_low)
+                    high_step = max(width, reach_high - inner_high)
         mirror = math.inf
         if never_negative:
             mirror = scale.mirror if scale is not None else \
@@ -1237,7 +1252,8 @@ def _codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
-           gross: float, q: float) -> tuple[float, float]:
+           gross: float, q: float,
+           floors: tuple[float, float] = (math.inf, -math.inf)) -> tuple[float, float]:
     """How far a column's values extend beyond its fence without a gap that sets them apart.
 
     Starting from the outermost value inside the fence, walk outwards over the distinct
@@ -1245,22 +1261,29 @@ def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
     the inner width and how far the walk has already come from the inner quantile (a
     long, thinly populated tail tolerates longer steps than a bounded column). A value
     beyond the result by such a gap is set apart: an isolated value, not a tail.
+
+    ``floors`` (lowest, highest; fence scale) are values the column is known to reach
+    (:func:`_recurring_floor`): the walk passes every value up to them whatever the gaps,
+    so that a value between the tail and a recurring value (a 4 below a sparse count's
+    recurring 6) is not set apart.
     """
     inside = t[(t >= t_low) & (t <= t_high)]
     if not inside.size:
         return t_low, t_high
     inner_low, inner_high = (float(v) for v in np.quantile(t, [q, 1 - q]))
 
-    def walk(start: float, beyond: np.ndarray, inner: float) -> float:
+    def walk(start: float, beyond: np.ndarray, inner: float, floor: float) -> float:
         reach = start
+        if start < floor < math.inf:
+            beyond = np.append(beyond, floor)
         for value in np.unique(beyond).tolist():
-            if value - reach > gross * max(width, reach - inner):
+            if value > floor and value - reach > gross * max(width, reach - inner):
                 break
             reach = value
         return reach
 
-    high = walk(float(inside.max()), t[t > t_high], inner_high)
-    low = -walk(-float(inside.min()), -t[t < t_low], -inner_low)
+    high = walk(float(inside.max()), t[t > t_high], inner_high, floors[1])
+    low = -walk(-float(inside.min()), -t[t < t_low], -inner_low, -floors[0])
     return low, high
 
 
@@ -1312,6 +1335,25 @@ def _repeated_beyond(values: np.ndarray, t: np.ndarray, below: tuple[float, floa
     keep = counts >= 2
     order = np.argsort(-counts[keep], kind="stable")[:MAX_REPEATED]
     return tuple(float(v) for v in uniques[keep][order])
+
+
+def _recurring_floor(t: np.ndarray, reach: float, recurring: np.ndarray) -> float:
+    """The farthest recurring value above ``reach`` that the column's lone values short of
+    it do not outnumber, or ``-inf``.
+
+    A rare value several rows share (a sparse count's 6 in two rows, caravan's 7 in five)
+    is the column's own, and so are a lone 4 or 5 below it: fewer lone values than the rows
+    that share it. A spread of values beyond the reach, mostly lone with a few meeting by
+    chance (inserted outliers in an integer column), outnumbers every recurring value in
+    it and extends nothing.
+    """
+    values, counts = np.unique(t[t > reach], return_counts=True)
+    floor = -math.inf
+    for value in np.sort(recurring[recurring > reach]).tolist():
+        lone = int(np.count_nonzero((values < value) & (counts == 1)))
+        if lone < int(counts[np.searchsorted(values, value)]):
+            floor = value
+    return floor
 
 
 def _never_negative(values: np.ndarray, negative: int, count: int, q: float) -> bool:
