@@ -37,6 +37,14 @@
   one below ``0.5 - UNDECIDED`` is no finding (it keeps the group's calibrated evidence,
   like any soft score); with no label evidence, or evidence either way, the whole group
   is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied.
+  Where the family says the data holds no such group by nature (``unnatural`` ``u`` at
+  least :data:`UNNATURAL`; 1 where no two distinct rows share their features), one member
+  was inserted whichever the evidence clears, and the evidence that cleared it can be
+  wrong (a flooded copy whose random label the features happen to favour). A cleared
+  member then ranks in a tier of its own between the soft scores and the findings,
+  ``SOFT_MAX + (1 - SOFT_MAX) (1 + u + evidence) / 4`` (:data:`SOFT_MAX`: the largest
+  soft score); it is no suspect, and this rank is no statistical evidence: the FDR
+  decision leaves the tier out.
 * **Explanations.** A row's ``checks`` and ``reason`` list the families that fired,
   strongest first: violations, then by ascending ``p``.
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
@@ -62,12 +70,18 @@ LABEL_FAMILIES: tuple[str, ...] = ("labels",)
 UNDECIDED = 0.1
 #: Finding strength (times the group's score) of a conflicting member nothing decides.
 UNFLAGGED = 0.45
+#: How surely the data must hold no conflicting group by nature (``unnatural``) before a
+#: cleared member of one ranks above the soft scores.
+UNNATURAL = 0.5
 #: Quantiles of a family's sample scores its exponential tail is fitted between.
 TAIL_QUANTILES = (0.50, 0.75)
 #: Smallest tail probability (``-ln`` of it stays finite, so soft scores stay below 1).
 P_FLOOR = 1e-300
 #: Scores at or above this are findings or violations (the rule tiers of the ranking).
 FINDING_FLOOR = 1.0
+#: The largest soft score (that of ``P_FLOOR``); scores between it and ``FINDING_FLOOR``
+#: rank rows without being evidence (cleared members of unnatural conflicting groups).
+SOFT_MAX = -math.log(P_FLOOR) / (1.0 - math.log(P_FLOOR))
 
 
 class Fusion:
@@ -131,14 +145,16 @@ class Fusion:
         violation = np.zeros(n, dtype=bool)
         worst = np.zeros(n)
         finding = np.zeros(n)
+        floor = np.zeros(n)
         notes: dict[str, np.ndarray] = {}
         for family in families:
             r = results[family]
             pvalues[family] = self.pvalue(family, r.scores)
             conflict = getattr(r, "conflict", None)
             if conflict is not None and conflict.any():
-                strength, notes[family] = self._settle(family, r, results)
+                strength, least, notes[family] = self._settle(family, r, results)
                 np.fmax(finding, strength, out=finding)
+                np.fmax(floor, least, out=floor)
             found = getattr(r, "finding", None)
             if found is not None:
                 np.fmax(finding, found, out=finding)
@@ -147,7 +163,7 @@ class Fusion:
         finding = np.clip(finding, 0.0, 0.999)
         strongest = np.min(np.vstack(list(pvalues.values())), axis=0) if families \
             else np.ones(n)
-        soft = soft_score(strongest)
+        soft = np.maximum(soft_score(strongest), floor)
         score = np.where(violation, 1.0 + worst / (1.0 + worst),
                          np.where(finding > 0, 1.0 + finding / 2.0, soft))
         checks = np.full(n, None, dtype=object)
@@ -166,7 +182,7 @@ class Fusion:
         return score, violation, checks, reason
 
     def _settle(self, family: str, r: CheckScores, results: Mapping[str, CheckScores]
-                ) -> tuple[np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decide which members of conflicting groups the label evidence points at.
 
         Returns
@@ -174,6 +190,9 @@ class Fusion:
         strength : numpy.ndarray of float64
             Finding strength per row (0 outside conflicts and for members whose own label
             the evidence supports: they keep only the group's calibrated evidence).
+        floor : numpy.ndarray of float64
+            Least soft score per row: that of a cleared member of a group the data does
+            not hold by nature (0 elsewhere).
         notes : numpy.ndarray of object
             Text appended to the family's reason for every member.
         """
@@ -208,6 +227,12 @@ class Fusion:
         group = np.clip(r.scores, 0.0, 0.999)
         strength = np.where(suspect, group * (0.5 + np.where(measured, label_evidence, 0) / 2),
                             np.where(undecided, group * UNFLAGGED, 0.0))
+        unnatural = getattr(r, "unnatural", None)
+        unnatural = np.zeros(n) if unnatural is None else np.asarray(unnatural, dtype=np.float64)
+        floor = np.where(cleared & (unnatural >= UNNATURAL),
+                         SOFT_MAX + (1.0 - SOFT_MAX) * (1.0 + unnatural
+                                                        + np.where(measured, label_evidence,
+                                                                   0.0)) / 4, 0.0)
         notes = np.full(n, None, dtype=object)
         for i in np.flatnonzero(conflict):
             said = ", ".join(f"{name} {values[i]:.2f}" for name, values in sources.items()
@@ -216,11 +241,13 @@ class Fusion:
                 notes[i] = f"; label evidence against this row's label ({said}): suspect"
             elif cleared[i]:
                 notes[i] = f"; label evidence supports this row's label ({said}): less suspect"
+                if floor[i] > 0:
+                    notes[i] += " (the data holds no such group by nature: ranked high)"
             elif said:
                 notes[i] = f"; label evidence undecided ({said}): whole group flagged"
             else:
                 notes[i] = "; no label evidence either way: whole group flagged"
-        return strength, notes
+        return strength, floor, notes
 
 
 def _exponential_tail(ref: np.ndarray) -> tuple[float, float] | None:
@@ -274,7 +301,8 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
     contamination : float, optional
         Take the ``ceil(contamination * rows)`` highest ranked rows instead of the rule.
     fdr : float, optional
-        Also take the rows whose soft evidence passes Benjamini–Hochberg at this level.
+        Also take the rows whose soft evidence passes Benjamini–Hochberg at this level
+        (scores above :data:`SOFT_MAX` rank rows but are no evidence: left out).
     families : int, default 1
         Families fused into the soft score (the Bonferroni factor of its p-value).
 
@@ -299,7 +327,7 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
         counts = {"violations": int(violation.sum()), "findings": int(finding.sum())}
         if fdr is not None:
             policy += "+fdr"
-            soft = np.flatnonzero(~chosen)
+            soft = np.flatnonzero(~chosen & (score <= SOFT_MAX))
             p = np.minimum(1.0, families * soft_pvalue(score[soft]))
             discovered = np.zeros(n, dtype=bool)
             discovered[soft[benjamini_hochberg(p, fdr)]] = True

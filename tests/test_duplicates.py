@@ -14,7 +14,7 @@ from poisonscan import pipeline
 from poisonscan.checks import duplicates
 from poisonscan.checks.duplicates import (DuplicatesCheck, DuplicateScores, hash_numbers,
                                           hash_strings)
-from poisonscan.fusion import Fusion
+from poisonscan.fusion import SOFT_MAX, Fusion
 from poisonscan.io.chunk import Chunk
 from poisonscan.io.schema import ScanSchema
 from poisonscan.io.sources import CsvSource, open_source
@@ -42,7 +42,8 @@ def score_all(check, source, schema, chunk_rows=10**9) -> DuplicateScores:
         np.concatenate([p.reasons for p in parts]),
         conflict=np.concatenate([p.conflict for p in parts]),
         disagreement=np.concatenate([p.disagreement for p in parts]),
-        finding=np.concatenate([p.finding for p in parts]))
+        finding=np.concatenate([p.finding for p in parts]),
+        unnatural=np.concatenate([p.unnatural for p in parts]))
 
 
 def two_classes(n=400, seed=0) -> pd.DataFrame:
@@ -318,6 +319,33 @@ def test_label_family_evidence_settles_conflicts_and_its_absence_flags_the_group
     assert score[1] >= 1.0 and score[2] >= 1.0 and score[0] < 1.0 and score[3] < 1.0
     assert "labels 0.9" in reason[1] and ": suspect" in reason[1]
     assert "less suspect" in reason[0]
+
+
+def test_where_rows_never_repeat_a_cleared_member_still_ranks_above_the_soft_evidence():
+    """A copy of an 'owl' row labelled 'fox' (a flooded copy): the neighbours clear the
+    original, but in data where no rows repeat one of the pair was inserted, so the
+    original ranks just below the suspects (the evidence may clear the wrong member);
+    where rows repeat by nature it keeps the group's soft evidence."""
+    frame = two_classes(500)
+    copy = frame.iloc[[7]].assign(y="fox")
+    assert frame.y[7] == "owl"
+    pair = np.array([7, len(frame)])
+    for natural, unnatural in ((0, 1.0), (25, 0.0)):
+        rng = np.random.default_rng(5)
+        extra = frame.drop(index=7).iloc[rng.choice(len(frame) - 1, natural, replace=False)]
+        data = pd.concat([frame, copy, extra], ignore_index=True)
+        check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+        out = check.score(next(source.chunks(10**9, schema)))
+        assert out.conflict[pair].all() and (out.unnatural[pair] == unnatural).all()
+        assert (out.unnatural[~out.conflict] == 0).all()
+        score, _, _, reason = plan.fusion.fuse({"duplicates": out})
+        assert score[len(frame)] >= 1.0 and "suspect" in reason[len(frame)]  # the copy
+        others = np.delete(score, pair)
+        if unnatural:
+            assert SOFT_MAX < score[7] < 1.0 and score[7] > others.max()
+            assert reason[7].endswith("(the data holds no such group by nature: ranked high)")
+        else:
+            assert score[7] <= SOFT_MAX and "ranked high" not in reason[7]
 
 
 # --------------------------------------------------------------------------- repetition

@@ -195,12 +195,14 @@ def test_nothing_to_quarantine():
 class _Structured(CheckScores):
     """CheckScores with the optional arrays the fusion reads (as the duplicates family's)."""
 
-    def __init__(self, scores, reasons, *, conflict=None, disagreement=None, finding=None):
+    def __init__(self, scores, reasons, *, conflict=None, disagreement=None, finding=None,
+                 unnatural=None):
         super().__init__(np.asarray(scores, dtype=float), np.zeros(len(scores), dtype=bool),
                          np.asarray(reasons, dtype=object))
         self.conflict = None if conflict is None else np.asarray(conflict, dtype=bool)
         self.disagreement = None if disagreement is None else np.asarray(disagreement, float)
         self.finding = None if finding is None else np.asarray(finding, dtype=float)
+        self.unnatural = None if unnatural is None else np.asarray(unnatural, dtype=float)
 
 
 def test_findings_rank_between_violations_and_statistical_evidence():
@@ -259,6 +261,33 @@ def test_a_clear_neighbourhood_is_not_outvoted_by_a_label_family():
     score, _, _, reason = fusion.fuse({"d": d, "labels": _scores([99, 0])})
     assert score[0] < 1.0 <= score[1]
     assert "labels 0.98" in reason[0] and "less suspect" in reason[0]
+
+
+def test_a_cleared_member_of_a_group_the_data_never_holds_ranks_just_below_the_findings():
+    """Where no rows repeat by nature, one member of a conflicting pair was inserted: the
+    evidence may clear the wrong one (a flooded copy whose label the features favour)."""
+    ref = {"d": _scores(np.zeros(100)), "a": _scores(np.arange(100))}
+    fusion = Fusion().fit(ref)
+    pair = dict(conflict=[True, True, True, True, False],
+                disagreement=[0.9, 0.1, 0.9, 0.3, np.nan])
+    d = _Structured([0.9] * 4 + [0.0], ["d:g"] * 4 + [None],
+                    unnatural=[1.0, 1.0, 1.0, 1.0, 0.0], **pair)
+    a = _scores([0, 0, 0, 0, 1e4])  # row 4: statistical evidence far beyond the sample
+    score, violation, _, reason = fusion.fuse({"d": d, "a": a})
+    assert score[0] > 1.0 and score[2] > 1.0                    # the suspects: findings
+    assert score[4] < score[1] < 1.0 and score[4] < score[3] < 1.0
+    assert score[3] > score[1]                                  # weaker clearance, higher
+    assert "ranked high" in reason[1] and not violation.any()
+    decided, _ = decide(score, violation)
+    assert decided.tolist() == [True, False, True, False, False]  # still no suspect
+    decided, _ = decide(score, violation, fdr=0.5)                # nor statistical evidence
+    assert decided.tolist() == [True, False, True, False, True]
+    # where rows repeat by nature, a cleared member keeps its group's soft evidence
+    natural = _Structured([0.9] * 4 + [0.0], ["d:g"] * 4 + [None],
+                          unnatural=[0.0] * 5, **pair)
+    score, _, _, reason = fusion.fuse({"d": natural, "a": a})
+    assert score[1] < score[4] and score[3] < score[4]
+    assert "ranked high" not in reason[1]
 
 
 def test_fdr_and_contamination_exclude_each_other(tmp_path):

@@ -718,11 +718,17 @@ class DuplicateScores(CheckScores):
         Strength in ``[0, 1)`` of a group of agreeing labels that is far larger than the
         groups around it or repeats a point where its label does not belong (0 = none):
         evidence that needs no arbitration.
+    unnatural : numpy.ndarray of float64
+        For a member of a conflicting group, how surely the data holds no such group by
+        nature, in ``[0, 1]``: 1 where no two distinct rows of the data share their
+        features (every group is then an insertion, and one of its members is a poison
+        whatever the label evidence says), 0 where rows repeat by nature. 0 elsewhere.
     """
 
     conflict: np.ndarray = None
     disagreement: np.ndarray = None
     finding: np.ndarray = None
+    unnatural: np.ndarray = None
 
 
 # ============================================================================ the check
@@ -979,12 +985,14 @@ class DuplicatesCheck(Check):
         usual = np.ones(n)
         rarity = np.zeros(n)
         never = np.zeros(n)
+        unnatural = np.zeros(n)
         weight = np.zeros(n)
         for k, (groups, _, w) in enumerate(kinds):
             rows = np.flatnonzero(inside & (which == k))
             g = reported[rows]
             size[rows] = groups.sizes[g]
             conflict[rows] = groups.conflict[g]
+            unnatural[rows] = np.where(groups.conflict[g], groups.rarity, 0.0)
             usual[rows] = baseline[rows] = groups.usual_by_label[groups.label[g]]
             rarity[rows] = groups.rarity_by_label[groups.label[g]]
             # rounded values, counts and texts may meet by chance; continuous values not
@@ -1025,7 +1033,8 @@ class DuplicatesCheck(Check):
         reasons = self._reasons(chunk, codes, reported, which, kinds, flagged, conflict,
                                 baseline, disagreement, never)
         return DuplicateScores(scores.astype(np.float64), np.zeros(n, dtype=bool), reasons,
-                               conflict=conflict, disagreement=disagreement, finding=finding)
+                               conflict=conflict, disagreement=disagreement, finding=finding,
+                               unnatural=unnatural)
 
     def _neighbourhood(self, chunk, rows, near, codes, reported, which, kinds,
                        conflict) -> tuple[np.ndarray, np.ndarray]:
