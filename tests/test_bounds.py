@@ -519,3 +519,18 @@ def test_a_spread_of_values_beyond_the_reach_that_meet_by_chance_stays_set_apart
     suspects = res.suspects.set_index("row")
     assert set(lone.tolist()) <= set(suspects.index)
     assert res.scores().set_index("row").loc[lone, "score"].min() >= 1.5  # hard, set apart
+
+
+def test_a_code_spanning_less_than_a_decade_is_fenced_linearly(tmp_path):
+    """caravan's 0-9 codes: skewed, but a log1p fence would admit ten times their maximum
+    (an inserted 40 among codes up to 9 passed as in range)."""
+    rng = np.random.default_rng(2)
+    df = make_frame(3000)
+    df["code"] = np.minimum(rng.geometric(0.35, 3000) - 1, 9)
+    df["amount"] = np.round(rng.lognormal(3, 1.2, 3000), 2)   # spans decades: log1p
+    _, ranges = _learned(tmp_path, df)
+    assert "scale" not in ranges["code"] and float(ranges["code"]["max"]) < 40
+    assert ranges["amount"].get("scale") == "log1p"
+    df.loc[11, "code"] = 40
+    res, _ = _learned(tmp_path, df, "poisoned")
+    assert 11 in set(res.suspects["row"])

@@ -40,7 +40,9 @@ times a tail factor: ``arm`` is that side's distance from the median to its inne
 (so a skewed column gets a longer arm on its long side) and the tail factor
 ``max(1, min(5, (W / IQR) / 3.45))`` widens the fence of heavy-tailed columns (3.45 is the
 ratio for a normal distribution at ``q = 0.01``). A non-negative column is fenced on the
-``log1p`` scale when that makes its inner quantiles more symmetric (incomes, durations).
+``log1p`` scale when that makes its inner quantiles more symmetric (incomes, durations)
+and its values span a decade (``Q(1 - q)`` at least ten times its smallest positive value:
+codes and small counts stay linear).
 A column that is (almost) never negative gets 0 as a hard wall when its values pile up at
 0, stay far from it, or hug it. When one value covers the inner quantiles (a flag, a sparse
 count), the range is learned from the other values, or is that single value when fewer than
@@ -98,6 +100,10 @@ MIN_LEARN_VALUES = 20
 #: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
 #: a column before its range is fenced there.
 LOG_SCALE_GAIN = 0.25
+#: Ratio of the inner upper quantile to the smallest positive value a column must span
+#: before it may be fenced on the log1p scale: a decade. Codes and small counts (0-9)
+#: stay linear, where a log fence would admit ten times their largest value.
+LOG_SCALE_SPAN = 10.0
 #: ``(Q(0.99) - Q(0.01)) / IQR`` of a normal distribution: the tail factor's unit.
 NORMAL_TAIL_RATIO = 3.45
 #: Largest tail factor (widening of the fence for heavy-tailed columns).
@@ -615,7 +621,9 @@ class BoundsCheck(Check):
         mode = float(uniques[np.argmax(counts)])
         dominated = counts.max() >= (1 - 2 * q) * values.size
         if scale is None:
-            log = (not datetime and never_negative and not dominated
+            positive = values[values > 0]
+            log = (not datetime and never_negative and not dominated and positive.size > 0
+                   and float(np.quantile(values, 1 - q)) >= LOG_SCALE_SPAN * positive.min()
                    and _asymmetry(np.log1p(np.maximum(values, 0)), q) + LOG_SCALE_GAIN
                    < _asymmetry(values, q))
         t = np.log1p(np.maximum(values, 0.0)) if log else values
