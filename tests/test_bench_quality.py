@@ -300,6 +300,9 @@ def test_ranking_metrics_known_cases():
     assert flat["p_at_k"] == pytest.approx(0.2) and flat["auroc"] == 0.5
     # NaN scores count as least suspect
     assert metrics.ranking_metrics(truth, [1, 1] + [np.nan] * 8)["ap"] == 1.0
+    # a perfect ranking is AP 1, not 1 + a rounding unit (scikit-learn's sum of steps)
+    nine = np.array([True] * 9 + [False] * 5)
+    assert metrics.ranking_metrics(nine, np.arange(14)[::-1])["ap"] == 1.0
 
 
 def test_decision_metrics():
