@@ -229,10 +229,9 @@ class Fusion:
                             np.where(undecided, group * UNFLAGGED, 0.0))
         unnatural = getattr(r, "unnatural", None)
         unnatural = np.zeros(n) if unnatural is None else np.asarray(unnatural, dtype=np.float64)
-        floor = np.where(cleared & (unnatural >= UNNATURAL),
-                         SOFT_MAX + (1.0 - SOFT_MAX) * (1.0 + unnatural
-                                                        + np.where(measured, label_evidence,
-                                                                   0.0)) / 4, 0.0)
+        floor = np.where(cleared & (unnatural >= UNNATURAL),  # cleared: evidence measured
+                         SOFT_MAX + (1.0 - SOFT_MAX) * (1.0 + unnatural + label_evidence) / 4,
+                         0.0)
         notes = np.full(n, None, dtype=object)
         for i in np.flatnonzero(conflict):
             said = ", ".join(f"{name} {values[i]:.2f}" for name, values in sources.items()

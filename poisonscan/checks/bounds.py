@@ -305,17 +305,19 @@ class Fence:
 
     def g(self, values: np.ndarray) -> np.ndarray:
         """Values on the scale distances beyond the fence are measured on."""
-        if not self.g_log:
-            return values
-        with np.errstate(invalid="ignore"):
-            return np.log1p(np.maximum(values, 0.0))
+        return _on_scale(values, self.g_log)
 
     def t(self, values: np.ndarray) -> np.ndarray:
         """Values on the fence's scale."""
-        if not self.log:
-            return values
-        with np.errstate(invalid="ignore"):
-            return np.log1p(np.maximum(values, 0.0))
+        return _on_scale(values, self.log)
+
+
+def _on_scale(values: np.ndarray, log: bool) -> np.ndarray:
+    """``values`` on the ``log1p`` scale (negative values at 0) when ``log``, else as given."""
+    if not log:
+        return values
+    with np.errstate(invalid="ignore"):
+        return np.log1p(np.maximum(values, 0.0))
 
 
 def _quantiles(values: np.ndarray, probs) -> np.ndarray:
@@ -624,9 +626,9 @@ class BoundsCheck(Check):
             positive = values[values > 0]
             log = (not datetime and never_negative and not dominated and positive.size > 0
                    and float(np.quantile(values, 1 - q)) >= LOG_SCALE_SPAN * positive.min()
-                   and _asymmetry(np.log1p(np.maximum(values, 0)), q) + LOG_SCALE_GAIN
+                   and _asymmetry(_on_scale(values, True), q) + LOG_SCALE_GAIN
                    < _asymmetry(values, q))
-        t = np.log1p(np.maximum(values, 0.0)) if log else values
+        t = _on_scale(values, log)
         t_mode = math.log1p(max(mode, 0.0)) if log else mode
         basis = values
         if dominated:
@@ -664,7 +666,7 @@ class BoundsCheck(Check):
             g_low, g_high = math.log1p(max(low, 0.0)), math.log1p(max(high, 0.0))
             g_width = 0.0
             if basis.size >= MIN_TAIL_VALUES:
-                ql, qh = np.quantile(np.log1p(np.maximum(basis, 0.0)), [q, 1 - q])
+                ql, qh = np.quantile(_on_scale(basis, True), [q, 1 - q])
                 g_width = float(qh - ql)
             if g_width <= 0:
                 g_width = max(g_high - g_low, math.log1p(abs(mode)), 1.0)
@@ -677,11 +679,7 @@ class BoundsCheck(Check):
             high_step = max(width, reach_high - inner_high)
             # (an integer column's steps are at least one unit: its resolution)
             unit = (math.log1p(1.0) if log else 1.0) if integer else 0.0
-
-            def fence_scale(x: np.ndarray) -> np.ndarray:
-                return np.log1p(np.maximum(x, 0.0)) if log else x
-
-            t_full = fence_scale(full)
+            t_full = _on_scale(full, log)
             repeated = _repeated_beyond(
                 full, t_full, (reach_low - REPEATED_STEPS * max(low_step, unit),
                                reach_low - self.gross * low_step),
@@ -689,7 +687,7 @@ class BoundsCheck(Check):
                  reach_high + REPEATED_STEPS * max(high_step, unit)))
             if repeated:
                 # the column reaches a recurring value, and the few values short of it
-                t_rep = fence_scale(np.asarray(repeated))
+                t_rep = _on_scale(np.asarray(repeated), log)
                 floors = (-_recurring_floor(-t_full, -reach_low, -t_rep),
                           _recurring_floor(t_full, reach_high, t_rep))
                 if math.isfinite(floors[0]) or math.isfinite(floors[1]):
@@ -1356,12 +1354,11 @@ def _recurring_floor(t: np.ndarray, reach: float, recurring: np.ndarray) -> floa
     it and extends nothing.
     """
     values, counts = np.unique(t[t > reach], return_counts=True)
-    floor = -math.inf
-    for value in np.sort(recurring[recurring > reach]).tolist():
-        lone = int(np.count_nonzero((values < value) & (counts == 1)))
-        if lone < int(counts[np.searchsorted(values, value)]):
-            floor = value
-    return floor
+    recurring = recurring[recurring > reach]
+    at = np.searchsorted(values, recurring)
+    lone_short = np.concatenate(([0], np.cumsum(counts == 1)))[at]
+    extends = lone_short < counts[at]
+    return float(recurring[extends].max()) if extends.any() else -math.inf
 
 
 def _never_negative(values: np.ndarray, negative: int, count: int, q: float) -> bool:
