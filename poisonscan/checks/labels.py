@@ -60,6 +60,7 @@ import pandas as pd
 from ..config import Option
 from ..hashing import row_keys
 from ..rowwise import row_products
+from ..threads import map_single_threaded, single_threaded
 from .base import Check, CheckScores, quote
 
 #: Hash streams of the keyed random choices (see :func:`poisonscan.hashing.row_keys`).
@@ -237,14 +238,12 @@ class LabelsCheck(Check):
         self.n_features_ = X.shape[1]
         folds = _stratified_folds(self.seed_, rows_train, y_train, self.folds)
 
-        self.models_ = []
+        held = [folds == f for f in range(self.folds)]
+        self.models_ = self._fit_folds([(X_train[~h], y_train[~h]) for h in held])
         oof = np.zeros((len(usable), len(self.classes_)))
-        for f in range(self.folds):
-            held = folds == f
-            fitted = self._fit_models(X_train[~held], y_train[~held])
-            self.models_.append(fitted)
-            if held.any():
-                oof[held] = self._predict(fitted, X_train[held])
+        for fitted, h in zip(self.models_, held):
+            if h.any():
+                oof[h] = self._predict(fitted, X_train[h])
         self.oof_rows_ = rows_train
         self.oof_proba_ = oof
         self.cv_accuracy_ = float(np.mean(oof.argmax(axis=1) == y_train))
@@ -300,23 +299,40 @@ class LabelsCheck(Check):
         """Class index of each label; -1 for a missing or unchecked label."""
         return pd.Index(self.classes_).get_indexer(pd.Index(labels, dtype=object))
 
-    def _fit_models(self, X: np.ndarray, y: np.ndarray) -> list:
-        with _one_thread():
-            return self._fit_models_now(X, y)
+    def _fit_folds(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> list[list]:
+        """Each fold's models (boosting first, then the logistic regression, as chosen).
 
-    def _fit_models_now(self, X: np.ndarray, y: np.ndarray) -> list:
+        Every classifier is fitted with OpenMP and BLAS on one thread: the fitted models
+        then do not depend on the machine's core count (parallel sums of gradients round
+        differently with more threads), and gradient boosting, which opens an OpenMP
+        parallel region per tree node, is not slowed down by spinning threads on a busy
+        machine or next to other worker processes (5-15x, measured on 2 shared cores).
+        The folds' boosting models are fitted side by side in threads, one per core
+        (:func:`~poisonscan.threads.map_single_threaded`); the logistic regressions,
+        a tenth of the time, one after the other (SciPy's L-BFGS-B is reentrant only
+        since SciPy 1.15). Predictions and the neighbour search keep every thread: they
+        split the rows among threads, each row computed by one of them in one order.
+        """
+        boosted = self.model == "hgb" or (self.model == "hgb+logreg"
+                                          and len(self.classes_) <= BLEND_MAX_CLASSES)
+        linear = self.model in ("logreg", "hgb+logreg")
+        none = [None] * len(parts)
+        trees = map_single_threaded(self._fit_boosting, parts) if boosted else none
+        with single_threaded():
+            lines = [self._fit_linear(part) for part in parts] if linear else none
+        return [[m for m in pair if m is not None] for pair in zip(trees, lines)]
+
+    def _fit_boosting(self, part: tuple[np.ndarray, np.ndarray]):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        return HistGradientBoostingClassifier(random_state=self.seed_).fit(*part)
+
+    @staticmethod
+    def _fit_linear(part: tuple[np.ndarray, np.ndarray]):
         from sklearn.exceptions import ConvergenceWarning
-        fitted = []
-        if self.model == "hgb" or (self.model == "hgb+logreg"
-                                   and len(self.classes_) <= BLEND_MAX_CLASSES):
-            from sklearn.ensemble import HistGradientBoostingClassifier
-            fitted.append(HistGradientBoostingClassifier(random_state=self.seed_).fit(X, y))
-        if self.model in ("logreg", "hgb+logreg"):
-            from sklearn.linear_model import LogisticRegression
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                fitted.append(LogisticRegression(max_iter=1000).fit(X, y))
-        return fitted
+        from sklearn.linear_model import LogisticRegression
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return LogisticRegression(max_iter=1000).fit(*part)
 
     def _predict(self, fitted: list, X: np.ndarray) -> np.ndarray:
         """Class probabilities of a fold's models (columns = :attr:`classes_`)."""
@@ -514,21 +530,6 @@ class LabelsCheck(Check):
 
 
 # ------------------------------------------------------------------------------ helpers
-
-def _one_thread():
-    """Run OpenMP and BLAS on one thread (for fitting the classifiers).
-
-    The fitted models then do not depend on the machine's core count (parallel sums of
-    gradients round differently with more threads), and gradient boosting, which opens
-    an OpenMP parallel region per tree node, is not slowed down by spinning threads on
-    a busy machine or next to other worker processes (5-15x, measured on 2 shared
-    cores). Predictions and the neighbour search keep the threads: they split the rows
-    among threads, and each row's result is computed by one of them, in one order (the
-    boosting prediction of 100,000 rows takes 1.2 s on two threads, 1.9 s on one).
-    """
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=1)
-
 
 def _stratified_folds(seed: int, rows: np.ndarray, codes: np.ndarray, folds: int) -> np.ndarray:
     """Fold of each row: within each class, rows ranked by keyed hash, dealt round-robin."""

@@ -287,7 +287,7 @@ def _fit(state, checks, names) -> pipeline.Plan:
     is the only task running."""
     from threadpoolctl import threadpool_limits
 
-    from .pool import usable_cores
+    from ..threads import usable_cores
 
     with threadpool_limits(limits=usable_cores()):
         return pipeline.fit(require_rows(state, names), checks)

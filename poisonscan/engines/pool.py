@@ -25,7 +25,6 @@ import contextlib
 import copy
 import dataclasses
 import multiprocessing
-import os
 import time
 from typing import Iterable, Iterator
 
@@ -33,13 +32,7 @@ import pyarrow as pa
 
 from .. import pipeline
 from ..errors import PoisonscanError
-
-def usable_cores() -> int:
-    """Cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
+from ..threads import usable_cores
 
 def shippable(plan: pipeline.Plan) -> pipeline.Plan:
     """``plan`` with each check's instance-level wrappers of the contract methods dropped

@@ -1,0 +1,54 @@
+"""Work shared among threads, each call's native code on one thread."""
+
+import threading
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+from poisonscan.threads import map_single_threaded, usable_cores
+
+
+def _limits():
+    """Thread counts of the loaded OpenMP and BLAS libraries, seen from this thread."""
+    return {lib["user_api"]: lib["num_threads"] for lib in threadpool_info()}
+
+
+def test_calls_run_in_threads_in_order_each_on_one_native_thread():
+    seen = []
+
+    def work(i):
+        seen.append(threading.get_ident())
+        return i, _limits()
+
+    out = map_single_threaded(work, range(6), threads=2)
+    assert [i for i, _ in out] == list(range(6))
+    assert all(set(limits.values()) == {1} for _, limits in out), out
+    assert threading.get_ident() not in seen  # the calls ran in the pool's threads
+
+
+def test_one_thread_runs_in_the_caller_and_restores_the_limits():
+    before = _limits()
+    here = map_single_threaded(lambda i: (threading.get_ident(), _limits()), [0], threads=1)
+    assert here[0][0] == threading.get_ident()
+    assert set(here[0][1].values()) == {1}
+    assert _limits() == before
+
+
+def test_boosting_fitted_in_threads_equals_the_sequential_fit():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 8))
+    y = (X[:, 0] + X[:, 1] ** 2 + rng.normal(size=3000) > 1).astype(int)
+    parts = [(X[i::3], y[i::3]) for i in range(3)]
+
+    def fit(part):
+        return HistGradientBoostingClassifier(random_state=0, max_iter=30).fit(*part)
+
+    threaded = map_single_threaded(fit, parts, threads=3)
+    alone = map_single_threaded(fit, parts, threads=1)
+    for a, b in zip(threaded, alone):
+        assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_usable_cores_is_positive():
+    assert usable_cores() >= 1
