@@ -346,18 +346,25 @@ def attack_table(results: list[CaseResult]) -> list[str]:
 
 
 def timings_table(results: list[CaseResult]) -> list[str]:
-    """Return a table of the scan's own phase timings from ``summary.json``."""
+    """Return a table of the scan's own phase timings from ``summary.json``.
+
+    Its first column, ``start-up``, is what the summary cannot time: the scan process's
+    wall time outside :func:`poisonscan.scan` (interpreter start, imports, argument
+    parsing), i.e. the measured wall time less the summary's ``total``.
+    """
     timed = [(r, scan_timings(r.summary)) for r in results]
     timed = [(r, t) for r, t in timed if t]
     if not timed:
         return []
     keys = list(dict.fromkeys(k for _, t in timed for k, v in t.items()
                               if isinstance(v, (int, float))))
-    lines = ["| rows | format | " + " | ".join(f"{k} s" for k in keys) + " |",
-             "|---:|---|" + "---:|" * len(keys)]
+    lines = ["| rows | format | start-up s | " + " | ".join(f"{k} s" for k in keys) + " |",
+             "|---:|---|---:|" + "---:|" * len(keys)]
     for r, t in timed:
+        total = t.get("total")
+        startup = r.scan.wall_s - total if isinstance(total, (int, float)) else None
         cells = " | ".join(_num(t.get(k)) for k in keys)
-        lines.append(f"| {r.case.rows:,} | {r.case.fmt} | {cells} |")
+        lines.append(f"| {r.case.rows:,} | {r.case.fmt} | {_num(startup)} | {cells} |")
     return lines
 
 
@@ -440,7 +447,9 @@ def markdown(results: list[CaseResult], peers: list[dict], env: dict, command: s
                   *attacks, ""]
     timings = timings_table(results)
     if timings:
-        lines += ["Phase timings reported by the scan (`summary.json`):", "", *timings, ""]
+        lines += ["Phase timings reported by the scan (`summary.json`; start-up is the scan's "
+                  "wall time less the summary's `total`: interpreter start, imports, "
+                  "arguments):", "", *timings, ""]
     if peers:
         budget = next((p["budget"] for p in peers if "budget" in p),
                       {"seconds": args.peer_budget, "mb": args.peer_max_mb})

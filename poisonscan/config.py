@@ -178,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
            "cluster sized to this machine", nullable=True, metavar="ADDRESS"),
     Option("workers", "int", 1,
            "processes scoring pass 2 on the local engine (the outputs are the same; each "
-           "extra one costs memory, about 450 MB at the defaults)", low=1, metavar="N"),
+           "extra one costs memory, about 300 MB at the defaults)", low=1, metavar="N"),
     Option("partition_rows", "int", 1_000_000,
            "rows per Dask partition, at least (whole Parquet row groups; a CSV file is one "
            "partition)", low=1, metavar="N"),

@@ -243,3 +243,14 @@ def test_scale_benchmark_end_to_end(tmp_path):
     assert scale.main(["--render", str(tmp_path / "out" / "scale.json"), "--results", str(again),
                        "--plot", str(tmp_path / "again.png")]) == 0
     assert again.read_text() == text
+
+
+def test_timings_table_reports_the_start_up_outside_the_scan():
+    scan = _measure.Measurement(wall_s=12.5, peak_rss=0, maxrss=0, max_processes=1,
+                                samples=1, returncode=0, status="ok")
+    case = scale.CaseResult(scale.Case(1000, "parquet"), 1.0, scan, scan,
+                            summary={"timings_seconds": {"pass1": 1.0, "fit": 2.0,
+                                                         "total": 9.0}})
+    header, _, row = scale.timings_table([case])
+    assert header.startswith("| rows | format | start-up s | pass1 s | fit s | total s |")
+    assert row == "| 1,000 | parquet | 3.5 | 1.0 | 2.0 | 9.0 |"
