@@ -144,6 +144,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("contamination", "float", None,
            "quarantine this fraction of rows, the highest ranked (replaces the default rule)",
            low=0.0, high=0.5, low_open=True, nullable=True, metavar="F"),
+    Option("fusion", "str", "min",
+           "how a row's calibrated p-values of the families become its soft score: the "
+           "smallest (a single family that fired is not diluted), the Cauchy combination "
+           "(robust to dependence) or Fisher's method (independent families)",
+           choices=("min", "cauchy", "fisher")),
     Option("fdr", "float", None,
            "also quarantine the rows whose soft evidence passes Benjamini-Hochberg at this "
            "false discovery rate (calibrated tail p-values, Bonferroni over families)",
@@ -210,6 +215,7 @@ class ScanConfig:
     checks: tuple[str, ...] | None = None
     max_suspects: int | None = None
     contamination: float | None = None
+    fusion: str = "min"
     fdr: float | None = None
     fail_above: float | None = None
     fail_on: tuple[str, ...] | None = None

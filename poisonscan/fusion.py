@@ -15,7 +15,11 @@
   the quality benchmark's per-family scores, ``benchmarks/RESULTS.md``).
 * **Fusion.** A row's soft score is ``L / (1 + L)``, ``L = -ln(min_f p_f)``: the strongest
   evidence of any family (a minimum of p-values does not dilute one check that fired),
-  mapped into ``[0, 1)``. Hard rule violations rank first: their score is
+  mapped into ``[0, 1)``. Two other rules (``--fusion``, :func:`combine`) replace the
+  minimum by a combined p-value: the Cauchy combination (Liu & Xie 2020; valid under
+  dependence between the families) and Fisher's method (valid for independent ones); both
+  let several moderate p-values add up. The default was chosen on the quality benchmark
+  (``benchmarks/RESULTS.md``, "Fusion rules"). Hard rule violations rank first: their score is
   ``1 + v / (1 + v)`` with ``v`` the largest raw score among the violating families,
   so every violation scores in ``[1.5, 2)``, every finding (below) in ``[1, 1.5)`` and
   every other row in ``[0, 1)``.
@@ -50,9 +54,10 @@
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
   violation or a finding. ``fdr`` adds the rows whose soft evidence passes the
   Benjamini–Hochberg procedure at that level (on ``min(1, F min_f p_f)``, Bonferroni over
-  the ``F`` families). ``max_suspects`` caps the set to the highest ranked;
-  ``contamination`` replaces the rule by the highest ranked fraction of all rows. Ties
-  are broken by row id, so the decision is deterministic.
+  the ``F`` families; on the combined p-value itself under the other rules).
+  ``max_suspects`` caps the set to the highest ranked; ``contamination`` replaces the rule
+  by the highest ranked fraction of all rows. Ties are broken by row id, so the decision
+  is deterministic.
 """
 
 from __future__ import annotations
@@ -77,6 +82,11 @@ UNNATURAL = 0.5
 TAIL_QUANTILES = (0.50, 0.75)
 #: Smallest tail probability (``-ln`` of it stays finite, so soft scores stay below 1).
 P_FLOOR = 1e-300
+#: Rules that turn a row's per-family p-values into the p of its soft score.
+RULES: tuple[str, ...] = ("min", "cauchy", "fisher")
+#: Largest p-value the Cauchy combination takes (``tan`` of ``(0.5 - p) pi`` tends to minus
+#: infinity as ``p`` tends to 1, so one family that sees nothing would veto the others).
+CAUCHY_P_MAX = 0.99
 #: Scores at or above this are findings or violations (the rule tiers of the ranking).
 FINDING_FLOOR = 1.0
 #: The largest soft score (that of ``P_FLOOR``); scores between it and ``FINDING_FLOOR``
@@ -87,6 +97,11 @@ SOFT_MAX = -math.log(P_FLOOR) / (1.0 - math.log(P_FLOOR))
 class Fusion:
     """Calibrate each family against its sample scores and fuse them per row.
 
+    Parameters
+    ----------
+    rule : {"min", "cauchy", "fisher"}, default "min"
+        How a row's per-family p-values become the p of its soft score (:func:`combine`).
+
     Attributes
     ----------
     reference_ : dict of str to numpy.ndarray
@@ -95,11 +110,20 @@ class Fusion:
         Per family ``(q_b, beta)`` of the exponential tail beyond the upper
         :data:`TAIL_QUANTILES` quantile ``q_b``; None where the bulk has no spread there
         (e.g. a family that scores most rows 0): its ``p`` is the empirical one.
+    multiplicity_ : int
+        The Bonferroni factor of a soft score's p-value for the FDR decision: the number
+        of families under the ``"min"`` rule, 1 under the others (their p is combined).
     """
 
+    def __init__(self, rule: str = "min"):
+        self.rule = rule
+
     def fit(self, sample_scores: Mapping[str, CheckScores]) -> "Fusion":
+        if self.rule not in RULES:
+            raise ValueError(f"unknown fusion rule {self.rule!r} (one of {', '.join(RULES)})")
         self.reference_ = {f: np.sort(s.scores) for f, s in sample_scores.items()}
         self.tail_ = {f: _exponential_tail(ref) for f, ref in self.reference_.items()}
+        self.multiplicity_ = max(len(self.reference_), 1) if self.rule == "min" else 1
         return self
 
     def _empirical(self, family: str, scores: np.ndarray) -> np.ndarray:
@@ -161,7 +185,7 @@ class Fusion:
             violation |= r.violation
             np.fmax(worst, np.where(r.violation, r.scores, 0.0), out=worst)
         finding = np.clip(finding, 0.0, 0.999)
-        strongest = np.min(np.vstack(list(pvalues.values())), axis=0) if families \
+        strongest = combine(np.vstack(list(pvalues.values())), self.rule) if families \
             else np.ones(n)
         soft = np.maximum(soft_score(strongest), floor)
         score = np.where(violation, 1.0 + worst / (1.0 + worst),
@@ -259,6 +283,44 @@ def _exponential_tail(ref: np.ndarray) -> tuple[float, float] | None:
     if not (np.isfinite(beta) and beta > 0):
         return None
     return float(q_high), float(beta)
+
+
+def combine(p: np.ndarray, rule: str = "min") -> np.ndarray:
+    """One p-value per row from the families' p-values.
+
+    Parameters
+    ----------
+    p : numpy.ndarray of float64, shape (families, rows)
+        Calibrated p-values, each at least :data:`P_FLOOR`.
+    rule : {"min", "cauchy", "fisher"}
+        ``"min"``: the smallest (not a p-value of its own: Bonferroni makes it one).
+        ``"cauchy"``: ``1/2 - arctan(T) / pi`` with ``T`` the mean of
+        ``tan((1/2 - p_f) pi)`` over the families, ``p_f`` at most :data:`CAUCHY_P_MAX`
+        (for a tiny ``p_f``, ``tan`` is ``1 / (p_f pi)``, and for a large ``T`` the result
+        ``1 / (T pi)``, which keeps the precision). ``"fisher"``: the chi-squared tail
+        (``2F`` degrees of freedom) of ``-2 sum_f ln p_f``.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        At least :data:`P_FLOOR`.
+    """
+    if rule == "min":
+        combined = p.min(axis=0)
+    elif rule == "cauchy":
+        q = np.minimum(p, CAUCHY_P_MAX)
+        tiny = q < 1e-15
+        T = np.where(tiny, 1.0 / (np.where(tiny, q, 1.0) * np.pi),
+                     np.tan((0.5 - q) * np.pi)).mean(axis=0)
+        large = T > 1e15
+        combined = np.where(large, 1.0 / (np.where(large, T, 1.0) * np.pi),
+                            0.5 - np.arctan(T) / np.pi)
+    elif rule == "fisher":
+        from scipy import stats
+        combined = np.exp(stats.chi2.logsf(-2.0 * np.log(p).sum(axis=0), 2 * len(p)))
+    else:
+        raise ValueError(f"unknown fusion rule {rule!r} (one of {', '.join(RULES)})")
+    return np.clip(combined, P_FLOOR, 1.0)
 
 
 def soft_score(p: np.ndarray) -> np.ndarray:

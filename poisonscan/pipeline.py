@@ -97,13 +97,14 @@ class Plan:
                          zip(columns, self.pass2_schema().types)], schema=self.pass2_schema())
 
 
-def fit(state: PassOneState, checks: Sequence[Check]) -> Plan:
-    """Fit every check on the merged pass-1 state, then calibrate the fusion on the sample."""
+def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min") -> Plan:
+    """Fit every check on the merged pass-1 state, then calibrate the fusion on the sample
+    (``fusion_rule``: see :class:`~poisonscan.fusion.Fusion`)."""
     profile = state.profile
     for check in checks:
         check.fit(state.states[check.name], profile)
     sample = profile.sample_chunk()
-    fusion = Fusion().fit({c.name: c.score(sample) for c in checks})
+    fusion = Fusion(rule=fusion_rule).fit({c.name: c.score(sample) for c in checks})
     return Plan(profile.schema, list(checks), fusion, profile)
 
 

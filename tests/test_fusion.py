@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from poisonscan.checks.base import CheckScores
-from poisonscan.fusion import TAIL_QUANTILES, Fusion, benjamini_hochberg, decide, \
-    soft_pvalue, soft_score
+import pytest
+
+from poisonscan.fusion import P_FLOOR, RULES, TAIL_QUANTILES, Fusion, benjamini_hochberg, \
+    combine, decide, soft_pvalue, soft_score
 
 
 def _scores(values, violation=None):
@@ -299,3 +301,78 @@ def test_fdr_and_contamination_exclude_each_other(tmp_path):
     with pytest.raises(ConfigError, match="fdr and contamination"):
         ScanConfig.resolve({"fdr": 0.05, "contamination": 0.01})
     assert ScanConfig.resolve({"fdr": 0.05}).fdr == 0.05
+
+
+# ----------------------------------------------------------------------- fusion rules
+
+def test_the_rules_combine_p_values_as_their_definitions_say():
+    from scipy import stats
+    p = np.array([[1e-6, 0.02, 0.3],
+                  [0.5, 0.03, 0.3],
+                  [1.0, 0.04, 0.3]])
+    assert np.array_equal(combine(p, "min"), p.min(axis=0))
+    fisher = combine(p, "fisher")
+    for j in range(3):
+        chi = -2 * np.log(p[:, j]).sum()
+        assert fisher[j] == pytest.approx(stats.chi2.sf(chi, 6), rel=1e-9)
+    # three moderate p-values add up under Fisher's method: stronger than any one of them
+    assert fisher[1] < 0.02
+    cauchy = combine(p, "cauchy")
+    # one strong family among null ones: about Bonferroni's F * p (a p of 1 vetoes nothing)
+    assert cauchy[0] == pytest.approx(3 * 1e-6, rel=0.05)
+    # several moderate p-values add up under the Cauchy combination too
+    assert cauchy[1] < 0.03
+    assert np.all((cauchy >= P_FLOOR) & (cauchy <= 1.0))
+
+
+def test_the_rules_keep_their_precision_in_the_far_tail():
+    p = np.array([[1e-200, 1e-20], [0.9, 0.9]])
+    assert combine(p, "cauchy")[0] == pytest.approx(2e-200, rel=1e-6)
+    assert combine(p, "cauchy")[1] == pytest.approx(2e-20, rel=1e-6)
+    assert 0 < combine(p, "fisher")[0] < 1e-190
+    assert combine(np.full((3, 1), P_FLOOR), "fisher")[0] == P_FLOOR  # floored, not 0
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_every_rule_ranks_a_strong_single_family_first_and_sets_the_fdr_factor(rule):
+    rng = np.random.default_rng(7)
+    ref = {"a": _scores(rng.normal(size=2000)), "b": _scores(rng.normal(size=2000)),
+           "c": _scores(rng.normal(size=2000))}
+    fusion = Fusion(rule=rule).fit(ref)
+    assert fusion.multiplicity_ == (3 if rule == "min" else 1)
+    chunk = {f: _scores(np.zeros(4)) for f in ref}
+    chunk["b"] = _scores(np.array([0.0, 9.0, 0.0, 3.0]))  # row 1 far out in b
+    score, *_ = fusion.fuse(chunk)
+    assert np.argmax(score) == 1 and score[3] > score[0]
+
+
+def test_an_unknown_rule_is_an_error():
+    with pytest.raises(ValueError, match="unknown fusion rule 'max'"):
+        Fusion(rule="max").fit({"a": _scores(np.arange(10))})
+    with pytest.raises(ValueError, match="unknown fusion rule"):
+        combine(np.ones((2, 2)), "max")
+
+
+def test_a_scan_takes_the_rule_from_its_options(tmp_path):
+    import pandas as pd
+
+    import poisonscan
+    from poisonscan.config import ScanConfig
+    from poisonscan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fusion"):
+        ScanConfig.resolve({"fusion": "max"})
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400),
+                          "label": rng.choice(["a", "b"], size=400)})
+    frame.loc[7, "x"] = 40.0  # far out: a violation whatever the rule
+    runs = {rule: poisonscan.scan(frame, label="label", out=tmp_path / rule, quiet=True,
+                                  fusion=rule)
+            for rule in ("min", "fisher")}
+    assert runs["fisher"].summary["config"]["fusion"] == "fisher"
+    scores = {rule: run.scores().sort_values("row") for rule, run in runs.items()}
+    # the rule tiers are the same; the soft scores are combined differently
+    assert scores["min"].suspect.tolist() == scores["fisher"].suspect.tolist()
+    assert 7 in runs["min"].suspects.row.tolist()
+    soft = scores["min"].score < 1.0
+    assert not np.allclose(scores["min"].score[soft], scores["fisher"].score[soft])

@@ -168,7 +168,7 @@ class DaskRun(ScanRun):
     def fit(self, state) -> pipeline.Plan:
         client = self.client
         plan = client.submit(_fit, state, self._checks_ref, self.source.names,
-                             pure=False).result()
+                             self.config.fusion, pure=False).result()
         for future in (state, self._checks_ref, *self._pass1):
             future.release()  # pass-1 states (samples, fingerprints) are not needed any more
         self._pass1 = []
@@ -281,7 +281,7 @@ def _tree_merge(client, states: list, checks):
     return states[0], tree
 
 
-def _fit(state, checks, names) -> pipeline.Plan:
+def _fit(state, checks, names, fusion_rule) -> pipeline.Plan:
     """Fit on the worker holding the merged state, with every core of its machine: Dask
     starts workers with one BLAS/OpenMP thread (many tasks share a machine), but the fit
     is the only task running."""
@@ -290,7 +290,7 @@ def _fit(state, checks, names) -> pipeline.Plan:
     from ..threads import usable_cores
 
     with threadpool_limits(limits=usable_cores()):
-        return pipeline.fit(require_rows(state, names), checks)
+        return pipeline.fit(require_rows(state, names), checks, fusion_rule=fusion_rule)
 
 
 def _score(part, path, *, plan, chunk_rows):

@@ -86,7 +86,7 @@ class ScanRun:
         self._timed("pass2", t)
         suspect, decision = decide(score, violation, max_suspects=cfg.max_suspects,
                                    contamination=cfg.contamination, fdr=cfg.fdr,
-                                   families=len(plan.families))
+                                   families=plan.fusion.multiplicity_)
         if self.exempt is not None:
             from ..review import exempt_rows
             suspect, decision = exempt_rows(suspect, decision, score, self.exempt)
@@ -117,7 +117,7 @@ class ScanRun:
         return require_rows(state, self.source.names)
 
     def fit(self, state: pipeline.PassOneState) -> pipeline.Plan:
-        return pipeline.fit(state, self.checks)
+        return pipeline.fit(state, self.checks, fusion_rule=self.config.fusion)
 
     def workers(self, n_rows: int) -> int:
         """Processes pass 2 runs in: ``config.workers``, never more than there are chunks."""
