@@ -4,7 +4,8 @@ The classifiers of the ``labels`` family are fitted with OpenMP and BLAS limited
 thread, so that a fitted model does not depend on the machine's core count (parallel sums
 round differently with more threads). Several such fits can still share the cores: each
 runs in its own Python thread, and scikit-learn's boosting releases the GIL while it
-builds histograms and finds splits (five folds fit in 0.6x the time on two cores).
+builds histograms and finds splits (on two cores, four boosting fits of 16,000 rows took
+6.5 s side by side against 10.4 s one after the other).
 """
 
 from __future__ import annotations

@@ -437,3 +437,23 @@ def test_scan_options_reach_every_scan():
         "fdr": 0.05, "checks": ["bounds"], "families": {"labels": {"hgb_weight": 0.3}}}
     with pytest.raises(SystemExit):
         quality.parse_args(["--scan", "fdr"])
+
+
+def test_fusion_rules_refuse_a_scan_exactly_and_keep_its_rule_tiers(tmp_path):
+    import fusion_rules
+
+    import poisonscan
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "y": rng.normal(size=300),
+                          "label": rng.choice(["a", "b"], size=300)})
+    frame.loc[5, "x"] = 50.0  # a hard violation
+    frame.loc[9, "label"] = None  # a missing label: a violation too
+    poisonscan.scan(frame, label="label", out=tmp_path / "out", quiet=True)
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    # the default rule, re-fused from the families' own scores, is the scan's ranking
+    assert np.allclose(fusion_rules.refuse(scores, "min"), scores["score"], rtol=0, atol=1e-12)
+    fisher = fusion_rules.refuse(scores, "fisher")
+    tiers = scores["score"].to_numpy() >= 1.0
+    assert tiers.sum() >= 2 and np.array_equal(fisher[tiers], scores["score"][tiers])
+    assert not np.allclose(fisher[~tiers], scores["score"][~tiers])
