@@ -19,9 +19,7 @@ The cache holds one ``scores.parquet`` (plus the truth) per case and is reused.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,14 +29,12 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attacks as attack_lib  # noqa: E402
+import peers  # noqa: E402
 import quality  # noqa: E402
 import real_datasets as data_lib  # noqa: E402
 
-DATASETS = ("attrition", "biopsy", "breast_cancer", "caravan", "diamonds", "digits", "hpc",
-            "penguins", "wine")
-ATTACKS = ("random_flip", "class_flip", "cluster_flip", "outliers", "joint_impossible",
-           "duplicate_flood", "concentrated", "backdoor", "bounds")
-RATES = (0.01, 0.03, 0.1)
+#: The poisoned cases of a default quality run (the clean data has nothing to rank).
+ATTACKS = tuple(a for a in attack_lib.ATTACKS if a != attack_lib.CLEAN)
 
 
 def scan_case(job: tuple[str, str, float, int, str, int]) -> str | None:
@@ -54,16 +50,15 @@ def scan_case(job: tuple[str, str, float, int, str, int]) -> str | None:
         poisoned = attack_lib.poison(ds, attack, rate, quality.case_rng(seed, name, attack, rate))
     except attack_lib.AttackNotApplicable:
         return None
-    tmp = Path(tempfile.mkdtemp())
+    case, tmp = peers.scratch_case(poisoned.frame, poisoned.via_csv, label=ds.label,
+                                   numeric=ds.numeric, categorical=ds.categorical,
+                                   vector=ds.vector, text=ds.text, seed=seed, model="hgb")
     try:
-        source = poisoned.frame
-        if poisoned.via_csv:
-            source = tmp / "in.csv"
-            poisoned.frame.to_csv(source, index=False)
-        poisonscan.scan(source, label=ds.label, out=tmp / "out", seed=seed, quiet=True)
-        scores = pd.read_parquet(tmp / "out" / "scores.parquet")
+        poisonscan.scan(case.source, label=ds.label, out=case.workdir / "out", seed=seed,
+                        quiet=True)
+        scores = pd.read_parquet(case.workdir / "out" / "scores.parquet")
     finally:
-        shutil.rmtree(tmp)
+        tmp.cleanup()
     scores["poison"] = poisoned.mask[scores["row"].to_numpy()]
     scores.to_parquet(path)
     return str(path)
@@ -95,10 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--max-rows", type=int, default=3000)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--cauchy-p-max", type=float, default=None,
+                        help="re-fuse with another cap of the Cauchy combination "
+                             "(poisonscan.fusion.CAUCHY_P_MAX)")
     args = parser.parse_args(argv)
+    if args.cauchy_p_max is not None:
+        from poisonscan import fusion
+        fusion.CAUCHY_P_MAX = args.cauchy_p_max
     args.cache.mkdir(parents=True, exist_ok=True)
     jobs = [(d, a, r, s, str(args.cache), args.max_rows)
-            for s in args.seeds for d in DATASETS for a in ATTACKS for r in RATES]
+            for s in args.seeds for d in data_lib.DEFAULT_DATASETS for a in ATTACKS
+            for r in attack_lib.RATES]
     with ProcessPoolExecutor(args.jobs) as pool:
         paths = list(pool.map(scan_case, jobs))
     records = []

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from poisonscan.threads import map_single_threaded, usable_cores
+from poisonscan.threads import map_single_threaded
 
 
 def _limits():
@@ -48,7 +48,3 @@ def test_boosting_fitted_in_threads_equals_the_sequential_fit():
     alone = map_single_threaded(fit, parts, threads=1)
     for a, b in zip(threaded, alone):
         assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
-
-
-def test_usable_cores_is_positive():
-    assert usable_cores() >= 1
