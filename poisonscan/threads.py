@@ -25,6 +25,19 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def lbfgs_reentrant() -> bool:
+    """Whether SciPy's L-BFGS-B (behind scikit-learn's logistic regression) may run in two
+    threads at once: from SciPy 1.15, whose L-BFGS-B is no longer the Fortran code with
+    saved state."""
+    import scipy
+
+    try:
+        major, minor = (int(part) for part in scipy.__version__.split(".")[:2])
+    except ValueError:  # an unusual version string: assume the old code
+        return False
+    return (major, minor) >= (1, 15)
+
+
 def single_threaded():
     """A context in which OpenMP and BLAS run on one thread (threadpoolctl).
 

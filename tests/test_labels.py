@@ -235,3 +235,20 @@ def test_many_classes_fall_back_to_the_linear_model():
     assert all(len(fold) == 1 for fold in check.models_)
     scores = scored(check, source, schema)[0]
     assert np.isfinite(scores).all() and 0 <= scores.min() and scores.max() <= 1
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_fold_models_do_not_depend_on_how_the_fits_are_scheduled(binary, monkeypatch,
+                                                                 reentrant):
+    """The logistic regressions fitted in threads beside the boosting models (SciPy 1.15
+    and later) or one after the other (older SciPy) are the same models."""
+    import poisonscan.checks.labels as labels_module
+    df, (reference, source, schema) = binary
+    monkeypatch.setattr(labels_module, "lbfgs_reentrant", lambda: reentrant)
+    check = fitted(df)[0]
+    assert [[type(m).__name__ for m in fold] for fold in check.models_] == \
+        [["HistGradientBoostingClassifier", "LogisticRegression"]] * check.folds
+    for ours, theirs in zip(check.models_, reference.models_):
+        assert np.array_equal(ours[1].coef_, theirs[1].coef_)
+        assert np.array_equal(ours[1].intercept_, theirs[1].intercept_)
+    assert np.array_equal(check.oof_proba_, reference.oof_proba_)

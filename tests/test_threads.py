@@ -3,9 +3,10 @@
 import threading
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_info
 
-from poisonscan.threads import map_single_threaded
+from poisonscan.threads import lbfgs_reentrant, map_single_threaded
 
 
 def _limits():
@@ -48,3 +49,13 @@ def test_boosting_fitted_in_threads_equals_the_sequential_fit():
     alone = map_single_threaded(fit, parts, threads=1)
     for a, b in zip(threaded, alone):
         assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("version, expected", [("1.10.1", False), ("1.14.1", False),
+                                               ("1.15.0", True), ("1.17.1", True),
+                                               ("2.0.0rc1", True), ("1.16.dev0", True),
+                                               ("unknown", False)])
+def test_lbfgs_reentrant_from_the_scipy_version(monkeypatch, version, expected):
+    import scipy
+    monkeypatch.setattr(scipy, "__version__", version)
+    assert lbfgs_reentrant() is expected

@@ -60,7 +60,7 @@ import pandas as pd
 from ..config import Option
 from ..hashing import row_keys
 from ..rowwise import row_products
-from ..threads import map_single_threaded, single_threaded
+from ..threads import lbfgs_reentrant, map_single_threaded, single_threaded
 from .base import Check, CheckScores, quote
 
 #: Hash streams of the keyed random choices (see :func:`poisonscan.hashing.row_keys`).
@@ -308,20 +308,28 @@ class LabelsCheck(Check):
         differently with more threads), and gradient boosting, which opens an OpenMP
         parallel region per tree node, is not slowed down by spinning threads on a busy
         machine or next to other worker processes (5-15x, measured on 2 shared cores).
-        The folds' boosting models are fitted side by side in threads, one per core
-        (:func:`~poisonscan.threads.map_single_threaded`); the logistic regressions,
-        a tenth of the time, one after the other (SciPy's L-BFGS-B is reentrant only
-        since SciPy 1.15). Predictions and the neighbour search keep every thread: they
-        split the rows among threads, each row computed by one of them in one order.
+        The folds' models are fitted side by side in threads, one per core
+        (:func:`~poisonscan.threads.map_single_threaded`), the boosting models first (the
+        longest). The logistic regressions join them where SciPy's L-BFGS-B is reentrant
+        (SciPy 1.15 and later, :func:`~poisonscan.threads.lbfgs_reentrant`); with an older
+        SciPy they are fitted one after the other, after the boosting models. Predictions
+        and the neighbour search keep every thread: they split the rows among threads, each
+        row computed by one of them in one order.
         """
         boosted = self.model == "hgb" or (self.model == "hgb+logreg"
                                           and len(self.classes_) <= BLEND_MAX_CLASSES)
         linear = self.model in ("logreg", "hgb+logreg")
-        none = [None] * len(parts)
-        trees = map_single_threaded(self._fit_boosting, parts) if boosted else none
-        with single_threaded():
-            lines = [self._fit_linear(part) for part in parts] if linear else none
-        return [[m for m in pair if m is not None] for pair in zip(trees, lines)]
+        kinds = (["boosting"] if boosted else []) + (["linear"] if linear else [])
+        fit = {"boosting": self._fit_boosting, "linear": self._fit_linear}
+        threaded = [k for k in kinds if k == "boosting" or lbfgs_reentrant()]
+        done = map_single_threaded(lambda job: fit[job[0]](job[1]),
+                                   [(k, part) for k in threaded for part in parts])
+        models = {k: done[i * len(parts):(i + 1) * len(parts)] for i, k in enumerate(threaded)}
+        for k in kinds:
+            if k not in models:  # the logistic regressions, with a SciPy before 1.15
+                with single_threaded():
+                    models[k] = [fit[k](part) for part in parts]
+        return [[models[k][f] for k in kinds] for f in range(len(parts))]
 
     def _fit_boosting(self, part: tuple[np.ndarray, np.ndarray]):
         from sklearn.ensemble import HistGradientBoostingClassifier
