@@ -8,7 +8,8 @@ the matrix is built once per chunk whatever the number of checks).
 * numeric and datetime columns: non-finite values count as missing; missing values are
   imputed with the median and flagged in an indicator column; values are robust-scaled
   (median and interquartile range) and clipped to ``±clip`` so that one absurd value
-  cannot dominate a distance;
+  cannot dominate a distance; with ``log_skewed``, a skewed non-negative numeric column
+  (see :func:`poisonscan.scales.log_scale_helps`) is taken on the ``log1p`` scale first;
 * categorical columns: one-hot of the frequent levels, rare and unseen levels share an
   "infrequent" column; missing is a level of its own;
 * vector (embedding) columns — Parquet ``list`` / ``fixed_size_list`` of numbers: the
@@ -37,7 +38,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, RobustScaler
 
 from .io.chunk import Chunk
-from .io.schema import CATEGORICAL
+from .io.schema import CATEGORICAL, DATETIME
+from .scales import log_scale_helps
 
 _MISSING = "\x00missing"
 #: A level no column has (to find where unseen levels go).
@@ -46,6 +48,9 @@ _UNSEEN = "\x00unseen"
 MIN_SEQUENTIAL_ROWS = 20
 #: Quantiles whose distance scales a block (as the numeric columns' robust scaler does).
 _SPREAD = (10.0, 90.0)
+#: Inner quantile ``q`` of the test that a column is skewed (``Q(q)``, ``Q(1 - q)``; the
+#: ``bounds`` family's default).
+SKEW_QUANTILE = 0.01
 
 
 def standard_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,11 +261,17 @@ class FeatureEncoder:
     max_text_chars : int, default 2000
         Characters of a text cell that are featurised (the rest is cut; the length column
         still counts the whole cell).
+    log_skewed : bool, default False
+        Take the numeric columns whose sampled values are non-negative and skewed (see
+        :func:`poisonscan.scales.log_scale_helps`) on the ``log1p`` scale before imputing
+        and scaling them; a negative value met later is mirrored (``-log1p(-x)``).
 
     Attributes
     ----------
     numeric_ : list of str
         Numeric and datetime columns encoded.
+    log_columns_ : list of str
+        Those of them taken on the ``log1p`` scale (empty without ``log_skewed``).
     categorical_ : list of str
         Categorical columns one-hot encoded.
     vectors_ : dict of str to VectorEncoder
@@ -277,7 +288,7 @@ class FeatureEncoder:
                  identifier_ratio: float = 0.5, clip: float = 20.0,
                  sequential_ratio: float | None = 0.99, max_vector_components: int = 32,
                  text_components: int = 32, text_min_words: float | None = 3,
-                 max_text_chars: int = 2000):
+                 max_text_chars: int = 2000, log_skewed: bool = False):
         self.max_categories = max_categories
         self.min_frequency = min_frequency
         self.identifier_ratio = identifier_ratio
@@ -287,6 +298,7 @@ class FeatureEncoder:
         self.text_components = text_components
         self.text_min_words = text_min_words
         self.max_text_chars = max_text_chars
+        self.log_skewed = log_skewed
 
     def fit(self, sample: Chunk) -> "FeatureEncoder":
         schema = sample.schema
@@ -328,8 +340,13 @@ class FeatureEncoder:
             else:
                 self.categorical_.append(column)
         names: list[str] = []
+        self._log = np.zeros(len(self.numeric_), dtype=bool)
         if self.numeric_:
             X = self._numeric_matrix(sample)
+            if self.log_skewed:
+                self._log = np.array([self._skewed(X[:, j], schema.kinds[c])
+                                      for j, c in enumerate(self.numeric_)], dtype=bool)
+                X = self._on_log_scale(X)
             self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
                                           keep_empty_features=True).fit(X)
             self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(
@@ -351,8 +368,23 @@ class FeatureEncoder:
             ).fit(self._categorical_matrix(sample))
             names += [str(f) for f in self.onehot_.get_feature_names_out(self.categorical_)]
             self._fit_lookups(len(names) - len(self.onehot_.get_feature_names_out()))
+        self.log_columns_ = [c for c, log in zip(self.numeric_, self._log) if log]
         self.feature_names_ = names
         return self
+
+    @staticmethod
+    def _skewed(values: np.ndarray, kind: str) -> bool:
+        """Whether a numeric column's sampled values belong on the ``log1p`` scale."""
+        values = values[np.isfinite(values)]
+        return kind != DATETIME and values.size > 0 and bool((values >= 0).all()) \
+            and log_scale_helps(values, SKEW_QUANTILE)
+
+    def _on_log_scale(self, X: np.ndarray) -> np.ndarray:
+        """``X`` with the log-scaled columns (:attr:`log_columns_`) on the ``log1p`` scale."""
+        if self._log.any():
+            Y = X[:, self._log]
+            X[:, self._log] = np.sign(Y) * np.log1p(np.abs(Y))
+        return X
 
     def _fit_lookups(self, start: int) -> None:
         """Per categorical column: its levels and the output column of each level.
@@ -427,7 +459,7 @@ class FeatureEncoder:
     def _transform(self, chunk: Chunk) -> np.ndarray:
         parts = []
         if self.numeric_:
-            imputed = self.imputer_.transform(self._numeric_matrix(chunk))
+            imputed = self.imputer_.transform(self._on_log_scale(self._numeric_matrix(chunk)))
             k = len(self.numeric_)
             scaled = np.clip(self.scaler_.transform(imputed[:, :k]), -self.clip, self.clip)
             parts += [scaled, imputed[:, k:]]

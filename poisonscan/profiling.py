@@ -283,12 +283,20 @@ class Profile:
             self.shared["sample"] = self.sample.as_chunk(self.schema)
         return self.shared["sample"]
 
-    def encoder(self):
-        """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks."""
-        if "encoder" not in self.shared:
+    def encoder(self, *, log_skewed: bool = False):
+        """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks.
+
+        With ``log_skewed``, the encoder that takes skewed columns on the ``log1p`` scale;
+        where the sample has no such column it is the shared one itself (the same matrix,
+        encoded once per chunk).
+        """
+        key = "encoder_log" if log_skewed else "encoder"
+        if key not in self.shared:
             from .encode import FeatureEncoder
-            self.shared["encoder"] = FeatureEncoder().fit(self.sample_chunk())
-        return self.shared["encoder"]
+            encoder = FeatureEncoder(log_skewed=log_skewed).fit(self.sample_chunk())
+            self.shared[key] = encoder if not log_skewed or encoder.log_columns_ \
+                else self.encoder()
+        return self.shared[key]
 
 
 #: Characters of a value shown in a summary (free-text cells can be megabytes long).

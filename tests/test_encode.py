@@ -196,3 +196,50 @@ def test_one_hot_lookup_matches_scikit_learn(seed):
     k = len(enc.feature_names_) - len(enc.onehot_.get_feature_names_out())
     expected = enc.onehot_.transform(enc._categorical_matrix(chunk))
     assert np.array_equal(X[:, k:], expected)
+
+
+def skewed(rows=400, seed=3) -> pd.DataFrame:
+    """An income-like column spanning decades, and columns that must stay linear."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "income": np.round(np.exp(rng.normal(10, 1.2, rows)), 2),   # skewed, non-negative
+        "height": rng.normal(170, 10, rows),                        # symmetric
+        "children": rng.poisson(1.5, rows).astype(float),           # small count (0-9)
+        "change": np.exp(rng.normal(0, 1.5, rows)) - 1.0,           # skewed, with negatives
+        "seen": pd.to_datetime("1970-01-01")
+        + pd.to_timedelta(np.round(np.exp(rng.normal(3, 1.5, rows)), 3), unit="D")
+        .floor("s"),                                                # skewed datetime
+    })
+
+
+def test_skewed_non_negative_columns_on_the_log_scale():
+    df = skewed()
+    chunk = one_chunk(df)
+    linear = FeatureEncoder().fit(chunk)
+    logged = FeatureEncoder(log_skewed=True).fit(chunk)
+    assert linear.log_columns_ == []
+    assert logged.log_columns_ == ["income"]
+    X, L = linear.transform(chunk), logged.transform(chunk)
+    j = logged.feature_names_.index("income")
+    t = np.log1p(df["income"].to_numpy())
+    q10, q50, q90 = np.percentile(t, [10, 50, 90])
+    assert np.allclose(L[:, j], np.clip((t - q50) / (q90 - q10), -20, 20))
+    others = [i for i, name in enumerate(logged.feature_names_) if name != "income"]
+    assert np.array_equal(L[:, others], X[:, others])  # every other column as before
+    assert np.ptp(L[:, j]) < np.ptp(X[:, j])  # a few large incomes no longer set the scale
+
+
+def test_log_scale_at_scoring_time_negative_missing_and_chunking():
+    df = skewed()
+    enc = FeatureEncoder(log_skewed=True).fit(one_chunk(df))
+    j = enc.feature_names_.index("income")
+    probe = df.head(4).copy()
+    probe["income"] = [-50_000.0, np.nan, 0.0, 1e12]
+    P = enc.transform(one_chunk(probe))
+    low = enc.transform(one_chunk(df))[:, j].min()
+    assert P[0, j] < low  # a negative income, never sampled, is mirrored below them all
+    assert P[1, j] == 0.0  # missing: the median of the sampled values on the log scale
+    assert P[2, j] < 0.0 < P[3, j] <= 20.0  # zero and a huge income: ordered, clipped
+    assert np.isfinite(P).all()
+    whole = enc.transform(one_chunk(df))
+    assert np.array_equal(whole, np.vstack([enc.transform(c) for c in chunks(df, size=37)]))

@@ -301,3 +301,26 @@ def test_tail_calibration_of_constant_scores():
     cal = TailCalibration.fit(np.zeros(50))
     assert cal.scale == 0
     assert np.isfinite(cal(np.array([0.0, 1.0, -1.0]))).all()
+
+
+def test_log_scale_finds_the_broken_relation_of_skewed_columns():
+    """Two sizes that span decades and grow together (hpc's compounds and input fields):
+    a row holding a small one and a large one, each in range, breaks their relation on
+    the log scale, where the linear encoding sees two ordinary magnitudes."""
+    rng = np.random.default_rng(4)
+    rows = 2000
+    t = rng.normal(size=rows)
+    df = pd.DataFrame({"compounds": np.exp(5 + 1.5 * t + rng.normal(scale=0.2, size=rows)),
+                       "fields": np.exp(7 + 1.5 * t + rng.normal(scale=0.2, size=rows)),
+                       "load": rng.normal(size=rows),
+                       "y": rng.choice(["a", "b"], rows)})
+    planted = 33
+    df.loc[planted, ["compounds", "fields"]] = [np.exp(5 - 1.0), np.exp(7 + 1.0)]
+    ranks = {}
+    for log in (True, False):
+        check, source, schema = fitted(df, log_skewed=log)
+        assert check.log_columns_ == (["compounds", "fields"] if log else [])
+        assert check.describe()["log_scaled_columns"] == check.log_columns_
+        ranks[log] = rank_of(scored(check, source, schema)[0], planted)
+    assert ranks[True] == 0, ranks
+    assert ranks[False] > 100, ranks  # among the rows with one large size

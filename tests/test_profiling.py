@@ -112,3 +112,15 @@ def test_numeric_merge_matches_one_pass():
     assert parts.mean == pytest.approx(values.mean(), abs=1e-12)
     assert parts.m2 / parts.count == pytest.approx(values.var(), rel=1e-10)
     assert whole.count == parts.count == 1000
+
+
+def test_the_log_scale_encoder_is_the_shared_one_unless_a_column_is_skewed():
+    rng = np.random.default_rng(5)
+    symmetric = pa.table({"x": rng.normal(size=300), "y": rng.choice(["a", "b"], 300)})
+    profile = _profile(_chunks(symmetric, 100), sample_rows=1000)
+    assert profile.encoder(log_skewed=True) is profile.encoder()  # encoded once per chunk
+    wide = symmetric.append_column("income", pa.array(np.exp(rng.normal(10, 1.2, 300))))
+    profile = _profile(_chunks(wide, 100), sample_rows=1000)
+    logged = profile.encoder(log_skewed=True)
+    assert logged is not profile.encoder() and logged is profile.encoder(log_skewed=True)
+    assert logged.log_columns_ == ["income"] and profile.encoder().log_columns_ == []

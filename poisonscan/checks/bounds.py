@@ -71,6 +71,7 @@ import pyarrow.compute as pc
 from ..config import Option
 from ..errors import ConfigError
 from ..io.schema import CATEGORICAL, DATETIME
+from ..scales import log_scale_helps, on_scale as _on_scale
 from .base import Check, CheckScores
 
 #: Severity of a cell that is not a valid value at all (unparseable, NaN, inf, no label).
@@ -97,13 +98,6 @@ REPEATED_STEPS = 10.0
 MAX_DETACHED = 0.05
 #: Finite sampled values a column needs before a range is learned for it.
 MIN_LEARN_VALUES = 20
-#: How much more symmetric (in log ratio of the quantile arms) the log1p scale must make
-#: a column before its range is fenced there.
-LOG_SCALE_GAIN = 0.25
-#: Ratio of the inner upper quantile to the smallest positive value a column must span
-#: before it may be fenced on the log1p scale: a decade. Codes and small counts (0-9)
-#: stay linear, where a log fence would admit ten times their largest value.
-LOG_SCALE_SPAN = 10.0
 #: ``(Q(0.99) - Q(0.01)) / IQR`` of a normal distribution: the tail factor's unit.
 NORMAL_TAIL_RATIO = 3.45
 #: Largest tail factor (widening of the fence for heavy-tailed columns).
@@ -312,24 +306,8 @@ class Fence:
         return _on_scale(values, self.log)
 
 
-def _on_scale(values: np.ndarray, log: bool) -> np.ndarray:
-    """``values`` on the ``log1p`` scale (negative values at 0) when ``log``, else as given."""
-    if not log:
-        return values
-    with np.errstate(invalid="ignore"):
-        return np.log1p(np.maximum(values, 0.0))
-
-
 def _quantiles(values: np.ndarray, probs) -> np.ndarray:
     return np.quantile(values, probs)
-
-
-def _asymmetry(values: np.ndarray, q: float) -> float:
-    """How lopsided the inner quantiles are around the median (0 = symmetric)."""
-    low, median, high = _quantiles(values, [q, 0.5, 1 - q])
-    if high - median <= 0 or median - low <= 0:
-        return math.inf
-    return abs(math.log((high - median) / (median - low)))
 
 
 # ============================================================================ the check
@@ -623,11 +601,8 @@ class BoundsCheck(Check):
         mode = float(uniques[np.argmax(counts)])
         dominated = counts.max() >= (1 - 2 * q) * values.size
         if scale is None:
-            positive = values[values > 0]
-            log = (not datetime and never_negative and not dominated and positive.size > 0
-                   and float(np.quantile(values, 1 - q)) >= LOG_SCALE_SPAN * positive.min()
-                   and _asymmetry(_on_scale(values, True), q) + LOG_SCALE_GAIN
-                   < _asymmetry(values, q))
+            log = (not datetime and never_negative and not dominated
+                   and log_scale_helps(values, q))
         t = _on_scale(values, log)
         t_mode = math.log1p(max(mode, 0.0)) if log else mode
         basis = values
