@@ -272,6 +272,9 @@ class FeatureEncoder:
         Numeric and datetime columns encoded.
     log_columns_ : list of str
         Those of them taken on the ``log1p`` scale (empty without ``log_skewed``).
+    linear_ : FeatureEncoder or None
+        An encoder of the same sample without ``log_skewed`` (see :meth:`share`), whose
+        matrix this one's differs from in the log-scaled columns only.
     categorical_ : list of str
         Categorical columns one-hot encoded.
     vectors_ : dict of str to VectorEncoder
@@ -370,6 +373,17 @@ class FeatureEncoder:
             self._fit_lookups(len(names) - len(self.onehot_.get_feature_names_out()))
         self.log_columns_ = [c for c, log in zip(self.numeric_, self._log) if log]
         self.feature_names_ = names
+        self.linear_ = None
+        return self
+
+    def share(self, linear: "FeatureEncoder") -> "FeatureEncoder":
+        """Build on ``linear``'s matrix: fitted on the same sample with the same parameters
+        but ``log_skewed``, it encodes every column as this encoder does except the
+        log-scaled ones, so :meth:`transform` takes its (cached) matrix and recomputes
+        those columns alone -- the same numbers as encoding the whole row again."""
+        if linear.feature_names_ != self.feature_names_ or linear.log_columns_:
+            raise ValueError("share() needs the linear encoder of the same sample")
+        self.linear_ = linear
         return self
 
     @staticmethod
@@ -457,6 +471,8 @@ class FeatureEncoder:
         return chunk.cached("encoded", str(id(self)), lambda: self._transform(chunk))
 
     def _transform(self, chunk: Chunk) -> np.ndarray:
+        if self.linear_ is not None and self.log_columns_:
+            return self._relogged(chunk)
         parts = []
         if self.numeric_:
             imputed = self.imputer_.transform(self._on_log_scale(self._numeric_matrix(chunk)))
@@ -476,6 +492,21 @@ class FeatureEncoder:
             column = target[levels.get_indexer(self._categories_of(chunk, c))]
             hot = column >= 0
             out[rows[hot], column[hot]] = 1.0
+        return out
+
+    def _relogged(self, chunk: Chunk) -> np.ndarray:
+        """The linear encoder's matrix with the log-scaled columns encoded again, as the
+        imputer and scaler of this encoder do it (median fill, then ``(x - centre) /
+        scale``, then the clip: the same operations in the same order)."""
+        out = self.linear_.transform(chunk).copy()
+        at = np.flatnonzero(self._log)
+        X = np.column_stack([chunk.numeric(self.numeric_[j]) for j in at]).astype(np.float64)
+        X[~np.isfinite(X)] = np.nan
+        X = np.sign(X) * np.log1p(np.abs(X))
+        X = np.where(np.isnan(X), self.imputer_.statistics_[at], X)
+        X -= self.scaler_.center_[at]
+        X /= self.scaler_.scale_[at]
+        out[:, at] = np.clip(X, -self.clip, self.clip)
         return out
 
     def _numeric_matrix(self, chunk: Chunk) -> np.ndarray:

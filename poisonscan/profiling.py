@@ -286,16 +286,19 @@ class Profile:
     def encoder(self, *, log_skewed: bool = False):
         """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks.
 
-        With ``log_skewed``, the encoder that takes skewed columns on the ``log1p`` scale;
-        where the sample has no such column it is the shared one itself (the same matrix,
-        encoded once per chunk).
+        With ``log_skewed``, the encoder that takes skewed columns on the ``log1p`` scale,
+        built on the shared one's matrix (:meth:`~poisonscan.encode.FeatureEncoder.share`:
+        only those columns are encoded again); where the sample has no such column it is
+        the shared one itself.
         """
         key = "encoder_log" if log_skewed else "encoder"
         if key not in self.shared:
             from .encode import FeatureEncoder
             encoder = FeatureEncoder(log_skewed=log_skewed).fit(self.sample_chunk())
-            self.shared[key] = encoder if not log_skewed or encoder.log_columns_ \
-                else self.encoder()
+            if log_skewed:
+                encoder = encoder.share(self.encoder()) if encoder.log_columns_ \
+                    else self.encoder()
+            self.shared[key] = encoder
         return self.shared[key]
 
 

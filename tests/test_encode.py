@@ -243,3 +243,20 @@ def test_log_scale_at_scoring_time_negative_missing_and_chunking():
     assert np.isfinite(P).all()
     whole = enc.transform(one_chunk(df))
     assert np.array_equal(whole, np.vstack([enc.transform(c) for c in chunks(df, size=37)]))
+
+
+def test_log_encoder_built_on_the_linear_matrix_gives_the_same_numbers():
+    df = skewed()
+    df.loc[[3, 9], "income"] = [np.nan, np.inf]
+    sample = one_chunk(df)
+    linear = FeatureEncoder().fit(sample)
+    alone = FeatureEncoder(log_skewed=True).fit(sample)
+    shared = FeatureEncoder(log_skewed=True).fit(sample).share(linear)
+    probe = df.copy()
+    probe.loc[[0, 1], "income"] = [-5.0, 1e15]
+    for chunk in chunks(probe, size=64):
+        expected = alone.transform(chunk)
+        assert np.array_equal(shared.transform(chunk), expected)
+        assert not np.array_equal(linear.transform(chunk), expected)  # it did relog
+    with pytest.raises(ValueError, match="linear encoder"):
+        FeatureEncoder(log_skewed=True).fit(sample).share(alone)
