@@ -349,6 +349,7 @@ class FeatureEncoder:
             if self.log_skewed:
                 self._log = np.array([self._skewed(X[:, j], schema.kinds[c])
                                       for j, c in enumerate(self.numeric_)], dtype=bool)
+                self._fit_log_tails(X[:, self._log])
                 X = self._on_log_scale(X)
             self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
                                           keep_empty_features=True).fit(X)
@@ -393,11 +394,37 @@ class FeatureEncoder:
         return kind != DATETIME and values.size > 0 and bool((values >= 0).all()) \
             and log_scale_helps(values, SKEW_QUANTILE)
 
+    def _fit_log_tails(self, X: np.ndarray) -> None:
+        """Where each log-scaled column's tail turns linear again (``Q(1 - q)`` of its
+        sampled values, :data:`SKEW_QUANTILE`) and the slope beyond it: the column's
+        10-90% spread on the log scale over that on its own scale (at least the log
+        scale's own slope there), so that a value far above every sampled one -- 235
+        years at a company whose longest serving staff have 40 -- lies as many spreads
+        out as on the linear scale, while the bulk keeps the log scale's shape."""
+        self._log_knee = np.zeros(X.shape[1])
+        self._log_slope = np.zeros(X.shape[1])
+        for j in range(X.shape[1]):
+            v = X[:, j][np.isfinite(X[:, j])]
+            knee = float(np.quantile(v, 1 - SKEW_QUANTILE))
+            lo, hi = np.quantile(v, [0.1, 0.9])
+            spread_log = float(np.log1p(hi) - np.log1p(lo))
+            slope = spread_log / float(hi - lo) if hi > lo else 0.0
+            self._log_knee[j], self._log_slope[j] = knee, max(slope, 1.0 / (1.0 + knee))
+
+    def _logged(self, Y: np.ndarray) -> np.ndarray:
+        """The log-scaled columns' values ``Y`` on their scale: ``log1p`` up to the knee,
+        linear beyond it (:meth:`_fit_log_tails`); a negative value, never sampled, is
+        mirrored (``-log1p(-x)``)."""
+        out = np.sign(Y) * np.log1p(np.abs(Y))
+        with np.errstate(invalid="ignore"):
+            beyond = Y > self._log_knee
+        out[beyond] = (np.log1p(self._log_knee) + (Y - self._log_knee) * self._log_slope)[beyond]
+        return out
+
     def _on_log_scale(self, X: np.ndarray) -> np.ndarray:
-        """``X`` with the log-scaled columns (:attr:`log_columns_`) on the ``log1p`` scale."""
+        """``X`` with the log-scaled columns (:attr:`log_columns_`) on their scale."""
         if self._log.any():
-            Y = X[:, self._log]
-            X[:, self._log] = np.sign(Y) * np.log1p(np.abs(Y))
+            X[:, self._log] = self._logged(X[:, self._log])
         return X
 
     def _fit_lookups(self, start: int) -> None:
@@ -502,8 +529,7 @@ class FeatureEncoder:
         at = np.flatnonzero(self._log)
         X = np.column_stack([chunk.numeric(self.numeric_[j]) for j in at]).astype(np.float64)
         X[~np.isfinite(X)] = np.nan
-        X = np.sign(X) * np.log1p(np.abs(X))
-        X = np.where(np.isnan(X), self.imputer_.statistics_[at], X)
+        X = np.where(np.isnan(X), self.imputer_.statistics_[at], self._logged(X))
         X -= self.scaler_.center_[at]
         X /= self.scaler_.scale_[at]
         out[:, at] = np.clip(X, -self.clip, self.clip)

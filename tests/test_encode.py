@@ -221,12 +221,35 @@ def test_skewed_non_negative_columns_on_the_log_scale():
     assert logged.log_columns_ == ["income"]
     X, L = linear.transform(chunk), logged.transform(chunk)
     j = logged.feature_names_.index("income")
-    t = np.log1p(df["income"].to_numpy())
-    q10, q50, q90 = np.percentile(t, [10, 50, 90])
-    assert np.allclose(L[:, j], np.clip((t - q50) / (q90 - q10), -20, 20))
+    x = df["income"].to_numpy()
+    knee = np.quantile(x, 0.99)  # log1p up to the knee, linear beyond it
+    q10, q90 = np.percentile(x, [10, 90])
+    slope = max((np.log1p(q90) - np.log1p(q10)) / (q90 - q10), 1 / (1 + knee))
+    t = np.where(x > knee, np.log1p(knee) + (x - knee) * slope, np.log1p(x))
+    t10, t50, t90 = np.percentile(t, [10, 50, 90])
+    assert np.allclose(L[:, j], np.clip((t - t50) / (t90 - t10), -20, 20))
     others = [i for i, name in enumerate(logged.feature_names_) if name != "income"]
     assert np.array_equal(L[:, others], X[:, others])  # every other column as before
     assert np.ptp(L[:, j]) < np.ptp(X[:, j])  # a few large incomes no longer set the scale
+
+
+def test_far_beyond_the_sample_a_log_scaled_value_is_as_far_out_as_on_its_own_scale():
+    """The log scale keeps the bulk's shape but must not hide an impossible value: five
+    times the largest income lies about as many spreads out as on the linear scale."""
+    df = skewed()
+    sample = one_chunk(df)
+    linear = FeatureEncoder(clip=1e9).fit(sample)
+    logged = FeatureEncoder(clip=1e9, log_skewed=True).fit(sample)
+    probe = df.head(2).copy()
+    probe["income"] = [df["income"].max() * 5, df["income"].median()]
+    j = logged.feature_names_.index("income")
+    far_linear = linear.transform(one_chunk(probe))[0, j]
+    far_logged = logged.transform(one_chunk(probe))[0, j]
+    assert 0.8 * far_linear < far_logged < 1.2 * far_linear, (far_logged, far_linear)
+    on_log = np.log1p(df["income"].to_numpy())
+    pure = (np.log1p(probe["income"].iloc[0]) - np.median(on_log)) / np.subtract(
+        *np.percentile(on_log, [90, 10]))
+    assert far_logged > 3 * pure  # a pure log scale would put it a few spreads out
 
 
 def test_log_scale_at_scoring_time_negative_missing_and_chunking():
