@@ -9,7 +9,8 @@ the matrix is built once per chunk whatever the number of checks).
   imputed with the median and flagged in an indicator column; values are robust-scaled
   (median and interquartile range) and clipped to ``±clip`` so that one absurd value
   cannot dominate a distance; with ``log_skewed``, a skewed non-negative numeric column
-  (see :func:`poisonscan.scales.log_scale_helps`) is taken on the ``log1p`` scale first;
+  (see :func:`poisonscan.scales.log_scale_helps`) is taken on the ``log1p`` scale first,
+  linear again beyond its sampled 99th percentile;
 * categorical columns: one-hot of the frequent levels, rare and unseen levels share an
   "infrequent" column; missing is a level of its own;
 * vector (embedding) columns — Parquet ``list`` / ``fixed_size_list`` of numbers: the
@@ -264,7 +265,8 @@ class FeatureEncoder:
     log_skewed : bool, default False
         Take the numeric columns whose sampled values are non-negative and skewed (see
         :func:`poisonscan.scales.log_scale_helps`) on the ``log1p`` scale before imputing
-        and scaling them; a negative value met later is mirrored (``-log1p(-x)``).
+        and scaling them, linear again beyond their sampled 99th percentile (see
+        :meth:`_fit_log_tails`); a negative value met later is mirrored (``-log1p(-x)``).
 
     Attributes
     ----------
