@@ -496,12 +496,14 @@ class FeatureEncoder:
         return bool(np.isfinite(rho) and abs(rho) >= self.sequential_ratio)
 
     def transform(self, chunk: Chunk) -> np.ndarray:
-        """The encoded matrix of ``chunk`` (rows x :attr:`feature_names_`), cached on it."""
+        """The encoded matrix of ``chunk`` (rows x :attr:`feature_names_`), cached on it;
+        built on the linear encoder's (:meth:`share`), a fresh copy that is not cached (its
+        one user reads it once per chunk, and the sample chunk lives through the scan)."""
+        if self.linear_ is not None and self.log_columns_:
+            return self._relogged(chunk)
         return chunk.cached("encoded", str(id(self)), lambda: self._transform(chunk))
 
     def _transform(self, chunk: Chunk) -> np.ndarray:
-        if self.linear_ is not None and self.log_columns_:
-            return self._relogged(chunk)
         parts = []
         if self.numeric_:
             imputed = self.imputer_.transform(self._on_log_scale(self._numeric_matrix(chunk)))

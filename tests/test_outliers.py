@@ -306,7 +306,8 @@ def test_tail_calibration_of_constant_scores():
 def test_log_scale_finds_the_broken_relation_of_skewed_columns():
     """Two sizes that span decades and grow together (hpc's compounds and input fields):
     a row holding a small one and a large one, each in range, breaks their relation on
-    the log scale, where the linear encoding sees two ordinary magnitudes."""
+    the log scale, where the linear encoding sees two ordinary magnitudes. (Beyond their
+    99th percentiles the sizes turn linear again: the largest of them rank with it.)"""
     rng = np.random.default_rng(4)
     rows = 2000
     t = rng.normal(size=rows)
@@ -322,5 +323,5 @@ def test_log_scale_finds_the_broken_relation_of_skewed_columns():
         assert check.log_columns_ == (["compounds", "fields"] if log else [])
         assert check.describe()["log_scaled_columns"] == check.log_columns_
         ranks[log] = rank_of(scored(check, source, schema)[0], planted)
-    assert ranks[True] == 0, ranks
+    assert ranks[True] < rows // 100, ranks  # in the top 1%
     assert ranks[False] > 100, ranks  # among the rows with one large size
