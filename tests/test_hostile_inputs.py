@@ -338,9 +338,17 @@ def test_a_signal_mid_scan_leaves_nothing_and_says_so(tmp_path, signame):
 
     data = _big_csv(tmp_path / "big.csv")
     out = tmp_path / "out"
+    def default_signals():
+        # a process that ignores SIGINT passes that on to its children (a shell's background
+        # jobs do, and so may a test runner after starting a Dask cluster): the scan would
+        # rightly ignore it too, so it starts with the default disposition, as in a terminal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "poisonscan", "scan", str(data), "--label",
                              "y", "--out", str(out), "--chunk-rows", "20000", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and any(p.name.startswith(".poisonscan-staging") for p in out.iterdir()):
