@@ -338,6 +338,7 @@ def test_a_signal_mid_scan_leaves_nothing_and_says_so(tmp_path, signame):
 
     data = _big_csv(tmp_path / "big.csv")
     out = tmp_path / "out"
+
     def default_signals():
         # a process that ignores SIGINT passes that on to its children (a shell's background
         # jobs do, and so may a test runner after starting a Dask cluster): the scan would
