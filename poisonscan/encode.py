@@ -30,6 +30,8 @@ the matrix is built once per chunk whatever the number of checks).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -344,24 +346,7 @@ class FeatureEncoder:
                 self.skipped_[column] = f"identifier-like ({distinct} distinct of {n} sampled)"
             else:
                 self.categorical_.append(column)
-        names: list[str] = []
-        self._log = np.zeros(len(self.numeric_), dtype=bool)
-        if self.numeric_:
-            X = self._numeric_matrix(sample)
-            if self.log_skewed:
-                self._log = np.array([self._skewed(X[:, j], schema.kinds[c])
-                                      for j, c in enumerate(self.numeric_)], dtype=bool)
-                self._fit_log_tails(X[:, self._log])
-                X = self._on_log_scale(X)
-            self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
-                                          keep_empty_features=True).fit(X)
-            self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(
-                self.imputer_.transform(X)[:, :len(self.numeric_)])
-            self.scaler_.scale_[self.scaler_.scale_ == 0] = 1.0
-            names += self.numeric_
-            indicator = self.imputer_.indicator_
-            if indicator is not None:
-                names += [f"{self.numeric_[i]}__missing" for i in indicator.features_]
+        names = self._fit_numeric(sample)
         self._block_slices = {}
         for column, block in self._blocks():
             start = len(names)
@@ -374,10 +359,47 @@ class FeatureEncoder:
             ).fit(self._categorical_matrix(sample))
             names += [str(f) for f in self.onehot_.get_feature_names_out(self.categorical_)]
             self._fit_lookups(len(names) - len(self.onehot_.get_feature_names_out()))
-        self.log_columns_ = [c for c, log in zip(self.numeric_, self._log) if log]
         self.feature_names_ = names
         self.linear_ = None
         return self
+
+    def _fit_numeric(self, sample: Chunk) -> list[str]:
+        """Fit the numeric columns' log scale, imputer and scaler; their output names."""
+        names: list[str] = []
+        self._log = np.zeros(len(self.numeric_), dtype=bool)
+        if self.numeric_:
+            X = self._numeric_matrix(sample)
+            if self.log_skewed:
+                kinds = sample.schema.kinds
+                self._log = np.array([self._skewed(X[:, j], kinds[c])
+                                      for j, c in enumerate(self.numeric_)], dtype=bool)
+                self._fit_log_tails(X[:, self._log])
+                X = self._on_log_scale(X)
+            self.imputer_ = SimpleImputer(strategy="median", add_indicator=True,
+                                          keep_empty_features=True).fit(X)
+            self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(
+                self.imputer_.transform(X)[:, :len(self.numeric_)])
+            self.scaler_.scale_[self.scaler_.scale_ == 0] = 1.0
+            names += self.numeric_
+            indicator = self.imputer_.indicator_
+            if indicator is not None:
+                names += [f"{self.numeric_[i]}__missing" for i in indicator.features_]
+        self.log_columns_ = [c for c, log in zip(self.numeric_, self._log) if log]
+        return names
+
+    def log_scaled(self, sample: Chunk) -> "FeatureEncoder":
+        """This fitted encoder with ``log_skewed``, built on its matrix (:meth:`share`).
+
+        Only the numeric columns are fitted again, on ``sample`` (the sample this encoder
+        was fitted on): the other blocks are this encoder's, so the sample's text SVD,
+        vector PCA and one-hot levels are not learned twice. The log scale keeps missing
+        values missing, so the output columns are the same. Where the sample has no skewed
+        column, this encoder itself.
+        """
+        logged = copy.copy(self)
+        logged.log_skewed = True
+        logged._fit_numeric(sample)
+        return logged.share(self) if logged.log_columns_ else self
 
     def share(self, linear: "FeatureEncoder") -> "FeatureEncoder":
         """Build on ``linear``'s matrix: fitted on the same sample with the same parameters

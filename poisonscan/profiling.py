@@ -287,18 +287,17 @@ class Profile:
         """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks.
 
         With ``log_skewed``, the encoder that takes skewed columns on the ``log1p`` scale,
-        built on the shared one's matrix (:meth:`~poisonscan.encode.FeatureEncoder.share`:
-        only those columns are encoded again); where the sample has no such column it is
-        the shared one itself.
+        derived from the shared one (:meth:`~poisonscan.encode.FeatureEncoder.log_scaled`:
+        only the numeric columns are fitted, and encoded, again); where the sample has no
+        such column it is the shared one itself.
         """
         key = "encoder_log" if log_skewed else "encoder"
         if key not in self.shared:
-            from .encode import FeatureEncoder
-            encoder = FeatureEncoder(log_skewed=log_skewed).fit(self.sample_chunk())
             if log_skewed:
-                encoder = encoder.share(self.encoder()) if encoder.log_columns_ \
-                    else self.encoder()
-            self.shared[key] = encoder
+                self.shared[key] = self.encoder().log_scaled(self.sample_chunk())
+            else:
+                from .encode import FeatureEncoder
+                self.shared[key] = FeatureEncoder().fit(self.sample_chunk())
         return self.shared[key]
 
 
