@@ -184,8 +184,13 @@ def test_neighbours_are_exact_with_ties_and_exclude_the_row_itself():
     chunk = next(source.chunks(len(df), schema))
     X = check._project(check._encoder.transform(chunk))
     got = check._neighbours(X, chunk.rows)
-    # reference: exact distances, ties broken by index position, self excluded by row id
-    assert np.array_equal(got, check._exact_neighbours(X, chunk.rows))
+    # reference: exact distances, ties broken by index position, self excluded by row id,
+    # positions sorted within each scale's band
+    dist = ((X[:, None, :] - check.knn_X_[None, :, :]) ** 2).sum(axis=2)
+    dist[check.knn_rows_[None, :] == chunk.rows[:, None]] = np.inf
+    position = np.broadcast_to(np.arange(len(check.knn_rows_)), dist.shape)
+    expected = np.lexsort((position, dist), axis=1)[:, :check.k_]
+    assert np.array_equal(got, check._canonical(expected))
     assert not (check.knn_rows_[got] == chunk.rows[:, None]).any()
     copies = np.arange(300, len(df))
     nearest = check.knn_X_[got[copies, 0]]

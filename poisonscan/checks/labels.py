@@ -42,10 +42,9 @@ combined probabilities prefer another class get a reason such as
 ``labels: given 'ham' p=0.02; model says 'spam' p=0.95; 9/10 neighbours 'spam'``.
 
 Scoring never relies on BLAS matrix products of the chunk (their rounding depends on how
-many rows are multiplied at once): linear models and the projection are evaluated
-feature by feature, and the neighbour sets found by scikit-learn's search are accepted
-only where their margins exceed that rounding (the rare other rows are searched exactly).
-A row's score therefore depends on the row only, never on its chunk.
+many rows are multiplied at once): linear models, the projection and the neighbours'
+distances (:mod:`poisonscan.neighbours`, an exact search) are evaluated feature by
+feature. A row's score therefore depends on the row only, never on its chunk.
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ import pandas as pd
 
 from ..config import Option
 from ..hashing import row_keys
+from ..neighbours import nearest
 from ..rowwise import row_products
 from ..threads import lbfgs_reentrant, map_single_threaded, single_threaded
 from .base import Check, CheckScores, quote
@@ -69,8 +69,6 @@ _TRAIN_STREAM, _FOLD_STREAM, _PASS2_STREAM, _INDEX_STREAM = 61, 62, 63, 64
 MODELS = ("hgb+logreg", "hgb", "logreg")
 #: Scales of the neighbour vote, in multiples of ``neighbours``.
 SCALES = (1, 2, 5)
-#: Extra candidates asked of the approximate search, to prove the exact ranking.
-_EXTRA_CANDIDATES = 8
 #: Floor of the noise transition matrix (no flip is deemed impossible).
 _TRANSITION_FLOOR = 1e-3
 #: Most classes the check handles (beyond, the label is not a class label).
@@ -78,8 +76,6 @@ MAX_CLASSES = 200
 #: Most classes for boosting in the "hgb+logreg" average (it grows one tree per class and
 #: iteration); with more, the average is the logistic regression alone.
 BLEND_MAX_CLASSES = 20
-#: Rows per block of the exact neighbour search.
-_EXACT_BLOCK = 256
 
 
 class LabelsCheck(Check):
@@ -268,11 +264,6 @@ class LabelsCheck(Check):
         self.scales_ = tuple(sorted({max(1, min(self.neighbours * s, self.k_))
                                      for s in SCALES})) if self.k_ > 0 else ()
         self._columns = np.ascontiguousarray(self.knn_X_.T)
-        self._norm_max = float(np.max(np.einsum("ij,ij->i", self.knn_X_, self.knn_X_),
-                                      initial=0.0))
-        if self.k_ > 0:
-            from sklearn.neighbors import NearestNeighbors
-            self._index = NearestNeighbors(algorithm="brute").fit(self.knn_X_)
 
         # confident learning on the combined probabilities of the training rows
         proba, _ = self._combined(X_train, rows_train, y_train, oof)
@@ -410,36 +401,14 @@ class LabelsCheck(Check):
     def _neighbours(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Positions in the index of each row's ``k_`` nearest rows (itself excluded).
 
-        Only the *sets* of the nearest ``k`` rows at each scale matter, and they are
-        exact: scikit-learn's brute-force search ranks candidates by distances whose
-        rounding depends on the batch (BLAS products), so a row is accepted only when,
-        at every scale, the gap between its ``k``-th and ``k+1``-th candidate exceeds
-        that rounding; the other rows (near ties, duplicates) are searched exactly,
-        ties broken by index position. Within each scale's band the positions are
-        sorted, so that sums over them run in one order whatever the batch.
+        Exact (:func:`poisonscan.neighbours.nearest`: distances summed feature by
+        feature, ties broken by index position), so a row's neighbours depend on the
+        row alone. Within each scale's band the positions are sorted, so that sums over
+        them run in one order whatever the batch.
         """
-        n, m, k = len(rows), len(self.knn_rows_), self.k_
-        if n == 0:
-            return np.zeros((0, k), dtype=np.int64)
-        want = min(k + 1 + _EXTRA_CANDIDATES, m)
-        approx, cand = self._index.kneighbors(X, n_neighbors=want)
-        squared = approx ** 2
-        own = np.flatnonzero(np.isin(rows, self.knn_rows_))  # indexed rows: itself goes last
-        if len(own):
-            mine = self.knn_rows_[cand[own]] == rows[own, None]
-            order = np.argsort(mine, axis=1, kind="stable")
-            cand[own] = np.take_along_axis(cand[own], order, axis=1)
-            squared[own] = np.where(np.take_along_axis(mine, order, axis=1), np.inf,
-                                    np.take_along_axis(squared[own], order, axis=1))
-        slack = 2e-9 * (np.einsum("ij,ij->i", X, X) + self._norm_max + 1.0)
-        unclear = np.zeros(n, dtype=bool)
-        for edge in self.scales_:  # edge < want always (want > k, or want = m > k)
-            unclear |= squared[:, edge] - squared[:, edge - 1] <= slack
-        cand = cand[:, :k]
-        for start in range(0, int(unclear.sum()), _EXACT_BLOCK):
-            block = np.flatnonzero(unclear)[start:start + _EXACT_BLOCK]
-            cand[block] = self._exact_neighbours(X[block], rows[block])
-        return self._canonical(cand)
+        pos = np.minimum(np.searchsorted(self.knn_rows_, rows), len(self.knn_rows_) - 1)
+        exclude = np.where(self.knn_rows_[pos] == rows, pos, -1)
+        return self._canonical(nearest(X, self._columns, exclude, self.k_))
 
     def _canonical(self, cand: np.ndarray) -> np.ndarray:
         """Sort positions within each band between consecutive scales."""
@@ -448,17 +417,6 @@ class LabelsCheck(Check):
             cand[:, low:edge] = np.sort(cand[:, low:edge], axis=1)
             low = edge
         return cand
-
-    def _exact_neighbours(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The ``k_`` nearest by exact distance (ties by index position), self excluded."""
-        m = len(self.knn_rows_)
-        out = np.zeros((len(rows), m))
-        for j in range(X.shape[1]):
-            diff = X[:, j:j + 1] - self._columns[j][None, :]
-            out += diff * diff
-        out[self.knn_rows_[None, :] == rows[:, None]] = np.inf
-        position = np.broadcast_to(np.arange(m), out.shape)
-        return self._canonical(np.lexsort((position, out), axis=1)[:, :self.k_])
 
     # --------------------------------------------------------------------------- scoring
     def score(self, chunk) -> CheckScores:

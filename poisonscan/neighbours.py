@@ -1,0 +1,144 @@
+"""Exact nearest rows of a small index, found row by row in compiled code.
+
+The labels family lets each row's nearest rows of an index of the sample vote on its
+label (a few thousand indexed rows, a few dozen dimensions, every row of the dataset a
+query). :func:`nearest` finds them **exactly** and **row by row**:
+
+* a row's squared Euclidean distance to an indexed row is summed feature by feature in
+  one fixed order (feature 0, 1, 2, ...), so it depends on the two rows alone, never on
+  the chunk (a BLAS product's rounding depends on how many rows it multiplies at once);
+* neighbours are ordered by distance, ties by position in the index;
+* a query that is itself indexed is not its own neighbour (``exclude``).
+
+Per row, the distances to every indexed row are computed, then a threshold is taken
+from a probe: the ``rank``-th smallest distance among the first ``probe`` indexed rows,
+chosen so that about ``3 k`` rows fall within it. Only those are sorted. When fewer
+than ``k`` do (rare), all the row's distances are sorted. Both paths give the same
+answer; the threshold only saves sorting thousands of distances per row.
+
+The kernel is compiled with numba (a dependency of PyOD; cached on disk where the
+package directory is writable) and releases the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Indexed rows whose distances set a row's threshold (the first ones of the index).
+PROBE_ROWS = 512
+#: Rows the threshold lets through, in multiples of ``k`` (on average).
+PROBE_MARGIN = 3.0
+
+
+def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
+    """Positions of each row's ``k`` nearest indexed rows, nearest first.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of float64, shape (n, d)
+        The query rows.
+    columns : numpy.ndarray of float64, shape (d, m)
+        The indexed rows, transposed (each feature's values contiguous).
+    exclude : numpy.ndarray of int64, shape (n,)
+        Position in the index of each query row, or -1: that indexed row is not the
+        query's neighbour.
+    k : int
+        Neighbours per row, ``0 <= k <= m`` (``k = m`` only when nothing is excluded).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n, k)
+        Index positions by squared distance ascending, then position ascending (a NaN
+        distance after every number).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    columns = np.ascontiguousarray(columns, dtype=np.float64)
+    exclude = np.ascontiguousarray(exclude, dtype=np.int64)
+    d, m = columns.shape
+    if X.ndim != 2 or X.shape[1] != d or len(exclude) != len(X) or not 0 <= k <= m:
+        raise ValueError(f"nearest: {X.shape} rows, {columns.shape} index columns, "
+                         f"{exclude.shape} exclusions, k={k}")
+    if len(X) == 0 or k == 0:
+        return np.zeros((len(X), k), dtype=np.int64)
+    probe = min(m, PROBE_ROWS)
+    rank = min(probe, math.ceil(PROBE_MARGIN * k * probe / m) + 1)
+    return _kernel()(X, columns, exclude, k, probe, rank)
+
+
+_COMPILED = None
+
+
+def _kernel():
+    """The compiled kernel (compiled on first use: importing numba costs a second)."""
+    global _COMPILED
+    if _COMPILED is None:
+        import numba
+
+        try:
+            _COMPILED = numba.njit(nogil=True, cache=True)(_nearest)
+        except RuntimeError:  # no writable cache directory: compile in memory
+            _COMPILED = numba.njit(nogil=True)(_nearest)
+    return _COMPILED
+
+
+def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compiled
+    n, d = X.shape
+    m = columns.shape[1]
+    out = np.empty((n, k), np.int64)
+    dist = np.empty(m)
+    within = np.empty(m, np.int64)
+    lowest = np.empty(rank)
+    for r in range(n):
+        # squared distances, summed feature by feature in order (four per sweep)
+        dist[:] = 0.0
+        j = 0
+        while j + 4 <= d:
+            x0, x1, x2, x3 = X[r, j], X[r, j + 1], X[r, j + 2], X[r, j + 3]
+            c0, c1, c2, c3 = columns[j], columns[j + 1], columns[j + 2], columns[j + 3]
+            for p in range(m):
+                a = x0 - c0[p]
+                b = x1 - c1[p]
+                c = x2 - c2[p]
+                e = x3 - c3[p]
+                dist[p] = (((dist[p] + a * a) + b * b) + c * c) + e * e
+            j += 4
+        while j < d:
+            x0 = X[r, j]
+            c0 = columns[j]
+            for p in range(m):
+                a = x0 - c0[p]
+                dist[p] += a * a
+            j += 1
+        if exclude[r] >= 0:
+            dist[exclude[r]] = np.inf
+        # threshold: the rank-th smallest distance of the probe (insertion into `lowest`)
+        filled = 0
+        for p in range(probe):
+            value = dist[p]
+            if filled < rank:
+                i = filled
+                filled += 1
+            elif value < lowest[rank - 1]:
+                i = rank - 1
+            else:
+                continue
+            while i > 0 and lowest[i - 1] > value:
+                lowest[i] = lowest[i - 1]
+                i -= 1
+            lowest[i] = value
+        threshold = lowest[rank - 1]
+        count = 0
+        for p in range(m):
+            if dist[p] <= threshold:
+                within[count] = p
+                count += 1
+        if count >= k:  # the k nearest are within the threshold: sort those only
+            order = np.argsort(dist[within[:count]], kind="mergesort")
+            for i in range(k):
+                out[r, i] = within[order[i]]
+        else:  # (a NaN threshold lets nothing through)
+            order = np.argsort(dist, kind="mergesort")
+            out[r] = order[:k]
+    return out
