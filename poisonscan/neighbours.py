@@ -12,9 +12,10 @@ query). :func:`nearest` finds them **exactly** and **row by row**:
 
 Per row, the distances to every indexed row are computed, then a threshold is taken
 from a probe: the ``rank``-th smallest distance among the first ``probe`` indexed rows,
-chosen so that about ``3 k`` rows fall within it. Only those are sorted. When fewer
-than ``k`` do (rare), all the row's distances are sorted. Both paths give the same
-answer; the threshold only saves sorting thousands of distances per row.
+chosen so that about ``3 k`` rows fall within it. Only those compete for the ``k``
+places (an insertion sort that keeps equal distances in index order). When fewer than
+``k`` rows fall within (rare), all the row's distances are sorted. Both paths give the
+same answer; the threshold only saves sorting thousands of distances per row.
 
 The kernel is compiled with numba (a dependency of PyOD; cached on disk where the
 package directory is writable) and releases the GIL.
@@ -90,6 +91,7 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
     dist = np.empty(m)
     within = np.empty(m, np.int64)
     lowest = np.empty(rank)
+    best = np.empty(k)
     for r in range(n):
         # squared distances, summed feature by feature in order (four per sweep)
         dist[:] = 0.0
@@ -130,14 +132,27 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
             lowest[i] = value
         threshold = lowest[rank - 1]
         count = 0
-        for p in range(m):
-            if dist[p] <= threshold:
-                within[count] = p
-                count += 1
-        if count >= k:  # the k nearest are within the threshold: sort those only
-            order = np.argsort(dist[within[:count]], kind="mergesort")
-            for i in range(k):
-                out[r, i] = within[order[i]]
+        for p in range(m):  # (branch-free: `within` holds the rows within, in order)
+            within[count] = p
+            count += dist[p] <= threshold
+        if count >= k:  # the k nearest are within the threshold: insert those only
+            filled = 0
+            for t in range(count):
+                p = within[t]
+                value = dist[p]
+                if filled < k:
+                    i = filled
+                    filled += 1
+                elif value < best[k - 1]:
+                    i = k - 1
+                else:
+                    continue
+                while i > 0 and best[i - 1] > value:  # (strict: equal values keep order)
+                    best[i] = best[i - 1]
+                    out[r, i] = out[r, i - 1]
+                    i -= 1
+                best[i] = value
+                out[r, i] = p
         else:  # (a NaN threshold lets nothing through)
             order = np.argsort(dist, kind="mergesort")
             out[r] = order[:k]
