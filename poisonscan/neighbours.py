@@ -18,22 +18,31 @@ places (an insertion sort that keeps equal distances in index order). When fewer
 same answer; the threshold only saves sorting thousands of distances per row.
 
 The kernel is compiled with numba (a dependency of PyOD; cached on disk where the
-package directory is writable) and releases the GIL.
+package directory is writable) and releases the GIL: a large batch is split into blocks
+of rows searched in threads, as many as OpenMP may use here
+(:func:`poisonscan.threads.native_threads`), so a one-process scan uses every core and a
+worker of the process pool its share.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import math
 
 import numpy as np
+
+from .threads import native_threads
 
 #: Indexed rows whose distances set a row's threshold (the first ones of the index).
 PROBE_ROWS = 512
 #: Rows the threshold lets through, in multiples of ``k`` (on average).
 PROBE_MARGIN = 3.0
+#: Fewest rows per thread (smaller batches are searched in the calling thread).
+THREAD_ROWS = 2048
 
 
-def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
+def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
+            threads: int | None = None) -> np.ndarray:
     """Positions of each row's ``k`` nearest indexed rows, nearest first.
 
     Parameters
@@ -47,6 +56,9 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int) -> 
         query's neighbour.
     k : int
         Neighbours per row, ``0 <= k <= m`` (``k = m`` only when nothing is excluded).
+    threads : int, optional
+        Threads to search in (default: :func:`~poisonscan.threads.native_threads`; at
+        most one per :data:`THREAD_ROWS` rows). The result does not depend on it.
 
     Returns
     -------
@@ -65,7 +77,18 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int) -> 
         return np.zeros((len(X), k), dtype=np.int64)
     probe = min(m, PROBE_ROWS)
     rank = min(probe, math.ceil(PROBE_MARGIN * k * probe / m) + 1)
-    return _kernel()(X, columns, exclude, k, probe, rank)
+    kernel = _kernel()
+    if threads is None:
+        threads = native_threads() if len(X) >= 2 * THREAD_ROWS else 1
+    threads = max(1, min(threads, len(X) // THREAD_ROWS))
+    if threads == 1:
+        return kernel(X, columns, exclude, k, probe, rank)
+    edges = np.linspace(0, len(X), threads + 1).astype(np.int64)
+    with cf.ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = pool.map(lambda i: kernel(X[edges[i]:edges[i + 1]], columns,
+                                          exclude[edges[i]:edges[i + 1]], k, probe, rank),
+                         range(threads))
+        return np.concatenate(list(parts))
 
 
 _COMPILED = None

@@ -25,6 +25,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def native_threads() -> int:
+    """Threads a native parallel section started here may use: OpenMP's limit in force
+    for the calling thread (as :mod:`threadpoolctl` sets it: one in the pool's workers,
+    all cores in a one-process scan), at most the usable cores."""
+    from threadpoolctl import threadpool_info
+
+    limits = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
+    return max(1, min([usable_cores()] + limits))
+
+
 def lbfgs_reentrant() -> bool:
     """Whether SciPy's L-BFGS-B (behind scikit-learn's logistic regression) may run in two
     threads at once: from SciPy 1.15, whose L-BFGS-B is no longer the Fortran code with

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisonscan.neighbours import PROBE_ROWS, nearest
+from poisonscan.neighbours import PROBE_ROWS, THREAD_ROWS, nearest
 
 
 def reference(X, index, exclude, k):
@@ -22,8 +22,8 @@ def reference(X, index, exclude, k):
     return np.lexsort((position, dist), axis=1)[:, :k]
 
 
-def search(X, index, exclude, k):
-    return nearest(X, np.ascontiguousarray(index.T), exclude, k)
+def search(X, index, exclude, k, **options):
+    return nearest(X, np.ascontiguousarray(index.T), exclude, k, **options)
 
 
 @pytest.mark.parametrize("m, d, k", [(2000, 16, 50), (300, 5, 20), (40, 3, 39), (700, 1, 7)])
@@ -100,3 +100,14 @@ def test_empty_input_and_bad_shapes():
         nearest(np.zeros((2, 3)), index, np.full(2, -1), 11)
     with pytest.raises(ValueError):
         nearest(np.zeros((2, 4)), index, np.full(2, -1), 2)
+
+
+def test_threads_change_nothing():
+    rng = np.random.default_rng(5)
+    index = rng.normal(size=(1500, 9))
+    X = rng.normal(size=(3 * THREAD_ROWS + 17, 9))
+    exclude = np.where(rng.random(len(X)) < 0.1, rng.integers(0, 1500, len(X)), -1)
+    one = search(X, index, exclude, 40, threads=1)
+    assert np.array_equal(one, search(X, index, exclude, 40, threads=3))
+    assert np.array_equal(one, search(X, index, exclude, 40))  # the default count
+    assert np.array_equal(one[:500], reference(X[:500], index, exclude[:500], 40))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from poisonscan.threads import lbfgs_reentrant, map_single_threaded
+from poisonscan.threads import (lbfgs_reentrant, map_single_threaded, native_threads,
+                                usable_cores)
 
 
 def _limits():
@@ -59,3 +60,16 @@ def test_lbfgs_reentrant_from_the_scipy_version(monkeypatch, version, expected):
     import scipy
     monkeypatch.setattr(scipy, "__version__", version)
     assert lbfgs_reentrant() is expected
+
+
+def test_native_threads_follow_the_openmp_limit(monkeypatch):
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        assert native_threads() == 1
+    with threadpool_limits(limits=64):
+        assert native_threads() == usable_cores()  # never more than the cores
+    monkeypatch.setattr("poisonscan.threads.usable_cores", lambda: 64)
+    with threadpool_limits(limits=3):
+        assert native_threads() == 3
