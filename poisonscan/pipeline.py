@@ -12,6 +12,7 @@ An engine (:mod:`poisonscan.engines`) decides where and in which order these run
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -31,14 +32,19 @@ CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
 def timed(method: Callable, name: str, seconds: dict[str, float]) -> Callable:
     """``method`` wrapped so that the seconds of every call are added to ``seconds[name]``
     (per-family timings with ``verbose``, in this process and in the local engine's
-    worker processes)."""
+    worker processes; calls in several threads add up their own seconds)."""
     def wrapper(*args, **kwargs):
         begun = time.perf_counter()
         try:
             return method(*args, **kwargs)
         finally:
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begun
+            spent = time.perf_counter() - begun
+            with _TIMED_LOCK:
+                seconds[name] = seconds.get(name, 0.0) + spent
     return wrapper
+
+
+_TIMED_LOCK = threading.Lock()
 
 
 #: Columns of the intermediate pass-2 file, before the family columns.

@@ -10,9 +10,10 @@ builds histograms and finds splits (on two cores, four boosting fits of 16,000 r
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import os
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,3 +81,31 @@ def map_single_threaded(fn: Callable[[T], R], items: Iterable[T],
     # (a call's context, leaving, restores the value it found: one)
     with single_threaded(), cf.ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(call, items))
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """``map(fn, items)`` with the calls spread over ``threads`` Python threads, each
+    call's native code on one thread; results in the order of ``items``.
+
+    Lazy like :func:`map`: ``items`` is consumed as results are taken, at most
+    ``threads + 1`` calls ahead (the next item is ready when a thread frees up), so
+    memory holds a bounded number of items. An exception raised by a call is raised
+    here when its result is due; calls not started yet are then cancelled.
+    """
+    def call(item: T) -> R:
+        with single_threaded():
+            return fn(item)
+
+    # BLAS's thread count is process-wide: one until every call has returned
+    with single_threaded(), cf.ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(call, item))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

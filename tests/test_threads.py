@@ -1,13 +1,15 @@
 """Work shared among threads, each call's native code on one thread."""
 
+import importlib
 import threading
+import time
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 from poisonscan.threads import (lbfgs_reentrant, map_single_threaded, native_threads,
-                                usable_cores)
+                                ordered_map, usable_cores)
 
 
 def _limits():
@@ -63,8 +65,9 @@ def test_lbfgs_reentrant_from_the_scipy_version(monkeypatch, version, expected):
 
 
 def test_native_threads_follow_the_openmp_limit(monkeypatch):
-    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime
     from threadpoolctl import threadpool_limits
+
+    importlib.import_module("sklearn.ensemble")  # loads scikit-learn's OpenMP runtime
 
     with threadpool_limits(limits=1):
         assert native_threads() == 1
@@ -73,3 +76,37 @@ def test_native_threads_follow_the_openmp_limit(monkeypatch):
     monkeypatch.setattr("poisonscan.threads.usable_cores", lambda: 64)
     with threadpool_limits(limits=3):
         assert native_threads() == 3
+
+
+def test_ordered_map_keeps_order_runs_in_threads_and_reads_ahead_only_a_little():
+    pulled = []
+
+    def items():
+        for i in range(10):
+            pulled.append(i)
+            yield i
+
+    def work(i):
+        time.sleep(0.02 * (i % 3 == 0))  # some calls finish after later ones
+        return i * i, threading.get_ident(), _limits()
+
+    results = ordered_map(work, items(), 3)
+    first = next(results)
+    assert first[0] == 0 and len(pulled) <= 4  # at most threads + 1 calls ahead
+    rest = list(results)
+    assert [r[0] for r in [first] + rest] == [i * i for i in range(10)]
+    assert threading.get_ident() not in {r[1] for r in [first] + rest}
+    assert all(set(r[2].values()) <= {1} for r in [first] + rest)  # one native thread each
+
+
+def test_ordered_map_raises_the_error_of_a_call_when_its_result_is_due():
+    def work(i):
+        if i == 4:
+            raise ValueError("four")
+        return i
+
+    seen = []
+    with pytest.raises(ValueError, match="four"):
+        for value in ordered_map(work, range(100), 2):
+            seen.append(value)
+    assert seen == [0, 1, 2, 3]

@@ -87,6 +87,36 @@ def test_the_pool_ran_and_timed_the_checks_in_the_workers(one_and_two):
     assert all(f"check:{f}" in timings for f in families)
 
 
+def test_one_process_scores_chunks_in_threads_and_writes_the_same_bytes(data_csv, tmp_path,
+                                                                       monkeypatch):
+    from poisonscan.engines import local
+
+    threads = []
+    real = local.ordered_map
+    monkeypatch.setattr(local, "ordered_map",
+                        lambda fn, items, n: threads.append(n) or real(fn, items, n))
+    outs = {}
+    for cores in (1, 3):
+        monkeypatch.setattr(local, "usable_cores", lambda: cores)
+        outs[cores] = scan(data_csv, label="y", out=tmp_path / f"c{cores}", chunk_rows=500,
+                           workers=1, verbose=True).out
+    assert threads == [3]  # one core: chunks in this thread; three: in three threads
+    for name in OUTPUTS:
+        assert (outs[1] / name).read_bytes() == (outs[3] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("cores, rows, chunk, expected", [
+    (2, 10**7, 1_000, 2),
+    (8, 2_000, 500, 4),  # never more threads than chunks
+    (2, 400, 500, 1),    # one chunk: no threads
+    (1, 10**7, 1_000, 1),
+])
+def test_how_many_threads(monkeypatch, cores, rows, chunk, expected):
+    monkeypatch.setattr("poisonscan.engines.local.usable_cores", lambda: cores)
+    run = ScanRun(None, None, [], ScanConfig.resolve({"chunk_rows": chunk}), None, "csv")
+    assert run.threads(rows) == expected
+
+
 @pytest.fixture
 def exploding(monkeypatch):
     monkeypatch.setitem(registry.REGISTRY, "exploding", f"{__name__}:Exploding")

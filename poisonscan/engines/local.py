@@ -1,9 +1,10 @@
 """The local engine: stream the passes over the source in this process.
 
 The work of each pass on a piece of the input lives in :mod:`.pieces`; here the piece
-is the whole source. Pass 2 (most of a scan's time) may score its chunks in ``workers``
-processes (:mod:`.pool`); their rows are written here in input order, so the outputs are
-byte-identical to one process's. :class:`ScanRun` is also the skeleton of the other
+is the whole source. Pass 2 (most of a scan's time) scores its chunks in threads, one per
+core, each chunk's native code on one thread; or, with ``workers`` above one, in that
+many processes (:mod:`.pool`). Either way the rows are written here in input order, so
+the outputs are byte-identical to one thread's. :class:`ScanRun` is also the skeleton of the other
 engines (:mod:`.dask` overrides the three passes).
 """
 
@@ -25,6 +26,7 @@ from ..io.sinks import OutputDir
 from ..io.sources import Source
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
     route_piece, score_piece
+from ..threads import ordered_map, usable_cores
 from .pool import ScorePool
 
 __all__ = ["PASS2_FILE", "Progress", "ScanRun"]
@@ -124,20 +126,29 @@ class ScanRun:
         cfg = self.config
         return max(1, min(cfg.workers, -(-n_rows // cfg.chunk_rows)))
 
+    def threads(self, n_rows: int) -> int:
+        """Threads pass 2 scores chunks in, in one process: the usable cores, never more
+        than there are chunks."""
+        return max(1, min(usable_cores(), -(-n_rows // self.config.chunk_rows)))
+
     def pass_two(self, plan: pipeline.Plan):
         n = plan.profile.n_rows
         score = np.zeros(n)
         violation = np.zeros(n, dtype=bool)
         workers = self.workers(n)
+        threads = self.threads(n) if workers == 1 else 1
         with contextlib.ExitStack() as stack:
             scorer = None
             if workers > 1:
                 timed = any(callable(vars(c).get("score")) for c in plan.checks)
                 pool = stack.enter_context(ScorePool(plan, workers, timed=timed))
                 scorer = pool.map
+            elif threads > 1:  # whole chunks side by side, each on one native thread
+                def scorer(chunks):
+                    return ordered_map(plan.score, chunks, threads)
             # a worker scores chunks 1/workers the size (scores do not depend on the
             # chunking): all workers together hold about what one process would
-            chunk_rows = -(-self.config.chunk_rows // workers)
+            chunk_rows = -(-self.config.chunk_rows // max(workers, threads))
             scored = score_piece(self.source, plan, chunk_rows=chunk_rows,
                                  path=self.out.file(PASS2_FILE), score=score,
                                  violation=violation, scorer=scorer,
