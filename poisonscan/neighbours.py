@@ -95,7 +95,8 @@ _COMPILED = None
 
 
 def _kernel():
-    """The compiled kernel (compiled on first use: importing numba costs a second)."""
+    """The compiled kernel, built on first use (importing numba and loading the kernel
+    cost about a second and 100 MB of memory: only scans that search neighbours pay)."""
     global _COMPILED
     if _COMPILED is None:
         import numba

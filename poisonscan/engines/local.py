@@ -4,8 +4,8 @@ The work of each pass on a piece of the input lives in :mod:`.pieces`; here the 
 is the whole source. Pass 2 (most of a scan's time) scores its chunks in threads, one per
 core, each chunk's native code on one thread; or, with ``workers`` above one, in that
 many processes (:mod:`.pool`). Either way the rows are written here in input order, so
-the outputs are byte-identical to one thread's. :class:`ScanRun` is also the skeleton of the other
-engines (:mod:`.dask` overrides the three passes).
+the outputs are byte-identical to one thread's. :class:`ScanRun` is also the skeleton of
+the other engines (:mod:`.dask` overrides the three passes).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ..fusion import decide
 from ..io.schema import ScanSchema
 from ..io.sinks import OutputDir
 from ..io.sources import Source
+from ..threads import ordered_map, usable_cores
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
     route_piece, score_piece
-from ..threads import ordered_map, usable_cores
 from .pool import ScorePool
 
 __all__ = ["PASS2_FILE", "Progress", "ScanRun"]
