@@ -186,7 +186,9 @@ def test_neighbours_are_exact_with_ties_and_exclude_the_row_itself():
     got = check._neighbours(X, chunk.rows)
     # reference: exact distances, ties broken by index position, self excluded by row id,
     # positions sorted within each scale's band
-    dist = ((X[:, None, :] - check.knn_X_[None, :, :]) ** 2).sum(axis=2)
+    dist = np.zeros((len(X), len(check.knn_X_)))
+    for j in range(X.shape[1]):  # summed feature by feature, as the search does
+        dist += (X[:, j:j + 1] - check.knn_X_[None, :, j]) ** 2
     dist[check.knn_rows_[None, :] == chunk.rows[:, None]] = np.inf
     position = np.broadcast_to(np.arange(len(check.knn_rows_)), dist.shape)
     expected = np.lexsort((position, dist), axis=1)[:, :check.k_]
