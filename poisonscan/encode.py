@@ -553,16 +553,17 @@ class FeatureEncoder:
         scale``, then the clip: the same operations in the same order)."""
         out = self.linear_.transform(chunk).copy()
         at = np.flatnonzero(self._log)
-        X = np.column_stack([chunk.numeric(self.numeric_[j]) for j in at]).astype(np.float64)
-        X[~np.isfinite(X)] = np.nan
+        X = self._numeric_matrix(chunk, [self.numeric_[j] for j in at])
         X = np.where(np.isnan(X), self.imputer_.statistics_[at], self._logged(X))
         X -= self.scaler_.center_[at]
         X /= self.scaler_.scale_[at]
         out[:, at] = np.clip(X, -self.clip, self.clip)
         return out
 
-    def _numeric_matrix(self, chunk: Chunk) -> np.ndarray:
-        X = np.column_stack([chunk.numeric(c) for c in self.numeric_]).astype(np.float64)
+    def _numeric_matrix(self, chunk: Chunk, columns: list[str] | None = None) -> np.ndarray:
+        """The numeric ``columns`` (default: all encoded ones) as float64, non-finite as NaN."""
+        columns = self.numeric_ if columns is None else columns
+        X = np.column_stack([chunk.numeric(c) for c in columns]).astype(np.float64)
         X[~np.isfinite(X)] = np.nan
         return X
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import threading
 
 import numpy as np
 
@@ -92,20 +93,46 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
 
 
 _COMPILED = None
+_COMPILING = threading.Lock()
 
 
 def _kernel():
     """The compiled kernel, built on first use (importing numba and loading the kernel
     cost about a second and 100 MB of memory: only scans that search neighbours pay)."""
-    global _COMPILED
-    if _COMPILED is None:
-        import numba
+    global _COMPILED, _insert
+    with _COMPILING:
+        if _COMPILED is None:
+            import numba
 
-        try:
-            _COMPILED = numba.njit(nogil=True, cache=True)(_nearest)
-        except RuntimeError:  # no writable cache directory: compile in memory
-            _COMPILED = numba.njit(nogil=True)(_nearest)
+            def jit(fn):
+                try:
+                    return numba.njit(nogil=True, cache=True)(fn)
+                except RuntimeError:  # no writable cache directory: compile in memory
+                    return numba.njit(nogil=True)(fn)
+
+            _insert = jit(_insert)  # the kernel calls the compiled helper
+            _COMPILED = jit(_nearest)
     return _COMPILED
+
+
+def _insert(values, positions, filled, value, position):  # pragma: no cover - compiled
+    """Insert ``value`` (at index ``position``) into the ascending ``values[:filled]``,
+    after the equal ones; when the buffer is full, the largest drops out. The new fill."""
+    size = len(values)
+    if filled < size:
+        i = filled
+        filled += 1
+    elif value < values[size - 1]:
+        i = size - 1
+    else:
+        return filled
+    while i > 0 and values[i - 1] > value:
+        values[i] = values[i - 1]
+        positions[i] = positions[i - 1]
+        i -= 1
+    values[i] = value
+    positions[i] = position
+    return filled
 
 
 def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compiled
@@ -115,6 +142,7 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
     dist = np.empty(m)
     within = np.empty(m, np.int64)
     lowest = np.empty(rank)
+    lowest_at = np.empty(rank, np.int64)
     best = np.empty(k)
     for r in range(n):
         # squared distances, summed feature by feature in order (four per sweep)
@@ -139,21 +167,10 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
             j += 1
         if exclude[r] >= 0:
             dist[exclude[r]] = np.inf
-        # threshold: the rank-th smallest distance of the probe (insertion into `lowest`)
+        # threshold: the rank-th smallest distance of the probe
         filled = 0
         for p in range(probe):
-            value = dist[p]
-            if filled < rank:
-                i = filled
-                filled += 1
-            elif value < lowest[rank - 1]:
-                i = rank - 1
-            else:
-                continue
-            while i > 0 and lowest[i - 1] > value:
-                lowest[i] = lowest[i - 1]
-                i -= 1
-            lowest[i] = value
+            filled = _insert(lowest, lowest_at, filled, dist[p], p)
         threshold = lowest[rank - 1]
         count = 0
         for p in range(m):  # (branch-free: `within` holds the rows within, in order)
@@ -162,21 +179,7 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
         if count >= k:  # the k nearest are within the threshold: insert those only
             filled = 0
             for t in range(count):
-                p = within[t]
-                value = dist[p]
-                if filled < k:
-                    i = filled
-                    filled += 1
-                elif value < best[k - 1]:
-                    i = k - 1
-                else:
-                    continue
-                while i > 0 and best[i - 1] > value:  # (strict: equal values keep order)
-                    best[i] = best[i - 1]
-                    out[r, i] = out[r, i - 1]
-                    i -= 1
-                best[i] = value
-                out[r, i] = p
+                filled = _insert(best, out[r], filled, dist[within[t]], within[t])
         else:  # (a NaN threshold lets nothing through)
             order = np.argsort(dist, kind="mergesort")
             out[r] = order[:k]
