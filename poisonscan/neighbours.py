@@ -17,8 +17,8 @@ places (an insertion sort that keeps equal distances in index order). When fewer
 ``k`` rows fall within (rare), all the row's distances are sorted. Both paths give the
 same answer; the threshold only saves sorting thousands of distances per row.
 
-The kernel is compiled with numba (a dependency of PyOD; cached on disk where the
-package directory is writable) and releases the GIL: a large batch is split into blocks
+The kernel is compiled with numba on first use (:mod:`poisonscan.compiled`; numba is
+a dependency of PyOD) and releases the GIL: a large batch is split into blocks
 of rows searched in threads, as many as OpenMP may use here
 (:func:`poisonscan.threads.native_threads`), so a one-process scan uses every core and a
 worker of the process pool its share.
@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
-import threading
 
 import numpy as np
 
+from .compiled import LazyKernel
 from .threads import native_threads
 
 #: Indexed rows whose distances set a row's threshold (the first ones of the index).
@@ -78,7 +78,7 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
         return np.zeros((len(X), k), dtype=np.int64)
     probe = min(m, PROBE_ROWS)
     rank = min(probe, math.ceil(PROBE_MARGIN * k * probe / m) + 1)
-    kernel = _kernel()
+    kernel = _KERNEL.get()
     if threads is None:
         threads = native_threads() if len(X) >= 2 * THREAD_ROWS else 1
     threads = max(1, min(threads, len(X) // THREAD_ROWS))
@@ -92,27 +92,8 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
         return np.concatenate(list(parts))
 
 
-_COMPILED = None
-_COMPILING = threading.Lock()
-
-
-def _kernel():
-    """The compiled kernel, built on first use (importing numba and loading the kernel
-    cost about a second and 100 MB of memory: only scans that search neighbours pay)."""
-    global _COMPILED, _insert
-    with _COMPILING:
-        if _COMPILED is None:
-            import numba
-
-            def jit(fn):
-                try:
-                    return numba.njit(nogil=True, cache=True)(fn)
-                except RuntimeError:  # no writable cache directory: compile in memory
-                    return numba.njit(nogil=True)(fn)
-
-            _insert = jit(_insert)  # the kernel calls the compiled helper
-            _COMPILED = jit(_nearest)
-    return _COMPILED
+#: The compiled kernel (:func:`_nearest`, which calls :func:`_insert`), built on first use.
+_KERNEL = LazyKernel(globals(), "_nearest", helpers=("_insert",))
 
 
 def _insert(values, positions, filled, value, position):  # pragma: no cover - compiled

@@ -254,7 +254,8 @@ def test_fold_models_do_not_depend_on_how_the_fits_are_scheduled(binary, monkeyp
     monkeypatch.setattr(labels_module, "lbfgs_reentrant", lambda: reentrant)
     check = fitted(df)[0]
     assert [[type(m).__name__ for m in fold] for fold in check.models_] == \
-        [["HistGradientBoostingClassifier", "LogisticRegression"]] * check.folds
+        [["CompiledBoosting", "LogisticRegression"]] * check.folds
+    assert all(fold[0].compiled_ for fold in check.models_)
     for ours, theirs in zip(check.models_, reference.models_):
         assert np.array_equal(ours[1].coef_, theirs[1].coef_)
         assert np.array_equal(ours[1].intercept_, theirs[1].intercept_)

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..boosting import CompiledBoosting
 from ..config import Option
 from ..hashing import row_keys
 from ..neighbours import nearest
@@ -71,6 +72,8 @@ MODELS = ("hgb+logreg", "hgb", "logreg")
 SCALES = (1, 2, 5)
 #: Floor of the noise transition matrix (no flip is deemed impossible).
 _TRANSITION_FLOOR = 1e-3
+#: Training rows a boosting model's compiled predictions are checked on against its own.
+BOOSTING_PROBE_ROWS = 256
 #: Most classes the check handles (beyond, the label is not a class label).
 MAX_CLASSES = 200
 #: Most classes for boosting in the "hgb+logreg" average (it grows one tree per class and
@@ -137,7 +140,8 @@ class LabelsCheck(Check):
     rare_classes_ : dict of str to int
         Labels with too few sampled rows to be checked, with their sampled counts.
     models_ : list
-        The fitted fold models (one per fold, or a pair per fold for "hgb+logreg").
+        The fitted fold models (one per fold, or a pair per fold for "hgb+logreg");
+        boosting models are wrapped in :class:`~poisonscan.boosting.CompiledBoosting`.
     oof_rows_ : numpy.ndarray of int64
         Row ids of the training rows, sorted.
     oof_proba_ : numpy.ndarray of float64
@@ -323,9 +327,10 @@ class LabelsCheck(Check):
                     models[k] = [fit[k](part) for part in parts]
         return [[models[k][f] for k in kinds] for f in range(len(parts))]
 
-    def _fit_boosting(self, part: tuple[np.ndarray, np.ndarray]):
+    def _fit_boosting(self, part: tuple[np.ndarray, np.ndarray]) -> CompiledBoosting:
         from sklearn.ensemble import HistGradientBoostingClassifier
-        return HistGradientBoostingClassifier(random_state=self.seed_).fit(*part)
+        model = HistGradientBoostingClassifier(random_state=self.seed_).fit(*part)
+        return CompiledBoosting(model, probe=part[0][:BOOSTING_PROBE_ROWS])
 
     @staticmethod
     def _fit_linear(part: tuple[np.ndarray, np.ndarray]):

@@ -1,0 +1,119 @@
+"""Class probabilities of a fitted gradient-boosting classifier, row by row in compiled code.
+
+scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier` predicts tree by
+tree: each tree walks every row of the batch before the next tree starts, so a batch
+larger than the cache is read from memory again for every tree (the labels family's
+models have a few hundred). :class:`CompiledBoosting` walks every tree for one row before
+it moves to the next row, with all the trees' nodes in a few flat arrays that stay in the
+cache: on the scale benchmark's data, about 2.5 times faster.
+
+The raw scores are summed in scikit-learn's order (the baseline, then the trees iteration
+by iteration), and the probabilities come from the model's own loss, so they are the same
+numbers, bit for bit. That rests on scikit-learn's private tree layout, so it is checked:
+each wrapper compares its predictions with the model's own on rows given at construction
+and, should they ever differ (or the layout change), predicts with the model itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .compiled import LazyKernel
+
+
+class CompiledBoosting:
+    """A fitted HistGradientBoostingClassifier whose ``predict_proba`` is compiled.
+
+    Parameters
+    ----------
+    model : sklearn.ensemble.HistGradientBoostingClassifier
+        The fitted model (numeric splits only; a model with categorical splits keeps
+        scikit-learn's prediction).
+    probe : numpy.ndarray of float64, shape (n, n_features)
+        Rows both predictions are compared on (a few hundred suffice).
+
+    Attributes
+    ----------
+    model : sklearn.ensemble.HistGradientBoostingClassifier
+        The wrapped model.
+    classes_ : numpy.ndarray
+        The model's classes.
+    compiled_ : bool
+        Whether predictions are compiled (they matched the model's own on ``probe``).
+    """
+
+    def __init__(self, model, probe: np.ndarray):
+        self.model = model
+        self.classes_ = model.classes_
+        self.compiled_ = False
+        try:
+            self._arrays = _flatten(model)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return  # a layout this module does not know: scikit-learn predicts
+        probe = np.ascontiguousarray(probe, dtype=np.float64)
+        self.compiled_ = bool(np.array_equal(self._raw(probe), model._raw_predict(probe)))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of each row, as ``model.predict_proba(X)`` gives them."""
+        if not self.compiled_:
+            return self.model.predict_proba(X)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.model.n_features_in_:
+            raise ValueError(f"X has shape {X.shape}; the model takes "
+                             f"{self.model.n_features_in_} features")
+        return self.model._loss.predict_proba(self._raw(X))
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        return _KERNEL.get()(X, *self._arrays)
+
+
+def _flatten(model) -> tuple[np.ndarray, ...]:
+    """The trees' nodes in flat arrays (children as absolute positions), the position
+    of each tree's root in predictor order, and the baseline per output column."""
+    nodes = [p.nodes for iteration in model._predictors for p in iteration]
+    if not nodes or any(n["is_categorical"].any() for n in nodes):
+        raise ValueError("no trees, or categorical splits")
+    sizes = np.array([len(n) for n in nodes], dtype=np.int64)
+    roots = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    offset = np.repeat(roots, sizes)
+    flat = np.concatenate(nodes)
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).ravel()
+    if len(baseline) != model.n_trees_per_iteration_:
+        raise ValueError("baseline and trees per iteration disagree")
+    return (baseline,
+            np.ascontiguousarray(flat["feature_idx"], dtype=np.int64),
+            np.ascontiguousarray(flat["num_threshold"], dtype=np.float64),
+            flat["left"].astype(np.int64) + offset,
+            flat["right"].astype(np.int64) + offset,
+            flat["missing_go_to_left"].astype(np.bool_),
+            flat["is_leaf"].astype(np.bool_),
+            np.ascontiguousarray(flat["value"], dtype=np.float64),
+            roots)
+
+
+def _raw_scores(X, baseline, feature, threshold, left, right, missing_left, leaf, value,
+                roots):  # pragma: no cover - compiled
+    """Baseline plus the leaf value of every tree, per row and output column, summed
+    in predictor order (tree ``t`` adds to column ``t % K``) as scikit-learn sums them."""
+    n = X.shape[0]
+    K = len(baseline)
+    out = np.empty((n, K))
+    for r in range(n):
+        for k in range(K):
+            out[r, k] = baseline[k]
+        for t in range(len(roots)):
+            node = roots[t]
+            while not leaf[node]:
+                x = X[r, feature[node]]
+                if np.isnan(x):
+                    node = left[node] if missing_left[node] else right[node]
+                elif x <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            out[r, t % K] += value[node]
+    return out
+
+
+#: The compiled kernel (:func:`_raw_scores`), built on first use.
+_KERNEL = LazyKernel(globals(), "_raw_scores")
