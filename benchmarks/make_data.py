@@ -193,15 +193,41 @@ def _risk(num: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> np.ndarra
             - 0.6 * log_income + 0.25 * (codes["product"] % 4 - 1.5))
 
 
+def _logits(num: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-class logits of the label (columns in :data:`LABELS` order)."""
+    risk = _risk(num, codes)
+    logits = np.stack([-risk, np.zeros(len(risk)), risk], axis=1) * 1.3
+    logits[:, 1] += 1.4 - 0.15 * np.abs(num["f2"])
+    return logits
+
+
 def _labels(rng: np.random.Generator, num: dict[str, np.ndarray],
             codes: dict[str, np.ndarray]) -> np.ndarray:
-    """Draw a 3-class label from a softmax over a few feature effects."""
-    n = len(num["f1"])
-    risk = _risk(num, codes)
-    logits = np.stack([-risk, np.zeros(n), risk], axis=1) * 1.3
-    logits[:, 1] += 1.4 - 0.15 * np.abs(num["f2"])
-    gumbel = rng.gumbel(size=(n, 3))
+    """Draw a 3-class label from a softmax over a few feature effects (Gumbel-max)."""
+    logits = _logits(num, codes)
+    gumbel = rng.gumbel(size=logits.shape)
     return np.argmax(logits + gumbel, axis=1).astype(np.int32)
+
+
+def label_probabilities(table: pa.Table) -> np.ndarray:
+    """The generator's own ``P(label | features)`` of each row of generated data.
+
+    Columns in :data:`LABELS` order. Labels were drawn before values went missing, so a
+    missing ``income`` (2% of rows) is taken at the median of the others: for those
+    rows the probabilities are an approximation.
+    """
+    num = {c: table[c].to_numpy(zero_copy_only=False).astype(float)
+           for c in ("f1", "f2", "f3", "utilization", "income")}
+    num["income"] = np.where(np.isnan(num["income"]), np.nanmedian(num["income"]),
+                             num["income"])
+    products = {v: i for i, v in enumerate(vocabulary("product"))}
+    codes = {"product": np.array([products.get(v, 0) for v in
+                                  table["product"].to_pylist()], dtype=np.int64)}
+    with np.errstate(invalid="ignore"):  # poisoned rows may hold NaN or infinities
+        logits = _logits(num, codes)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
 
 
 def _missing_masks(rng: np.random.Generator, num: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

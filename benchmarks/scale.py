@@ -689,6 +689,7 @@ def run_needle(cases: list[Case], args: argparse.Namespace, command: str,
     measured = run_measured(cmd, interval=args.interval, timeout=args.timeout)
     _check(measured, shlex.join(cmd))
     result = _needle.figures(out, make_data.truth_path(path))
+    result["label_ceiling"] = _needle.label_ceiling(path, make_data.truth_path(path))
     env = environment(args.scanner)
     env["load"] = (round(load_start, 1), round(os.getloadavg()[0], 1))
     scan = shlex.join(scan_command(["poisonscan"], Path("FILE"), Path("OUT"), args.scan_args))

@@ -126,3 +126,31 @@ def test_figures_rank_the_poisons(tmp_path):
     assert [m["row"] for m in got["missed"]] == [1_500]
     assert got["missed"][0]["rank"] == 1_502  # after row 1,999 and rows 0..1,500
     assert got["missed"][0]["reason"] is None
+
+
+def test_label_probabilities_are_the_generators_own():
+    """Calibrated against the labels ``make_data`` draws: among rows it gives a label a
+    probability near ``p``, about a share ``p`` carry that label."""
+    table = make_data.make_block(3, 0, 40_000, 0.0).table
+    proba = make_data.label_probabilities(table)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    labels = np.array([make_data.LABELS.index(v) for v in table["label"].to_pylist()])
+    for c in range(len(make_data.LABELS)):
+        checked = 0
+        for low, high in ((0.0, 0.1), (0.3, 0.6), (0.9, 1.0)):  # ("medium" never nears 1)
+            band = (proba[:, c] >= low) & (proba[:, c] < high)
+            if band.sum() >= 1_000:
+                assert abs((labels[band] == c).mean() - proba[band, c].mean()) < 0.02
+                checked += 1
+        assert checked >= 2
+
+
+def test_the_label_ceiling_puts_the_concentrated_labels_first(needle):
+    """The concentrated rows copy the point ``make_data`` finds most clearly ``low`` and
+    carry ``high``: no natural row's label is as unlikely."""
+    ceiling = _needle.label_ceiling(needle, make_data.truth_path(needle))
+    assert list(ceiling) == list(_needle.LABEL_ATTACKS)
+    assert ceiling["concentrated"]["top100"] == 10 and ceiling["concentrated"]["best_rank"] == 1
+    for attack, counts in ceiling.items():
+        assert counts["planted"] == make_data.NEEDLE_MIX[attack]
+        assert 0 <= counts["top100"] <= counts["top1000"] <= counts["planted"]
