@@ -6,18 +6,17 @@ product's blocking, and so its rounding, depends on how many rows are multiplied
 once. :func:`row_products` sums each row's products in one fixed order (feature 0, 1,
 2, ...), so a row's result is a function of the row alone.
 
-It does so with a handful of vectorised numpy operations per feature, on blocks of
-:data:`BLOCK_ROWS` rows held transposed (each feature's values contiguous, the block's
-partial sums small enough to stay in cache): about six times faster than a loop over
-the columns of the whole chunk, with bit-identical results.
+It does so row by row in compiled code (:mod:`poisonscan.compiled`; each product is
+rounded, then added, as numpy's multiply and add round them): two to four times faster
+than vectorised numpy operations per feature on blocks of rows, with bit-identical
+results.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Rows per block (the block's features-by-rows copy and its sums fit in a core's cache).
-BLOCK_ROWS = 2048
+from .compiled import LazyKernel
 
 
 def row_products(X: np.ndarray, W: np.ndarray, *, shift: np.ndarray | None = None,
@@ -41,24 +40,35 @@ def row_products(X: np.ndarray, W: np.ndarray, *, shift: np.ndarray | None = Non
         ``out[i, k] = (...((start[k] + x_i0 W[k, 0]) + x_i1 W[k, 1]) + ...)`` with
         ``x_i = X[i] - shift``: the same bits for a row in any batch.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     n, d = X.shape
     q = W.shape[0]
+    if W.shape != (q, d):
+        raise ValueError(f"row_products: {X.shape} rows, {W.shape} weights")
+    shift = np.zeros(d) if shift is None else np.ascontiguousarray(shift, dtype=np.float64)
+    start = np.zeros(q) if start is None else np.ascontiguousarray(start, dtype=np.float64)
+    return _KERNEL.get()(X, np.ascontiguousarray(W.T), shift, start)
+
+
+def _row_products(X, weights, shift, start):  # pragma: no cover - compiled
+    """``out[i, k] = start[k] + sum_j (X[i, j] - shift[j]) * weights[j, k]``, in order of
+    ``j``; ``weights`` is ``W`` transposed (a row's outputs are updated together)."""
+    n, d = X.shape
+    q = weights.shape[1]
     out = np.empty((n, q))
-    first = np.zeros(q) if start is None else np.asarray(start, dtype=np.float64)
-    sums = np.empty((q, min(n, BLOCK_ROWS)))
-    term = np.empty_like(sums)
-    for low in range(0, n, BLOCK_ROWS):
-        block = X[low:low + BLOCK_ROWS]
-        if shift is not None:
-            block = block - shift
-        columns = np.ascontiguousarray(block.T)
-        m = len(block)
-        acc, product = sums[:, :m], term[:, :m]
-        acc[:] = first[:, None]
+    acc = np.empty(q)
+    for r in range(n):
+        for k in range(q):
+            acc[k] = start[k]
         for j in range(d):
-            np.multiply(W[:, j:j + 1], columns[j], out=product)
-            acc += product
-        out[low:low + m] = acc.T
+            x = X[r, j] - shift[j]
+            for k in range(q):
+                acc[k] += x * weights[j, k]
+        for k in range(q):
+            out[r, k] = acc[k]
     return out
+
+
+#: The compiled kernel (:func:`_row_products`), built on first use.
+_KERNEL = LazyKernel(globals(), "_row_products")

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from poisonscan.rowwise import BLOCK_ROWS, row_products
+from poisonscan.rowwise import row_products
+
+BLOCK_ROWS = 2048  # a batch size; a row's result must not depend on where batches split
 
 
 def _sequential(X, W, shift, start):
@@ -46,3 +48,8 @@ def test_no_rows_and_no_features():
     assert np.array_equal(row_products(np.zeros((3, 0)), np.zeros((2, 0)),
                                        start=np.array([1.0, 2.0])),
                           np.tile([1.0, 2.0], (3, 1)))
+
+
+def test_weights_of_another_width_are_refused():
+    with pytest.raises(ValueError, match="weights"):
+        row_products(np.zeros((3, 4)), np.ones((2, 5)))
