@@ -30,7 +30,8 @@ class CompiledBoosting:
         The fitted model (numeric splits only; a model with categorical splits keeps
         scikit-learn's prediction).
     probe : numpy.ndarray of float64, shape (n, n_features)
-        Rows both predictions are compared on (a few hundred suffice).
+        Rows both predictions are compared on (a few hundred suffice; without any, the
+        model predicts).
 
     Attributes
     ----------
@@ -51,7 +52,8 @@ class CompiledBoosting:
         except (AttributeError, KeyError, TypeError, ValueError):
             return  # a layout this module does not know: scikit-learn predicts
         probe = np.ascontiguousarray(probe, dtype=np.float64)
-        self.compiled_ = bool(np.array_equal(self._raw(probe), model._raw_predict(probe)))
+        self.compiled_ = len(probe) > 0 and bool(
+            np.array_equal(self._raw(probe), model._raw_predict(probe)))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities of each row, as ``model.predict_proba(X)`` gives them."""

@@ -76,6 +76,12 @@ def test_categorical_splits_keep_scikit_learns_prediction():
     assert np.array_equal(compiled.predict_proba(X[:30]), model.predict_proba(X[:30]))
 
 
+def test_nothing_to_compare_on_keeps_scikit_learns_prediction():
+    X, y = _data(400, 2, seed=7)
+    model = HistGradientBoostingClassifier(random_state=0, max_iter=10).fit(X, y)
+    assert not CompiledBoosting(model, probe=X[:0]).compiled_
+
+
 def test_wrong_feature_count_is_an_error_and_pickling_keeps_the_predictions():
     X, y = _data(600, 2, seed=6)
     compiled = CompiledBoosting(HistGradientBoostingClassifier(random_state=0).fit(X, y),
