@@ -87,8 +87,8 @@ def test_the_pool_ran_and_timed_the_checks_in_the_workers(one_and_two):
     assert all(f"check:{f}" in timings for f in families)
 
 
-def test_one_process_scores_chunks_in_threads_and_writes_the_same_bytes(data_csv, tmp_path,
-                                                                       monkeypatch):
+def test_one_process_runs_passes_1_and_2_in_threads_and_writes_the_same_bytes(
+        data_csv, tmp_path, monkeypatch):
     from poisonscan.engines import local
 
     threads = []
@@ -100,7 +100,8 @@ def test_one_process_scores_chunks_in_threads_and_writes_the_same_bytes(data_csv
         monkeypatch.setattr(local, "usable_cores", lambda: cores)
         outs[cores] = scan(data_csv, label="y", out=tmp_path / f"c{cores}", chunk_rows=500,
                            workers=1, verbose=True).out
-    assert threads == [3]  # one core: chunks in this thread; three: in three threads
+    # one core: chunks in this thread; three: passes 1 and 2 in three threads each
+    assert threads == [3, 3]
     for name in OUTPUTS:
         assert (outs[1] / name).read_bytes() == (outs[3] / name).read_bytes(), name
 

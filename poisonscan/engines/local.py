@@ -1,8 +1,9 @@
 """The local engine: stream the passes over the source in this process.
 
 The work of each pass on a piece of the input lives in :mod:`.pieces`; here the piece
-is the whole source. Pass 2 (most of a scan's time) scores its chunks in threads, one per
-core, each chunk's native code on one thread; or, with ``workers`` above one, in that
+is the whole source. Pass 1 summarises its chunks in threads, one per core, and merges
+the summaries in input order. Pass 2 (most of a scan's time) scores its chunks in threads,
+one per core, each chunk's native code on one thread; or, with ``workers`` above one, in that
 many processes (:mod:`.pool`). Either way the rows are written here in input order, so
 the outputs are byte-identical to one thread's. :class:`ScanRun` is also the skeleton of
 the other engines (:mod:`.dask` overrides the three passes).
@@ -113,9 +114,17 @@ class ScanRun:
 
     def pass_one(self) -> pipeline.PassOneState:
         cfg = self.config
-        state = profile_piece(self.source, self.checks, chunk_rows=cfg.chunk_rows,
+        threads = usable_cores()
+
+        def summaries(fn, chunks):  # chunks side by side, each on one native thread
+            return ordered_map(fn, chunks, threads)
+
+        # chunks of 1/threads the size: the chunks in flight hold what one would
+        state = profile_piece(self.source, self.checks,
+                              chunk_rows=-(-cfg.chunk_rows // threads),
                               sample_rows=cfg.sample_rows, seed=cfg.seed, schema=self.schema,
-                              advance=self._advance("pass 1/3: profile", None))
+                              advance=self._advance("pass 1/3: profile", None),
+                              mapper=summaries if threads > 1 else None)
         return require_rows(state, self.source.names)
 
     def fit(self, state: pipeline.PassOneState) -> pipeline.Plan:

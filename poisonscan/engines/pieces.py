@@ -37,16 +37,22 @@ def _ignore(rows: int) -> None:
 # ---------------------------------------------------------------------------- pass 1
 
 def profile_piece(piece: Source, checks, *, chunk_rows: int, sample_rows: int, seed: int,
-                  schema, advance: Advance = _ignore) -> pipeline.PassOneState | None:
+                  schema, advance: Advance = _ignore,
+                  mapper: Callable | None = None) -> pipeline.PassOneState | None:
     """Pass 1 over one piece: every chunk summarised and merged in row order.
 
+    ``mapper`` (``map`` by default) applies the summary to the chunks and yields the
+    results in order, e.g. :func:`~poisonscan.threads.ordered_map` in threads.
     Returns ``None`` for a piece without rows.
     """
-    state = None
-    for chunk in piece.chunks(chunk_rows, schema):
+    def summarize(chunk):
         part = pipeline.summarize(chunk, checks, sample_rows=sample_rows, seed=seed)
+        return part, len(chunk)
+
+    state = None
+    for part, rows in (mapper or map)(summarize, piece.chunks(chunk_rows, schema)):
         state = pipeline.merge(state, part, checks)
-        advance(len(chunk))
+        advance(rows)
     return state
 
 
