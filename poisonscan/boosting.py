@@ -5,7 +5,8 @@ tree: each tree walks every row of the batch before the next tree starts, so a b
 larger than the cache is read from memory again for every tree (the labels family's
 models have a few hundred). :class:`CompiledBoosting` walks every tree for one row before
 it moves to the next row, with all the trees' nodes in a few flat arrays that stay in the
-cache: on the scale benchmark's data, about 2.5 times faster.
+cache: about 2.5 times faster on a model the size of the labels family's
+(``benchmarks/RESULTS.md``, "Speed at scale").
 
 The raw scores are summed in scikit-learn's order (the baseline, then the trees iteration
 by iteration), and the probabilities come from the model's own loss, so they are the same

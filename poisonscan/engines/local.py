@@ -23,7 +23,7 @@ from ..config import ScanConfig
 from ..errors import PoisonscanError
 from ..fusion import decide
 from ..io.schema import ScanSchema
-from ..io.sinks import OutputDir
+from ..io.sinks import BackgroundWriter, OutputDir
 from ..io.sources import Source
 from ..threads import ordered_map, usable_cores
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
@@ -173,15 +173,18 @@ class ScanRun:
     def pass_three(self, plan: pipeline.Plan, suspect: np.ndarray) -> dict:
         out, n = self.out, len(suspect)
         layout = Layout.of(plan, self.source, self.fmt)
-        writers = layout.writers(out.file("scores.parquet"), out.file(f"clean.{self.fmt}"),
-                                 out.file(f"quarantine.{self.fmt}"))
+        # each file written in a thread of its own, while this one reads and routes
+        writers = [BackgroundWriter(w) for w in layout.writers(
+            out.file("scores.parquet"), out.file(f"clean.{self.fmt}"),
+            out.file(f"quarantine.{self.fmt}"))]
         try:
             routed = route_piece(self.source, layout, suspect, out.file(PASS2_FILE), writers,
                                  chunk_rows=self.config.chunk_rows,
                                  advance=self._advance("pass 3/3: write", n))
         finally:
-            for writer in writers:
-                writer.close()
+            with contextlib.ExitStack() as closing:  # every writer closed, even if one fails
+                for writer in reversed(writers):
+                    closing.callback(writer.close)
         return self._routed(layout, n, [routed.suspects], routed.clean, routed.quarantined)
 
     @staticmethod

@@ -14,6 +14,8 @@ rename: a present ``summary.json`` marks a complete scan).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import errno
 import os
 import re
@@ -283,6 +285,43 @@ class TableWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class BackgroundWriter:
+    """A writer whose ``write`` calls run in a thread of their own, one after the other.
+
+    The caller goes on reading and routing while a table is encoded, compressed and
+    written; at most ``depth`` tables wait. The file's bytes are those of the writer
+    written directly (the same calls in the same order). An error of a write is raised
+    by the next ``write`` or by ``close``, which waits for every write, then closes the
+    writer.
+
+    Parameters
+    ----------
+    writer : TableWriter
+        The writer; only the background thread calls its ``write``.
+    depth : int
+        Tables queued at most.
+    """
+
+    def __init__(self, writer: TableWriter, depth: int = 2):
+        self.writer = writer
+        self._depth = depth
+        self._pool = cf.ThreadPoolExecutor(max_workers=1)
+        self._queued: collections.deque = collections.deque()
+
+    def write(self, table: pa.Table) -> None:
+        self._queued.append(self._pool.submit(self.writer.write, table))
+        while len(self._queued) > self._depth:
+            self._queued.popleft().result()
+
+    def close(self) -> None:
+        try:
+            while self._queued:
+                self._queued.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.writer.close()
 
 
 def _guard_text(text: str) -> str:
