@@ -109,8 +109,9 @@ def label_ceiling(data: Path, truth: Path) -> dict:
     Every row is ranked by the generator's own probability of its label given its features
     (:func:`make_data.label_probabilities`; ascending, then by row): no label check can
     separate a planted label from the data's natural label noise better. Returns
-    ``{attack: {"planted", "top100", "top1000", "best_rank"}}`` for
-    :data:`LABEL_ATTACKS`.
+    ``{"attacks": {attack: {"planted", "top100", "top1000", "best_rank"}}}`` for
+    :data:`LABEL_ATTACKS`, and ``"natural"``: the share of clean rows whose label is not
+    their likeliest.
     """
     table = pq.read_table(data, columns=["f1", "f2", "f3", "utilization", "income",
                                          "product", "label"])
@@ -122,13 +123,16 @@ def label_ceiling(data: Path, truth: Path) -> dict:
     rank = np.empty(len(p_given), np.int64)
     rank[order] = np.arange(1, len(p_given) + 1)
     t = pq.read_table(truth).to_pandas()
-    out = {}
+    attacks = {}
     for attack in LABEL_ATTACKS:
         r = rank[t.loc[t["attack"] == attack, "row"].to_numpy()]
         if len(r):
-            out[attack] = {"planted": len(r), "best_rank": int(r.min()),
-                           **{f"top{k}": int((r <= k).sum()) for k in TOPS}}
-    return out
+            attacks[attack] = {"planted": len(r), "best_rank": int(r.min()),
+                               **{f"top{k}": int((r <= k).sum()) for k in TOPS}}
+    clean = np.ones(len(given), bool)
+    clean[t["row"].to_numpy()] = False
+    natural = float(np.mean(proba[clean].argmax(axis=1) != given[clean]))
+    return {"attacks": attacks, "natural": natural}
 
 
 def markdown(result: dict, command: str, scan: str, measured: dict, env: dict) -> str:
@@ -166,11 +170,12 @@ def markdown(result: dict, command: str, scan: str, measured: dict, env: dict) -
             "**The ceiling of any label check** (`_needle.label_ceiling`): every row ranked "
             "by the generator's own probability of its label given its features, the best "
             "a label check can do against the data's natural label noise (the labels are "
-            "drawn from a softmax: about 22% of clean rows carry a label other than the "
-            "likeliest). Poisons that set a label, alone in such a ranking:", "",
+            f"drawn from a softmax: {100 * ceiling['natural']:.1f}% of the clean rows carry "
+            "a label other than their likeliest). Poisons that set a label, alone in such a "
+            "ranking:", "",
             "| attack | planted | top 100 | top 1,000 | best rank |",
             "|---|---:|---:|---:|---:|"]
-        for attack, a in ceiling.items():
+        for attack, a in ceiling["attacks"].items():
             lines.append(f"| {attack} | {a['planted']} | {a['top100']} | {a['top1000']} | "
                          f"{a['best_rank']:,} |")
         lines.append("")
