@@ -4,7 +4,8 @@ A kernel is a plain Python function written in the subset numba compiles. It is 
 the first time a scan needs it, not at import: importing numba and loading a kernel cost
 about a second and tens of MB of memory, which only scans that use the kernel should pay.
 Compiled kernels release the GIL (``nogil``), so threads run them side by side, and are
-cached on disk where the package directory is writable.
+cached on disk (beside the package, or in the user's cache directory where the package's
+is not writable), so only the first scan compiles them.
 """
 
 from __future__ import annotations
