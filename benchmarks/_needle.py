@@ -14,6 +14,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import make_data
@@ -116,8 +118,8 @@ def label_ceiling(data: Path, truth: Path) -> dict:
     table = pq.read_table(data, columns=["f1", "f2", "f3", "utilization", "income",
                                          "product", "label"])
     proba = make_data.label_probabilities(table)
-    index = {name: i for i, name in enumerate(make_data.LABELS)}
-    given = np.array([index.get(v, -1) for v in table["label"].to_pylist()])
+    given = pc.index_in(table["label"], value_set=pa.array(make_data.LABELS))
+    given = given.fill_null(-1).to_numpy().astype(np.int64)
     p_given = np.where(given >= 0, proba[np.arange(len(given)), np.maximum(given, 0)], 1.0)
     order = np.lexsort((np.arange(len(p_given)), p_given))
     rank = np.empty(len(p_given), np.int64)

@@ -41,6 +41,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -220,9 +221,8 @@ def label_probabilities(table: pa.Table) -> np.ndarray:
            for c in ("f1", "f2", "f3", "utilization", "income")}
     num["income"] = np.where(np.isnan(num["income"]), np.nanmedian(num["income"]),
                              num["income"])
-    products = {v: i for i, v in enumerate(vocabulary("product"))}
-    codes = {"product": np.array([products.get(v, 0) for v in
-                                  table["product"].to_pylist()], dtype=np.int64)}
+    product = pc.index_in(table["product"], value_set=pa.array(vocabulary("product")))
+    codes = {"product": product.fill_null(0).to_numpy().astype(np.int64)}
     with np.errstate(invalid="ignore"):  # poisoned rows may hold NaN or infinities
         logits = _logits(num, codes)
         logits -= logits.max(axis=1, keepdims=True)

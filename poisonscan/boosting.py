@@ -46,7 +46,6 @@ class CompiledBoosting:
 
     def __init__(self, model, probe: np.ndarray):
         self.model = model
-        self.classes_ = model.classes_
         self.compiled_ = False
         try:
             self._arrays = _flatten(model)
@@ -55,6 +54,10 @@ class CompiledBoosting:
         probe = np.ascontiguousarray(probe, dtype=np.float64)
         self.compiled_ = len(probe) > 0 and bool(
             np.array_equal(self._raw(probe), model._raw_predict(probe)))
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model.classes_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities of each row, as ``model.predict_proba(X)`` gives them."""

@@ -5,7 +5,7 @@ import pytest
 
 from poisonscan.rowwise import row_products
 
-BLOCK_ROWS = 2048  # a batch size; a row's result must not depend on where batches split
+BATCH_ROWS = 2048  # a batch size; a row's result must not depend on where batches split
 
 
 def _sequential(X, W, shift, start):
@@ -20,7 +20,7 @@ def _sequential(X, W, shift, start):
     return out
 
 
-@pytest.mark.parametrize("n", [1, 7, BLOCK_ROWS - 1, BLOCK_ROWS + 3])
+@pytest.mark.parametrize("n", [1, 7, BATCH_ROWS - 1, BATCH_ROWS + 3])
 def test_row_products_sum_each_row_in_feature_order(n):
     rng = np.random.default_rng(n)
     # values of very different magnitudes, so that another summation order rounds differently
@@ -34,10 +34,10 @@ def test_row_products_sum_each_row_in_feature_order(n):
 
 def test_a_rows_result_does_not_depend_on_its_batch():
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(2 * BLOCK_ROWS + 5, 40)) * 10.0 ** rng.integers(-6, 7, size=40)
+    X = rng.normal(size=(2 * BATCH_ROWS + 5, 40)) * 10.0 ** rng.integers(-6, 7, size=40)
     W = rng.normal(size=(16, 40))
     whole = row_products(X, W)
-    for low, high in [(0, 1), (3, 900), (BLOCK_ROWS - 2, BLOCK_ROWS + 2), (5, len(X))]:
+    for low, high in [(0, 1), (3, 900), (BATCH_ROWS - 2, BATCH_ROWS + 2), (5, len(X))]:
         assert np.array_equal(row_products(X[low:high], W), whole[low:high])
     # and it is the product (to rounding)
     assert np.allclose(whole, X @ W.T, rtol=1e-9, atol=1e-9 * np.abs(X).max())

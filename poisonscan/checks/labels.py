@@ -355,10 +355,9 @@ class LabelsCheck(Check):
     def _model_proba(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Out-of-fold probabilities for training rows, one fold model's for the others."""
         proba = np.empty((len(rows), len(self.classes_)))
-        pos = np.searchsorted(self.oof_rows_, rows)
-        pos_ok = np.minimum(pos, len(self.oof_rows_) - 1)
-        trained = self.oof_rows_[pos_ok] == rows
-        proba[trained] = self.oof_proba_[pos_ok[trained]]
+        at = _positions(self.oof_rows_, rows)
+        trained = at >= 0
+        proba[trained] = self.oof_proba_[at[trained]]
         others = np.flatnonzero(~trained)
         if len(others):
             fold = (row_keys(self.seed_, rows[others], _PASS2_STREAM)
@@ -412,8 +411,7 @@ class LabelsCheck(Check):
         row alone. Within each scale's band the positions are sorted, so that sums over
         them run in one order whatever the batch.
         """
-        pos = np.minimum(np.searchsorted(self.knn_rows_, rows), len(self.knn_rows_) - 1)
-        exclude = np.where(self.knn_rows_[pos] == rows, pos, -1)
+        exclude = _positions(self.knn_rows_, rows)
         return self._canonical(nearest(X, self._columns, exclude, self.k_))
 
     def _canonical(self, cand: np.ndarray) -> np.ndarray:
@@ -546,6 +544,12 @@ def _confident_joint(proba: np.ndarray, codes: np.ndarray, C: int) -> tuple[np.n
     rows = joint.sum(axis=1, keepdims=True)
     joint = np.where(rows > 0, joint / np.where(rows > 0, rows, 1.0), np.eye(C)) * given[:, None]
     return thresholds, joint / max(joint.sum(), 1e-300)
+
+
+def _positions(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Position of each of ``rows`` in the sorted, non-empty ``sorted_rows``, or -1."""
+    at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+    return np.where(sorted_rows[at] == rows, at, -1)
 
 
 def _kappa(given: np.ndarray, predicted: np.ndarray, C: int) -> float:
