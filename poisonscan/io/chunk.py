@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -58,6 +59,7 @@ class Chunk:
         self.errors = dict(errors or {})
         self.source = source
         self._cache: dict[tuple[str, str], object] = {}
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -65,13 +67,21 @@ class Chunk:
     def __getstate__(self):  # caches are cheap to rebuild; do not ship them
         state = self.__dict__.copy()
         state["_cache"] = {}
+        del state["_lock"]
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def cached(self, what: str, key: str, make):
-        """``make()``, computed once per chunk for each ``(what, key)``."""
+        """``make()``, computed once per chunk for each ``(what, key)``, also when several
+        threads ask at once (the checks are fitted side by side on the sample chunk)."""
         key = (what, key)
         if key not in self._cache:
-            self._cache[key] = make()
+            with self._lock:  # reentrant: a conversion may ask for another one
+                if key not in self._cache:
+                    self._cache[key] = make()
         return self._cache[key]
 
     def numeric(self, column: str) -> np.ndarray:
