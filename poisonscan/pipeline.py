@@ -24,7 +24,10 @@ from .fusion import Fusion
 from .io.chunk import Chunk
 from .io.schema import ScanSchema
 from .profiling import Profile
-from .threads import map_single_threaded
+from .threads import map_single_threaded, usable_cores
+
+#: Fewest sample rows per block scored side by side at fit time.
+MIN_BLOCK_ROWS = 5_000
 
 #: The methods of the check contract (:class:`~poisonscan.checks.base.Check`).
 CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
@@ -105,24 +108,33 @@ class Plan:
 
 
 def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min") -> Plan:
-    """Fit every check on the merged pass-1 state and score the row sample with it, then
+    """Fit every check on the merged pass-1 state, score the row sample with them, then
     calibrate the fusion on the sample's scores (``fusion_rule``: see
     :class:`~poisonscan.fusion.Fusion`).
 
-    The checks are fitted side by side, each in its own thread with its native code
-    (OpenMP, BLAS) on one thread (:func:`~poisonscan.threads.map_single_threaded`). A
-    fitted check then depends neither on the core count nor on the other checks, and the
-    cores are shared by whatever is left to do (the ``labels`` family spreads its
-    cross-validation over them itself).
+    Both steps run in threads, each with its native code (OpenMP, BLAS) on one thread
+    (:func:`~poisonscan.threads.map_single_threaded`), so that a fitted check depends
+    neither on the core count nor on the other checks:
+
+    * the checks are fitted side by side, one thread each (the ``labels`` family spreads
+      its cross-validation over threads of its own);
+    * the sample is scored in one block of rows per core, each by every check (a row's
+      score does not depend on the block it is scored in).
     """
     profile = state.profile
-
-    def fit_and_score(check: Check) -> CheckScores:
-        check.fit(state.states[check.name], profile)
-        return check.score(profile.sample_chunk())
-
-    scores = map_single_threaded(fit_and_score, checks, threads=len(checks))
-    fusion = Fusion(rule=fusion_rule).fit({c.name: s for c, s in zip(checks, scores)})
+    map_single_threaded(lambda check: check.fit(state.states[check.name], profile), checks,
+                        threads=len(checks))
+    sample = profile.sample_chunk()
+    n_blocks = max(1, min(usable_cores(), len(sample) // MIN_BLOCK_ROWS))
+    if n_blocks == 1:
+        blocks = [sample]  # with the conversions the fits cached on it
+    else:
+        edges = np.linspace(0, len(sample), n_blocks + 1).astype(np.int64)
+        blocks = [sample.slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    parts = map_single_threaded(lambda block: [c.score(block) for c in checks], blocks)
+    fusion = Fusion(rule=fusion_rule).fit(
+        {c.name: CheckScores.concatenate([part[i] for part in parts])
+         for i, c in enumerate(checks)})
     return Plan(profile.schema, list(checks), fusion, profile)
 
 

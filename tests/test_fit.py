@@ -8,11 +8,14 @@ import threading
 import time
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from threadpoolctl import threadpool_info
 
 from poisonscan import pipeline, scan
+from poisonscan.checks.base import CheckScores
 from poisonscan.checks.bounds import BoundsCheck
+from poisonscan.io.chunk import CellErrors, Chunk
 from poisonscan.io.schema import ScanSchema
 from poisonscan.io.sources import TableSource
 from poisonscan.profiling import Profile
@@ -109,16 +112,47 @@ def test_checks_are_fitted_side_by_side_each_on_one_native_thread():
     assert [lib["num_threads"] for lib in threadpool_info()] == before  # limits restored
 
 
-def test_fitting_side_by_side_writes_the_same_bytes_as_one_after_the_other(tmp_path,
-                                                                           monkeypatch):
+def test_fitting_side_by_side_and_scoring_the_sample_in_blocks_writes_the_same_bytes(
+        tmp_path, monkeypatch):
     data = tmp_path / "data.csv"
     poisoned_frame(rows=1_500, seed=5).to_csv(data, index=False)
+    blocks = []
+    real = Chunk.slice
+    monkeypatch.setattr(Chunk, "slice", lambda self, a, b: blocks.append(b - a) or real(self, a, b))
+    monkeypatch.setattr(pipeline, "MIN_BLOCK_ROWS", 100)
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 3)
     side = scan(data, label="y", out=tmp_path / "side", chunk_rows=500).out
+    assert blocks == [500, 500, 500]  # the sample (every row) in three blocks
+    # one after the other, the sample in one block
+    monkeypatch.setattr(pipeline, "MIN_BLOCK_ROWS", 10**9)
     monkeypatch.setattr(pipeline, "map_single_threaded",
                         lambda fn, items, threads=None: [fn(item) for item in items])
     sequential = scan(data, label="y", out=tmp_path / "seq", chunk_rows=500).out
+    assert blocks == [500, 500, 500]
     for name in OUTPUTS:
         assert (side / name).read_bytes() == (sequential / name).read_bytes(), name
+
+
+def test_a_slice_of_a_chunk_keeps_its_rows_values_and_unparseable_cells():
+    errors = {"x": CellErrors(np.array([1, 4, 7]), ("a", "b", "c"))}
+    table = pa.table({"x": [1.0, None, 3.0, 4.0, None, 6.0, 7.0, None]})
+    schema = ScanSchema.build(table.schema, label=None, id_column=None)
+    chunk = Chunk(table, np.arange(10, 18), schema, errors, "f.csv")
+    part = chunk.slice(3, 7)
+    assert part.rows.tolist() == [13, 14, 15, 16] and part.source == "f.csv"
+    assert part.table.column("x").to_pylist() == [4.0, None, 6.0, 7.0]
+    assert part.errors["x"].positions.tolist() == [1] and part.errors["x"].values == ("b",)
+    assert chunk.slice(0, 1).errors == {}
+
+
+def test_scores_of_consecutive_blocks_concatenate_in_order():
+    a = CheckScores(np.array([1.0, 2.0]), np.array([True, False]), np.array(["r", None]))
+    b = CheckScores(np.array([3.0]), np.array([True]), np.array([None], dtype=object))
+    both = CheckScores.concatenate([a, b])
+    assert both.scores.tolist() == [1.0, 2.0, 3.0]
+    assert both.violation.tolist() == [True, False, True]
+    assert both.reasons.tolist() == ["r", None, None]
+    assert len(CheckScores.concatenate([]).scores) == 0
 
 
 def test_an_error_in_one_fit_is_raised_by_the_fit():

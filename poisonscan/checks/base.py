@@ -46,6 +46,15 @@ class CheckScores:
     def empty(cls, n: int) -> "CheckScores":
         return cls(np.zeros(n), np.zeros(n, dtype=bool), np.full(n, None, dtype=object))
 
+    @classmethod
+    def concatenate(cls, parts: "list[CheckScores]") -> "CheckScores":
+        """The scores of consecutive blocks of rows, as one."""
+        if not parts:
+            return cls.empty(0)
+        return cls(np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.violation for p in parts]),
+                   np.concatenate([p.reasons for p in parts]))
+
 
 class Check:
     """Base class of check families (see the module docstring for the contract)."""

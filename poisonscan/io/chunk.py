@@ -161,6 +161,17 @@ class Chunk:
             return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
         return self.cached("strings", column, make)
 
+    def slice(self, start: int, stop: int) -> "Chunk":
+        """Rows ``start:stop`` as a chunk of their own (conversions are not carried over)."""
+        errors = {}
+        for column, cells in self.errors.items():
+            keep = np.flatnonzero((cells.positions >= start) & (cells.positions < stop))
+            if len(keep):
+                errors[column] = CellErrors(cells.positions[keep] - start,
+                                            tuple(cells.values[i] for i in keep))
+        return Chunk(self.table.slice(start, stop - start), self.rows[start:stop],
+                     self.schema, errors, self.source)
+
     def labels(self) -> np.ndarray | None:
         """The label column as text, or ``None`` when the scan has no label."""
         if self.schema.label is None:
