@@ -112,18 +112,20 @@ def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min
     calibrate the fusion on the sample's scores (``fusion_rule``: see
     :class:`~poisonscan.fusion.Fusion`).
 
-    Both steps run in threads, each with its native code (OpenMP, BLAS) on one thread
-    (:func:`~poisonscan.threads.map_single_threaded`), so that a fitted check depends
-    neither on the core count nor on the other checks:
+    Both steps run in threads, one per core, each with its native code (OpenMP, BLAS) on
+    one thread (:func:`~poisonscan.threads.map_single_threaded`), so that a fitted check
+    depends neither on the core count nor on the other checks:
 
-    * the checks are fitted side by side, one thread each (the ``labels`` family spreads
-      its cross-validation over threads of its own);
+    * the checks are fitted side by side, those that spread their fit over threads of
+      their own (:attr:`~poisonscan.checks.base.Check.spreads_fit`: the ``labels``
+      family's cross-validation) first; no more checks are fitted at once than there are
+      cores, which bounds the memory their fits hold together;
     * the sample is scored in one block of rows per core, each by every check (a row's
       score does not depend on the block it is scored in).
     """
     profile = state.profile
-    map_single_threaded(lambda check: check.fit(state.states[check.name], profile), checks,
-                        threads=len(checks))
+    first = sorted(checks, key=lambda check: not check.spreads_fit)  # stable
+    map_single_threaded(lambda check: check.fit(state.states[check.name], profile), first)
     sample = profile.sample_chunk()
     n_blocks = max(1, min(usable_cores(), len(sample) // MIN_BLOCK_ROWS))
     if n_blocks == 1:

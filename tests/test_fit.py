@@ -82,34 +82,53 @@ def test_the_shared_encoder_asked_by_threads_at_once_is_fitted_once():
 
 
 class _Meeting(BoundsCheck):
-    """The bounds check, whose fit waits until every check of the scan is fitting, and
-    records the native thread limits it ran under."""
+    """The bounds check, whose fit waits until ``meeting`` has all its parties, and
+    records the order of the fits and the native thread limits they ran under."""
 
-    meeting: threading.Barrier
-    seen: list
+    meeting: threading.Barrier | None = None
+    seen: list = []
 
     def fit(self, state, profile):
-        self.meeting.wait(timeout=10)  # fails (BrokenBarrierError) unless side by side
-        self.seen.append({lib["user_api"]: lib["num_threads"] for lib in threadpool_info()})
+        if self.meeting is not None:
+            self.meeting.wait(timeout=10)  # fails (BrokenBarrierError) unless side by side
+        self.seen.append((self.name, {lib["user_api"]: lib["num_threads"]
+                                      for lib in threadpool_info()}))
         return super().fit(state, profile)
 
 
-def test_checks_are_fitted_side_by_side_each_on_one_native_thread():
-    df = make_frame(300)
-    src = TableSource(df)
+def _meeting_checks(n, spreading=()):
+    return [type(f"Meeting{i}", (_Meeting,), {"name": f"m{i}", "spreads_fit": i in spreading})()
+            for i in range(n)]
+
+
+def _fit(checks):
+    src = TableSource(make_frame(300))
     schema = ScanSchema.build(src.arrow_schema, label="y", id_column=None)
-    checks = [type(f"Meeting{i}", (_Meeting,), {"name": f"m{i}"})() for i in range(3)]
-    _Meeting.meeting, _Meeting.seen = threading.Barrier(len(checks)), []
     state = None
     for chunk in src.chunks(100, schema):
         state = pipeline.merge(state, pipeline.summarize(chunk, checks, sample_rows=1000,
                                                          seed=0), checks)
+    return pipeline.fit(state, checks)
+
+
+def test_checks_are_fitted_side_by_side_one_per_core_each_on_one_native_thread(monkeypatch):
+    monkeypatch.setattr("poisonscan.threads.usable_cores", lambda: 2)
+    monkeypatch.setattr(_Meeting, "meeting", threading.Barrier(2))
+    monkeypatch.setattr(_Meeting, "seen", [])
     before = [lib["num_threads"] for lib in threadpool_info()]
-    plan = pipeline.fit(state, checks)
-    assert len(_Meeting.seen) == 3
-    assert all(set(limits.values()) == {1} for limits in _Meeting.seen)
-    assert plan.families == ["m0", "m1", "m2"]
+    plan = _fit(_meeting_checks(2))
+    assert len(_Meeting.seen) == 2
+    assert all(set(limits.values()) == {1} for _, limits in _Meeting.seen)
+    assert plan.families == ["m0", "m1"]
     assert [lib["num_threads"] for lib in threadpool_info()] == before  # limits restored
+
+
+def test_checks_that_spread_their_fit_over_threads_start_first(monkeypatch):
+    monkeypatch.setattr("poisonscan.threads.usable_cores", lambda: 1)  # one at a time
+    monkeypatch.setattr(_Meeting, "seen", [])
+    plan = _fit(_meeting_checks(3, spreading=(2,)))
+    assert [name for name, _ in _Meeting.seen] == ["m2", "m0", "m1"]
+    assert plan.families == ["m0", "m1", "m2"]  # the scan's order is kept
 
 
 def test_fitting_side_by_side_and_scoring_the_sample_in_blocks_writes_the_same_bytes(

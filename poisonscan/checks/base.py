@@ -65,6 +65,9 @@ class Check:
     requires_label: ClassVar[bool] = False
     #: Declared constructor parameters.
     parameters: ClassVar[tuple[Option, ...]] = ()
+    #: Whether ``fit`` spreads its own work over threads (such checks are started first
+    #: when the checks are fitted side by side, see :func:`poisonscan.pipeline.fit`).
+    spreads_fit: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         known = {p.name for p in self.parameters}

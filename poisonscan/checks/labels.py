@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from ..boosting import CompiledBoosting
+from ..compiled import LazyKernel
 from ..config import Option
 from ..hashing import row_keys
 from ..neighbours import nearest
@@ -163,6 +164,7 @@ class LabelsCheck(Check):
     """
 
     name = "labels"
+    spreads_fit = True
     requires_label = True
     parameters = (
         Option("model", "str", "hgb+logreg", "classifier behind the out-of-fold probabilities",
@@ -369,22 +371,19 @@ class LabelsCheck(Check):
 
     def _combined(self, X: np.ndarray, rows: np.ndarray, codes: np.ndarray,
                   model_proba: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model and neighbour probabilities mixed; also the neighbour codes (or None)."""
+        """Model and neighbour probabilities mixed; also the neighbours (or None)."""
         if self.k_ <= 0 or self.knn_weight == 0:
             return model_proba, None
         neighbours = self._neighbours(self._project(X), rows)
-        votes = self.knn_vote_[neighbours]
-        found = self.knn_codes_[neighbours]
         C = len(self.classes_)
         knn = np.zeros((len(rows), C))
-        flat = np.arange(len(rows))[:, None] * C + found
-        for k in self.scales_:
-            hist = np.bincount(flat[:, :k].ravel(), weights=votes[:, :k].ravel(),
-                               minlength=len(rows) * C).reshape(len(rows), C)
+        sums = _VOTE_SUMS.get()(neighbours, self.knn_vote_, self.knn_codes_,
+                                np.asarray(self.scales_, dtype=np.int64), C)
+        for hist in sums:
             total = hist.sum(axis=1, keepdims=True)
             knn += np.where(total > 0, hist / np.where(total > 0, total, 1.0), 1.0 / C)
         knn /= len(self.scales_)
-        return (1.0 - self.knn_weight) * model_proba + self.knn_weight * knn, found
+        return (1.0 - self.knn_weight) * model_proba + self.knn_weight * knn, neighbours
 
     # ------------------------------------------------------------------------ neighbours
     def _fit_projection(self, X: np.ndarray) -> None:
@@ -436,14 +435,14 @@ class LabelsCheck(Check):
         X = self._encoder.transform(chunk)[live]
         rows, y = chunk.rows[live], codes[live]
         model = self._model_proba(X, rows)
-        proba, found = self._combined(X, rows, y, model)
+        proba, neighbours = self._combined(X, rows, y, model)
         scores = _posterior_wrong(proba, y, self.transition_)
         result.scores[live] = scores
         flagged = np.flatnonzero((scores >= self.reason_threshold_)
                                  & (proba.argmax(axis=1) != y))
         for i in flagged.tolist():
-            result.reasons[live[i]] = self._reason(y[i], model[i], None if found is None
-                                                   else found[i])
+            result.reasons[live[i]] = self._reason(
+                y[i], model[i], None if neighbours is None else self.knn_codes_[neighbours[i]])
         return result
 
     def _reason(self, given: int, model: np.ndarray, found: np.ndarray | None) -> str:
@@ -559,6 +558,23 @@ def _kappa(given: np.ndarray, predicted: np.ndarray, C: int) -> float:
                    ) / max(len(given), 1) ** 2
     return float(min(max((observed - chance) / (1.0 - chance), 0.0), 1.0)) \
         if chance < 1.0 else 0.0
+
+
+def _vote_sums(neighbours, vote, codes, scales, n_classes):  # pragma: no cover - compiled
+    """``out[s, r, c]``: the votes of row ``r``'s first ``scales[s]`` neighbours labelled
+    ``c``, added in the neighbours' order (as :func:`numpy.bincount` adds its weights)."""
+    n = neighbours.shape[0]
+    out = np.zeros((len(scales), n, n_classes))
+    for r in range(n):
+        for s in range(len(scales)):
+            for j in range(scales[s]):
+                p = neighbours[r, j]
+                out[s, r, codes[p]] += vote[p]
+    return out
+
+
+#: The compiled :func:`_vote_sums`, built on first use.
+_VOTE_SUMS = LazyKernel(globals(), "_vote_sums")
 
 
 def _posterior_wrong(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> np.ndarray:
