@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -81,6 +82,21 @@ def map_single_threaded(fn: Callable[[T], R], items: Iterable[T],
     # (a call's context, leaving, restores the value it found: one)
     with single_threaded(), cf.ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(call, items))
+
+
+def release_free_memory() -> None:
+    """Give the memory the C heap holds free back to the operating system, where the C
+    library can (glibc's ``malloc_trim``; elsewhere nothing happens).
+
+    glibc keeps memory freed by a thread in that thread's arena for later use: after the
+    checks were fitted in threads, about 150 MB on the 10M-row scale file, which the
+    passes after the fit would otherwise carry in their peak.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl, Windows)
+        return
+    trim(0)
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:

@@ -110,3 +110,40 @@ def test_ordered_map_raises_the_error_of_a_call_when_its_result_is_due():
         for value in ordered_map(work, range(100), 2):
             seen.append(value)
     assert seen == [0, 1, 2, 3]
+
+
+def test_free_memory_is_given_back_where_the_c_library_can(monkeypatch):
+    from poisonscan import threads
+
+    calls = []
+
+    class Glibc:
+        def malloc_trim(self, pad):
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(threads.ctypes, "CDLL", lambda name: Glibc())
+    threads.release_free_memory()
+    assert calls == [0]
+
+    class Other:  # no malloc_trim (macOS, musl)
+        pass
+
+    monkeypatch.setattr(threads.ctypes, "CDLL", lambda name: Other())
+    assert threads.release_free_memory() is None
+
+
+def test_the_local_engine_gives_back_free_memory_after_the_fit(monkeypatch, tmp_path):
+    from poisonscan import scan
+    from poisonscan.engines import local
+
+    from conftest import make_frame
+
+    events = []
+    real_fit = local.ScanRun.fit
+    monkeypatch.setattr(local.ScanRun, "fit", lambda self, state: events.append("fit")
+                        or real_fit(self, state))
+    monkeypatch.setattr(local, "release_free_memory", lambda: events.append("trim"))
+    make_frame(200).to_csv(tmp_path / "d.csv", index=False)
+    scan(tmp_path / "d.csv", label="y", out=tmp_path / "out")
+    assert events == ["fit", "trim"]

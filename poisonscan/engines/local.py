@@ -25,7 +25,7 @@ from ..fusion import decide
 from ..io.schema import ScanSchema
 from ..io.sinks import BackgroundWriter, OutputDir
 from ..io.sources import Source
-from ..threads import ordered_map, usable_cores
+from ..threads import ordered_map, release_free_memory, usable_cores
 from .pieces import PASS2_FILE, Layout, Progress, profile_piece, rank, require_rows, \
     route_piece, score_piece
 from .pool import ScorePool
@@ -83,6 +83,7 @@ class ScanRun:
         t = time.perf_counter()
         plan = self.fit(state)
         del state  # the pass-1 states (e.g. duplicate fingerprints) are not needed any more
+        release_free_memory()  # what the fit's threads freed, before pass 2 allocates
         self._timed("fit", t)
         t = time.perf_counter()
         score, violation, fired = self.pass_two(plan)
