@@ -282,15 +282,10 @@ def _tree_merge(client, states: list, checks):
 
 
 def _fit(state, checks, names, fusion_rule) -> pipeline.Plan:
-    """Fit on the worker holding the merged state, with every core of its machine: Dask
-    starts workers with one BLAS/OpenMP thread (many tasks share a machine), but the fit
-    is the only task running."""
-    from threadpoolctl import threadpool_limits
-
-    from ..threads import usable_cores
-
-    with threadpool_limits(limits=usable_cores()):
-        return pipeline.fit(require_rows(state, names), checks, fusion_rule=fusion_rule)
+    """Fit on the worker holding the merged state (:func:`pipeline.fit` spreads the checks
+    over the cores of its machine in threads, each with one BLAS/OpenMP thread, as Dask
+    starts its workers)."""
+    return pipeline.fit(require_rows(state, names), checks, fusion_rule=fusion_rule)
 
 
 def _score(part, path, *, plan, chunk_rows):
