@@ -306,8 +306,9 @@ class Profile:
         return self.shared[key]
 
 
-#: Guards the building of :attr:`Profile.shared` artefacts (a lock cannot be pickled with
-#: a profile; building them one at a time costs nothing, each is built once).
+#: Guards the building of :attr:`Profile.shared` artefacts. One lock for every profile (a
+#: lock cannot be pickled with a profile): each artefact is built once, and a check that
+#: waits for one needs it anyway.
 _SHARED_LOCK = threading.RLock()
 
 

@@ -1,4 +1,5 @@
-"""Cores, and work shared among threads that each run their native code on one thread.
+"""Cores, work shared among threads that each run their native code on one thread, and
+the memory such threads leave behind.
 
 The classifiers of the ``labels`` family are fitted with OpenMP and BLAS limited to one
 thread, so that a fitted model does not depend on the machine's core count (parallel sums
