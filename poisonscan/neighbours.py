@@ -14,8 +14,10 @@ Per row, the distances to every indexed row are computed, then a threshold is ta
 from a probe: the ``rank``-th smallest distance among the first ``probe`` indexed rows,
 chosen so that about ``3 k`` rows fall within it. Only those compete for the ``k``
 places (an insertion sort that keeps equal distances in index order). When fewer than
-``k`` rows fall within (rare), all the row's distances are sorted. Both paths give the
-same answer; the threshold only saves sorting thousands of distances per row.
+``k`` rows fall within (rare), every row competes, the NaN distances after the numbers.
+Both paths give the same answer; the threshold only saves inserting thousands of
+distances per row. (The kernel calls none of numba's sorts: they take seconds to
+compile, which the first scan after installing pays.)
 
 The kernel is compiled with numba on first use (:mod:`poisonscan.compiled`; numba is
 a dependency of PyOD) and releases the GIL: a large batch is split into blocks
@@ -161,7 +163,15 @@ def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compile
             filled = 0
             for t in range(count):
                 filled = _insert(best, out[r], filled, dist[within[t]], within[t])
-        else:  # (a NaN threshold lets nothing through)
-            order = np.argsort(dist, kind="mergesort")
-            out[r] = order[:k]
+        else:  # (rare; a NaN threshold lets nothing through) every row competes,
+            filled = 0  # the numbers first, then the NaNs, each in index order
+            for p in range(m):
+                if not np.isnan(dist[p]):
+                    filled = _insert(best, out[r], filled, dist[p], p)
+            for p in range(m):
+                if filled == k:
+                    break
+                if np.isnan(dist[p]):
+                    out[r, filled] = p
+                    filled += 1
     return out

@@ -69,6 +69,20 @@ def test_rows_where_the_probe_is_misleading_are_sorted_in_full():
     assert (got[:, PROBE_ROWS:] >= PROBE_ROWS).all()     # the last 40 are far rows
 
 
+def test_indexed_rows_with_a_nan_come_last_also_when_every_row_competes():
+    """Every row's k takes the search past its threshold (k = 39 of 40 rows): the 37
+    numbers by distance, then two of the three NaN rows (the first ones of the index) by
+    position."""
+    rng = np.random.default_rng(4)
+    index = rng.normal(size=(40, 3))
+    index[[0, 2, 3], 1] = np.nan
+    X = rng.normal(size=(10, 3))
+    none = np.full(len(X), -1)
+    got = search(X, index, none, 39)
+    assert np.array_equal(got, reference(X, index, none, 39))
+    assert (got[:, -2:] == [0, 2]).all()
+
+
 def test_nan_and_infinite_coordinates_rank_last():
     rng = np.random.default_rng(3)
     index = rng.normal(size=(600, 3))
