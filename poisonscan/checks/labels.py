@@ -310,9 +310,10 @@ class LabelsCheck(Check):
         longest). The logistic regressions join them where SciPy's L-BFGS-B is reentrant
         (SciPy 1.15 and later, :func:`~poisonscan.threads.lbfgs_reentrant`); with an older
         SciPy they are fitted one after the other, after the boosting models. Predictions
-        and the neighbour search use the native threads they are given (all cores here; one
-        per chunk in pass 2, whose chunks are scored side by side): they split the rows
-        among threads, each row computed by one of them in one order.
+        and the neighbour search use the native threads they are given (one here, where
+        the checks are fitted side by side, and per chunk in pass 2, whose chunks are scored
+        side by side): they split the rows among threads, each row computed by one of them
+        in one order.
         """
         boosted = self.model == "hgb" or (self.model == "hgb+logreg"
                                           and len(self.classes_) <= BLEND_MAX_CLASSES)
