@@ -5,19 +5,38 @@ label (a few thousand indexed rows, a few dozen dimensions, every row of the dat
 query). :func:`nearest` finds them **exactly** and **row by row**:
 
 * a row's squared Euclidean distance to an indexed row is summed feature by feature in
-  one fixed order (feature 0, 1, 2, ...), so it depends on the two rows alone, never on
-  the chunk (a BLAS product's rounding depends on how many rows it multiplies at once);
+  one fixed order (feature 0, 1, 2, ...) in float64, so it depends on the two rows
+  alone, never on the chunk (a BLAS product's rounding depends on how many rows it
+  multiplies at once);
 * neighbours are ordered by distance, ties by position in the index;
 * a query that is itself indexed is not its own neighbour (``exclude``).
 
-Per row, the distances to every indexed row are computed, then a threshold is taken
-from a probe: the ``rank``-th smallest distance among the first ``probe`` indexed rows,
-chosen so that about ``3 k`` rows fall within it. Only those compete for the ``k``
-places (an insertion sort that keeps equal distances in index order). When fewer than
-``k`` rows fall within (rare), every row competes, the NaN distances after the numbers.
-Both paths give the same answer; the threshold only saves inserting thousands of
-distances per row. (The kernel calls none of numba's sorts: they take seconds to
-compile, which the first scan after installing pays.)
+A row is searched in two precisions, so that float32 does the bulk of the arithmetic
+and float64 alone decides:
+
+1. **Screen.** The squared distances to every indexed row are summed in float32 (twice
+   as many per vector instruction as float64).
+2. **Bound.** The indexed rows are dealt into ``3 k`` groups (every ``3 k``-th row).
+   Each group's smallest screened distance belongs to a row, so the ``k``-th smallest of
+   those minima, plus the screen's error bound, is a distance ``T`` within which at least
+   ``k`` indexed rows lie.
+3. **Exact distances** (float64, in feature order) are computed for the rows the screen
+   puts within ``T`` plus their error bound, about ``1.2 k`` rows; those whose exact
+   distance is within ``T`` compete for the ``k`` places by (distance, position).
+
+The screen's error is bounded: for a row ``x`` and an indexed row ``c`` in ``d``
+dimensions, the float32 sum differs from the float64 one by at most
+``(8 + 2 (d + 1)) u (|x|^2 + |c|^2)`` to first order in ``u = 2^-24`` (rounding each
+coordinate to float32, each difference, each square, each of the ``d`` additions, and
+the float64 sum's own rounding); the search allows twice that. So every row whose exact
+distance is within ``T`` passes the screen, and the answer is the one a full sort of the
+float64 distances gives: a float32 rounding never decides a neighbour.
+
+Rows the screen cannot bound (a NaN or infinite coordinate, or a squared norm beyond
+:data:`SCREEN_LIMIT`, in the row or anywhere in the index) are searched in float64
+alone: every distance, the numbers by (distance, position), then the NaNs by position.
+The kernel calls none of numba's sorts: they take seconds to compile, which the first
+scan after installing pays.
 
 The kernel is compiled with numba on first use (:mod:`poisonscan.compiled`; numba is
 a dependency of PyOD) and releases the GIL: a large batch is split into blocks
@@ -29,19 +48,20 @@ worker of the process pool its share.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import math
 
 import numpy as np
 
 from .compiled import LazyKernel
 from .threads import native_threads
 
-#: Indexed rows whose distances set a row's threshold (the first ones of the index).
-PROBE_ROWS = 512
-#: Rows the threshold lets through, in multiples of ``k`` (on average).
-PROBE_MARGIN = 3.0
+#: Groups the indexed rows are dealt into for the bound, per neighbour sought.
+GROUPS_PER_NEIGHBOUR = 3
+#: Largest squared norm the float32 screen takes, of a row or of an indexed row.
+SCREEN_LIMIT = 1e30
 #: Fewest rows per thread (smaller batches are searched in the calling thread).
 THREAD_ROWS = 2048
+#: Unit roundoff of float32.
+_U32 = 2.0 ** -24
 
 
 def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
@@ -78,24 +98,54 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
                          f"{exclude.shape} exclusions, k={k}")
     if len(X) == 0 or k == 0:
         return np.zeros((len(X), k), dtype=np.int64)
-    probe = min(m, PROBE_ROWS)
-    rank = min(probe, math.ceil(PROBE_MARGIN * k * probe / m) + 1)
+    index = _Screen(columns)
+    groups = min(m, GROUPS_PER_NEIGHBOUR * k)
     kernel = _KERNEL.get()
+
+    def search(rows: slice) -> np.ndarray:
+        return kernel(X[rows], columns, index.rows, index.columns32, index.slack32,
+                      index.largest_slack, exclude[rows], k, groups, index.factor,
+                      index.screened)
+
     if threads is None:
         threads = native_threads() if len(X) >= 2 * THREAD_ROWS else 1
     threads = max(1, min(threads, len(X) // THREAD_ROWS))
     if threads == 1:
-        return kernel(X, columns, exclude, k, probe, rank)
+        return search(slice(None))
     edges = np.linspace(0, len(X), threads + 1).astype(np.int64)
     with cf.ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = pool.map(lambda i: kernel(X[edges[i]:edges[i + 1]], columns,
-                                          exclude[edges[i]:edges[i + 1]], k, probe, rank),
-                         range(threads))
+        parts = pool.map(lambda i: search(slice(edges[i], edges[i + 1])), range(threads))
         return np.concatenate(list(parts))
 
 
-#: The compiled kernel (:func:`_nearest`, which calls :func:`_insert`), built on first use.
-_KERNEL = LazyKernel(globals(), "_nearest", helpers=("_insert",))
+class _Screen:
+    """The index as the float32 screen reads it, with each indexed row's error bound.
+
+    ``factor * (|x|^2 + |c|^2)`` bounds twice the screen's error for a row ``x`` and an
+    indexed row ``c`` (module docstring); ``slack32`` holds the indexed rows' part of it
+    (rounded up to float32), ``factor * |x|^2`` is added per row.
+    """
+
+    def __init__(self, columns: np.ndarray):
+        d, m = columns.shape
+        self.factor = 2.0 * (8.01 + 2.01 * (d + 1)) * _U32
+        self.rows = np.ascontiguousarray(columns.T)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = (columns * columns).sum(axis=0)
+        self.screened = bool(np.isfinite(norms).all()
+                             and norms.max(initial=0.0) <= SCREEN_LIMIT)
+        if self.screened:
+            slack = self.factor * norms + 1e-28 * (d + 1)
+            self.columns32 = columns.astype(np.float32)
+        else:
+            slack = np.zeros(m)
+            self.columns32 = np.zeros((d, m), np.float32)
+        self.slack32 = (slack * (1.0 + 2.0 * _U32)).astype(np.float32)
+        self.largest_slack = float(slack.max(initial=0.0))
+
+
+#: The compiled kernel (:func:`_nearest` and the helpers it calls), built on first use.
+_KERNEL = LazyKernel(globals(), "_nearest", helpers=("_insert", "_candidates", "_rank"))
 
 
 def _insert(values, positions, filled, value, position):  # pragma: no cover - compiled
@@ -118,60 +168,179 @@ def _insert(values, positions, filled, value, position):  # pragma: no cover - c
     return filled
 
 
-def _nearest(X, columns, exclude, k, probe, rank):  # pragma: no cover - compiled
+def _candidates(dist32, slack32, limit32, flag, within):  # pragma: no cover - compiled
+    """Write to ``within`` the positions whose screened distance is within ``limit32``
+    plus their own slack, in order; their count. (Flags first, in one vector pass; then
+    eight flags at a time, most of them all clear.)"""
+    m = len(dist32)
+    for p in range(m):
+        flag[p] = dist32[p] <= limit32 + slack32[p]
+    words = flag.view(np.uint64)
+    count = 0
+    for w in range(len(words)):
+        if words[w] != 0:
+            base = 8 * w
+            for b in range(8):
+                within[count] = base + b
+                count += flag[base + b]
+    return count
+
+
+def _rank(values, positions, n, out, best):  # pragma: no cover - compiled
+    """Write to ``out`` the positions of the ``len(out)`` smallest of ``values[:n]`` by
+    (value, order of arrival). Each one's place is the count of those before it; with
+    many more candidates than places, an insertion sort instead."""
+    k = len(out)
+    if n > 8 * k:
+        filled = 0
+        for i in range(n):
+            filled = _insert(best, out, filled, values[i], positions[i])
+        return
+    for i in range(n):
+        v = values[i]
+        place = 0
+        for t in range(n):
+            place += values[t] < v
+        for t in range(i):
+            place += values[t] == v
+        if place < k:
+            out[place] = positions[i]
+
+
+def _nearest(X, columns, rows, columns32, slack32, largest_slack, exclude, k,
+             groups, factor, screened):  # pragma: no cover - compiled
     n, d = X.shape
     m = columns.shape[1]
     out = np.empty((n, k), np.int64)
+    best = np.empty(k)
     dist = np.empty(m)
     within = np.empty(m, np.int64)
-    lowest = np.empty(rank)
-    lowest_at = np.empty(rank, np.int64)
-    best = np.empty(k)
+    dist32 = np.empty(m, np.float32)
+    x32 = np.empty(d, np.float32)
+    bits = dist32.view(np.int32)  # a non-negative float32 orders like its bits
+    full = m // groups
+    grid = bits[:full * groups].reshape(full, groups)  # group g: every groups-th row
+    rest = bits[full * groups:]
+    low = np.empty(groups, np.int32)
+    flag = np.zeros(8 * ((m + 7) // 8), np.uint8)
+    kth = np.empty(1, np.int32)
     for r in range(n):
-        # squared distances, summed feature by feature in order (four per sweep)
-        dist[:] = 0.0
-        j = 0
-        while j + 4 <= d:
-            x0, x1, x2, x3 = X[r, j], X[r, j + 1], X[r, j + 2], X[r, j + 3]
-            c0, c1, c2, c3 = columns[j], columns[j + 1], columns[j + 2], columns[j + 3]
+        ex = exclude[r]
+        sx = 0.0
+        for j in range(d):
+            sx += X[r, j] * X[r, j]
+        if screened and sx <= SCREEN_LIMIT:  # (not for a NaN)
+            own = factor * sx
+            # 1. screen: float32 distances, summed in order (four features per sweep)
+            for j in range(d):
+                x32[j] = X[r, j]
             for p in range(m):
-                a = x0 - c0[p]
-                b = x1 - c1[p]
-                c = x2 - c2[p]
-                e = x3 - c3[p]
-                dist[p] = (((dist[p] + a * a) + b * b) + c * c) + e * e
-            j += 4
-        while j < d:
-            x0 = X[r, j]
-            c0 = columns[j]
-            for p in range(m):
-                a = x0 - c0[p]
-                dist[p] += a * a
-            j += 1
-        if exclude[r] >= 0:
-            dist[exclude[r]] = np.inf
-        # threshold: the rank-th smallest distance of the probe
-        filled = 0
-        for p in range(probe):
-            filled = _insert(lowest, lowest_at, filled, dist[p], p)
-        threshold = lowest[rank - 1]
-        count = 0
-        for p in range(m):  # (branch-free: `within` holds the rows within, in order)
-            within[count] = p
-            count += dist[p] <= threshold
-        if count >= k:  # the k nearest are within the threshold: insert those only
-            filled = 0
+                dist32[p] = 0.0
+            j = 0
+            while j + 4 <= d:
+                x0, x1, x2, x3 = x32[j], x32[j + 1], x32[j + 2], x32[j + 3]
+                c0, c1 = columns32[j], columns32[j + 1]
+                c2, c3 = columns32[j + 2], columns32[j + 3]
+                for p in range(m):
+                    a = x0 - c0[p]
+                    b = x1 - c1[p]
+                    c = x2 - c2[p]
+                    e = x3 - c3[p]
+                    dist32[p] = (((dist32[p] + a * a) + b * b) + c * c) + e * e
+                j += 4
+            while j < d:
+                x0 = x32[j]
+                c0 = columns32[j]
+                for p in range(m):
+                    a = x0 - c0[p]
+                    dist32[p] += a * a
+                j += 1
+            if ex >= 0:
+                dist32[ex] = np.inf
+            # 2. bound: the k-th smallest of the groups' minima (bisection on the bits)
+            first = grid[0]
+            for g in range(groups):
+                low[g] = first[g]
+            for i in range(1, full):
+                line = grid[i]
+                for g in range(groups):
+                    v = line[g]
+                    low[g] = v if v < low[g] else low[g]
+            for g in range(len(rest)):
+                v = rest[g]
+                low[g] = v if v < low[g] else low[g]
+            lo = low[0]
+            hi = low[0]
+            for g in range(groups):
+                lo = min(lo, low[g])
+                hi = max(hi, low[g])
+            while lo < hi:
+                mid = lo + (hi - lo) // 2
+                count = 0
+                for g in range(groups):
+                    count += low[g] <= mid
+                if count >= k:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            kth[0] = lo
+            threshold = np.float64(kth.view(np.float32)[0]) + largest_slack + own
+            # 3. exact distances of the rows the screen puts within it (4 at a time)
+            limit32 = np.float32((threshold + own) * (1.0 + 4.0 * 2.0 ** -24))
+            count = _candidates(dist32, slack32, limit32, flag, within)
+            t = 0
+            while t + 4 <= count:
+                r0, r1 = rows[within[t]], rows[within[t + 1]]
+                r2, r3 = rows[within[t + 2]], rows[within[t + 3]]
+                s0 = s1 = s2 = s3 = 0.0
+                for j in range(d):
+                    xj = X[r, j]
+                    a0 = xj - r0[j]
+                    a1 = xj - r1[j]
+                    a2 = xj - r2[j]
+                    a3 = xj - r3[j]
+                    s0 += a0 * a0
+                    s1 += a1 * a1
+                    s2 += a2 * a2
+                    s3 += a3 * a3
+                dist[t], dist[t + 1], dist[t + 2], dist[t + 3] = s0, s1, s2, s3
+                t += 4
+            while t < count:
+                r0 = rows[within[t]]
+                s0 = 0.0
+                for j in range(d):
+                    a0 = X[r, j] - r0[j]
+                    s0 += a0 * a0
+                dist[t] = s0
+                t += 1
+            inside = 0  # those within the threshold, in index order
             for t in range(count):
-                filled = _insert(best, out[r], filled, dist[within[t]], within[t])
-        else:  # (rare; a NaN threshold lets nothing through) every row competes,
-            filled = 0  # the numbers first, then the NaNs, each in index order
+                value = np.inf if within[t] == ex else dist[t]
+                within[inside] = within[t]
+                dist[inside] = value
+                inside += value <= threshold
+            if inside >= k:  # (always, by the bound)
+                _rank(dist, within, inside, out[r], best)
+                continue
+        # float64 alone: every distance; the numbers by distance, then NaNs by position
+        for p in range(m):
+            dist[p] = 0.0
+        for j in range(d):
+            xj = X[r, j]
+            cj = columns[j]
             for p in range(m):
-                if not np.isnan(dist[p]):
-                    filled = _insert(best, out[r], filled, dist[p], p)
-            for p in range(m):
-                if filled == k:
-                    break
-                if np.isnan(dist[p]):
-                    out[r, filled] = p
-                    filled += 1
+                a = xj - cj[p]
+                dist[p] += a * a
+        if ex >= 0:
+            dist[ex] = np.inf
+        filled = 0
+        for p in range(m):
+            if not np.isnan(dist[p]):
+                filled = _insert(best, out[r], filled, dist[p], p)
+        for p in range(m):
+            if filled == k:
+                break
+            if np.isnan(dist[p]):
+                out[r, filled] = p
+                filled += 1
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisonscan.neighbours import PROBE_ROWS, THREAD_ROWS, nearest
+from poisonscan.neighbours import GROUPS_PER_NEIGHBOUR, SCREEN_LIMIT, THREAD_ROWS, nearest
 
 
 def reference(X, index, exclude, k):
@@ -55,18 +55,77 @@ def test_ties_are_broken_by_index_position():
     assert np.array_equal(copies, np.arange(60)[:, None] + 60 * np.arange(10)[None, :])
 
 
-def test_rows_where_the_probe_is_misleading_are_sorted_in_full():
-    """The first indexed rows crowd round the query, so the probe's threshold lets fewer
-    than k rows through: the full sort gives the same exact answer."""
+def test_distances_closer_than_float32_can_tell_apart_are_ordered_exactly():
+    """Indexed rows a millionth apart, far from the origin: float32 sees one distance
+    (its spacing there is about 1e-4), float64 sees them all; the order is float64's."""
     rng = np.random.default_rng(2)
-    near = rng.normal(size=(PROBE_ROWS, 8)) * 0.01
-    far = 5 + rng.normal(size=(4 * PROBE_ROWS, 8))
-    index = np.vstack([near, far])
-    X = rng.normal(size=(30, 8)) * 0.01
-    k = PROBE_ROWS + 40                                   # more than the crowd holds
-    got = search(X, index, np.full(len(X), -1), k)
-    assert np.array_equal(got, reference(X, index, np.full(len(X), -1), k))
-    assert (got[:, PROBE_ROWS:] >= PROBE_ROWS).all()     # the last 40 are far rows
+    centre = 1e4 * rng.normal(size=8)
+    index = np.vstack([centre + 1e-6 * rng.normal(size=(300, 8)),   # a tight cloud
+                       centre + rng.normal(size=(700, 8))])           # and its halo
+    X = centre + 1e-6 * rng.normal(size=(40, 8))
+    none = np.full(len(X), -1)
+    assert len(np.unique(index[:300].astype(np.float32), axis=0)) < 300
+    got = search(X, index, none, 60)
+    assert np.array_equal(got, reference(X, index, none, 60))
+    assert (got < 300).all()                             # the cloud before the halo
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_distances_equal_in_float32_are_ordered_by_float64(offset):
+    """Sixty indexed rows on a sphere round the query, their radii a billionth apart, and
+    a halo further out. Rounded to float32 (a ten-millionth; far from the origin, a
+    ten-thousandth), the sixty's order is noise, and the bound falls among them: the
+    screen must let every one through to the float64 comparison, whatever its rounding.
+    (Without its error bound, these queries get wrong neighbours.)"""
+    rng = np.random.default_rng(7)
+    none = np.full(1, -1)
+    for _ in range(6):
+        directions = rng.normal(size=(1000, 8))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        radii = np.concatenate([1.0 + 1e-9 * rng.permutation(60), 2.0 + rng.random(940)])
+        x = offset + rng.normal(size=8)
+        index = x + directions * radii[:, None]
+        got = search(x[None], index, none, 50)
+        assert np.array_equal(got, reference(x[None], index, none, 50))
+        assert np.array_equal(np.sort(got[0]), np.sort(np.argsort(radii)[:50]))
+
+
+def test_ties_beyond_the_bound_fall_back_to_insertion():
+    """Hundreds of indexed rows at the same distance (the vertices of a grid's shell):
+    far more rows than places fall within the bound; positions break the ties."""
+    grid = np.array(np.meshgrid(*[np.arange(-3, 4)] * 3)).reshape(3, -1).T.astype(float)
+    shell = grid[np.abs(grid).max(axis=1) == 3]         # 218 rows, a few distances
+    index = np.vstack([shell, shell + 10.0])
+    X = np.zeros((5, 3))
+    none = np.full(len(X), -1)
+    k = 20                                               # 8 k < the rows within the bound
+    got = search(X, index, none, k)
+    assert np.array_equal(got, reference(X, index, none, k))
+    assert np.array_equal(got[0], got[4])
+
+
+def test_rows_the_screen_cannot_bound_are_searched_in_float64():
+    """A row (or an indexed row) whose squared norm passes the screen's limit is
+    searched in float64 alone, with the same answer."""
+    rng = np.random.default_rng(6)
+    index = rng.normal(size=(800, 5))
+    big = np.sqrt(SCREEN_LIMIT) * 10
+    X = np.vstack([rng.normal(size=(30, 5)), [[big, 0, 0, 0, 0]], [[-big, big, 0, 0, 0]]])
+    none = np.full(len(X), -1)
+    assert np.array_equal(search(X, index, none, 25), reference(X, index, none, 25))
+    index[17] = big                                      # now no row is screened
+    assert np.array_equal(search(X, index, none, 25), reference(X, index, none, 25))
+
+
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_few_neighbours_and_indexes_smaller_than_the_groups(k):
+    rng = np.random.default_rng(k)
+    for m in (k + 1, GROUPS_PER_NEIGHBOUR * k - 1, GROUPS_PER_NEIGHBOUR * k + 5, 97):
+        index = rng.normal(size=(m, 4))
+        X = np.vstack([rng.normal(size=(25, 4)), index[:5]])  # some rows are indexed
+        exclude = np.full(len(X), -1)
+        exclude[25:] = np.arange(len(X) - 25)
+        assert np.array_equal(search(X, index, exclude, k), reference(X, index, exclude, k))
 
 
 def test_indexed_rows_with_a_nan_come_last_also_when_every_row_competes():
