@@ -38,6 +38,24 @@ def test_probabilities_are_the_models_own_bit_for_bit(classes):
     assert np.array_equal(compiled.predict_proba(Q), model.predict_proba(Q))
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_the_lockstep_depth_changes_no_prediction(monkeypatch, share):
+    """Rows walk in lockstep as deep as the leaves of ``share`` of the training rows
+    (none, half, all), then one by one: every row reaches the model's leaf."""
+    monkeypatch.setattr(boosting, "LOCKSTEP_SHARE", share)
+    X, y = _data(1200, 3, seed=8)
+    model = HistGradientBoostingClassifier(random_state=0, max_iter=30).fit(X, y)
+    compiled = CompiledBoosting(model, probe=X[:0])
+    steps = boosting._flatten(model)[-1]
+    leaves = [p.nodes[p.nodes["is_leaf"].astype(bool)] for it in model._predictors for p in it]
+    shallowest = [int(n["depth"].min()) for n in leaves]
+    deepest = [int(n["depth"].max()) for n in leaves]
+    assert list(steps) == {0.0: shallowest, 1.0: deepest}.get(share, list(steps))
+    assert (steps >= shallowest).all() and (steps <= deepest).all()
+    Q = _queries(seed=9)[:3 + 8 * 40]                 # 40 groups of rows and 3 alone
+    assert np.array_equal(compiled._raw(Q), model._raw_predict(Q))
+
+
 def test_a_rows_probabilities_do_not_depend_on_its_batch():
     X, y = _data(1000, 3, seed=1)
     compiled = CompiledBoosting(HistGradientBoostingClassifier(random_state=0).fit(X, y),
