@@ -517,13 +517,18 @@ class FeatureEncoder:
         rho = np.corrcoef(by_value, by_row)[0, 1]
         return bool(np.isfinite(rho) and abs(rho) >= self.sequential_ratio)
 
-    def transform(self, chunk: Chunk) -> np.ndarray:
+    def transform(self, chunk: Chunk, *, owned: bool = False) -> np.ndarray:
         """The encoded matrix of ``chunk`` (rows x :attr:`feature_names_`), cached on it;
         built on the linear encoder's (:meth:`share`), a fresh copy that is not cached (its
-        one user reads it once per chunk, and the sample chunk lives through the scan)."""
+        one user reads it once per chunk, and the sample chunk lives through the scan).
+
+        With ``owned``, a matrix the caller may change: the fresh one as it is, the cached
+        one copied.
+        """
         if self.linear_ is not None and self.log_columns_:
             return self._relogged(chunk)
-        return chunk.cached("encoded", str(id(self)), lambda: self._transform(chunk))
+        encoded = chunk.cached("encoded", str(id(self)), lambda: self._transform(chunk))
+        return encoded.copy() if owned else encoded
 
     def _transform(self, chunk: Chunk) -> np.ndarray:
         parts = []

@@ -155,6 +155,10 @@ def test_transform_is_cached_per_chunk_and_chunk_invariant():
     assert enc.transform(whole) is X  # cached on the chunk
     parts = np.vstack([enc.transform(c) for c in chunks(table, size=37)])
     assert np.array_equal(X, parts)
+    mine = enc.transform(whole, owned=True)  # the caller's to change: a copy
+    assert mine is not X and np.array_equal(mine, X)
+    mine[:] = -1.0
+    assert enc.transform(whole) is X and not (X == -1.0).all()
 
 
 def test_one_row_sample():
@@ -281,5 +285,7 @@ def test_log_encoder_built_on_the_linear_matrix_gives_the_same_numbers():
         expected = alone.transform(chunk)
         assert np.array_equal(shared.transform(chunk), expected)
         assert not np.array_equal(linear.transform(chunk), expected)  # it did relog
+        fresh = shared.transform(chunk, owned=True)  # a new matrix each time, uncached
+        assert np.array_equal(fresh, expected) and fresh is not shared.transform(chunk)
     with pytest.raises(ValueError, match="linear encoder"):
         FeatureEncoder(log_skewed=True).fit(sample).share(alone)

@@ -101,6 +101,22 @@ def test_every_detector_is_pure_chunk_invariant_and_finds_the_gross_outlier(name
         assert rank_of(whole, GROSS) < 3, f"{name} ranks a 40-sigma row {rank_of(whole, GROSS)}th"
 
 
+@pytest.mark.parametrize("log_skewed", [False, True])
+def test_scoring_leaves_the_chunks_shared_encoding_alone(log_skewed):
+    """The check standardises its matrix in place: never the encoded matrix the chunk
+    caches for the other families (with the linear encoder it is that very matrix)."""
+    df = correlated(400)
+    df["amount"] = np.random.default_rng(1).lognormal(3, 2, 400)  # skewed: log-scaled
+    check, source, schema = fitted(df, log_skewed=log_skewed)
+    assert bool(check.log_columns_) == log_skewed
+    chunk = next(iter(source.chunks(400, schema)))
+    shared = (check.encoder_.linear_ or check.encoder_).transform(chunk)  # cached
+    before = shared.copy()
+    first = check.score(chunk).scores
+    assert np.array_equal(shared, before)
+    assert np.array_equal(check.score(chunk).scores, first)
+
+
 def test_many_gross_outliers_do_not_hide_inside_the_principal_subspace():
     rng = np.random.default_rng(7)
     t = rng.normal(size=1000)

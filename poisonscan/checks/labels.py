@@ -433,7 +433,8 @@ class LabelsCheck(Check):
         live = np.flatnonzero(codes >= 0)
         if not len(live):
             return result
-        X = self._encoder.transform(chunk)[live]
+        X = self._encoder.transform(chunk)
+        X = X if len(live) == n else X[live]  # (no copy when every label is checkable)
         rows, y = chunk.rows[live], codes[live]
         model = self._model_proba(X, rows)
         proba, neighbours = self._combined(X, rows, y, model)

@@ -94,17 +94,24 @@ REASON_DETECTOR_SHARE = 0.05
 
 # ----------------------------------------------------------------------------- helpers
 
-def _projected_sqnorm(a: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """``|a @ basis|^2`` per row, whose value does not depend on the other rows of ``a``.
+def _projected_sqnorm(a: np.ndarray, basis: np.ndarray,
+                      shift: np.ndarray | None = None) -> np.ndarray:
+    """``|(a - shift) @ basis|^2`` per row, whose value does not depend on the other rows
+    of ``a``.
 
     BLAS would round a row differently depending on how many rows are multiplied at
     once; :func:`numpy.einsum` (without ``optimize``) does not call BLAS. The product is
     taken in float32 (twice as fast; ample for an outlier score), the norm summed in
-    float64. ``basis`` must be float32.
+    float64. ``basis`` must be float32. The difference is taken in float64 and rounded
+    to float32 as it is stored (one pass, one float32 matrix).
     """
     if basis.shape[1] == 0:
         return np.zeros(len(a))
-    projected = np.einsum("ij,jk->ik", a.astype(np.float32), basis)
+    if shift is None:
+        a32 = a.astype(np.float32)
+    else:
+        a32 = np.subtract(a, shift, out=np.empty(a.shape, np.float32), casting="same_kind")
+    projected = np.einsum("ij,jk->ik", a32, basis)
     return np.einsum("ij,ij->i", projected, projected, dtype=np.float64)
 
 
@@ -296,11 +303,11 @@ class _Ellipsoid(_ClassGeometry):
     def score(self, Z, codes, rows):
         out = np.empty(len(Z))
         if len(self.radii_) == 1:
-            out[:] = _projected_sqnorm(Z - self.centres_[0], self.whiten_[0])
+            out[:] = _projected_sqnorm(Z, self.whiten_[0], shift=self.centres_[0])
         else:
             for c in np.unique(codes):
                 at = np.flatnonzero(codes == c)
-                out[at] = _projected_sqnorm(Z[at] - self.centres_[c], self.whiten_[c])
+                out[at] = _projected_sqnorm(Z[at], self.whiten_[c], shift=self.centres_[c])
         return out / max(Z.shape[1], 1)
 
 
@@ -649,8 +656,13 @@ class OutlierCheck(Check):
             self.threshold_ = float(np.quantile(family, 1.0 - self.reason_tail))
         return self
 
-    def _standardise(self, X: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((X - self.mean_) / self.scale_)
+    def _standardise(self, X: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """``(X - mean_) / scale_``, C-ordered; written over ``X`` when ``in_place`` (and
+        ``X`` is a C-ordered float64 matrix), so that a chunk costs one matrix, not three."""
+        fits = in_place and X.dtype == np.float64 and X.flags.c_contiguous
+        out = X if fits else np.empty(X.shape)
+        np.subtract(X, self.mean_, out=out)
+        return np.divide(out, self.scale_, out=out)
 
     def _fit_groups(self, sample, Z: np.ndarray) -> None:
         """Centres and radii of the largest classes with enough sampled rows.
@@ -709,7 +721,7 @@ class OutlierCheck(Check):
         n = len(chunk)
         if self.inactive_ is not None or n == 0:
             return CheckScores.empty(n)
-        Z = self._standardise(self.encoder_.transform(chunk))
+        Z = self._standardise(self.encoder_.transform(chunk, owned=True), in_place=True)
         codes = self._codes(chunk, Z)
         family, per, raw = self._evidence(Z, codes, chunk.rows)
         reasons = np.full(n, None, dtype=object)
