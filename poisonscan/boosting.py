@@ -13,7 +13,7 @@ child), and the branch it takes is a coin toss to the processor. So rows walk ea
 :data:`LOCKSTEP_ROWS` at a time, in lockstep and without branches (a leaf leads to
 itself): while one row waits for memory, the others go on. The lockstep runs as many
 steps as the leaves of :data:`LOCKSTEP_SHARE` of the tree's training rows are deep; the
-rows still short of a leaf then finish one by one. About 1.7 times faster again (the
+rows still short of a leaf then finish one by one. About 1.5 times faster again (the
 same section). The leaf a row reaches, and so every number, is the same.
 
 The raw scores are summed in scikit-learn's order (the baseline, then the trees iteration
