@@ -10,11 +10,9 @@ from __future__ import annotations
 import copy
 import filecmp
 import json
-import shutil
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -79,6 +77,7 @@ def assert_same(local, dask):
         assert local.summary[key] == dask.summary[key], key
     for family, found in local.summary["checks"].items():  # parameters may differ by test
         assert _facts(found) == _facts(dask.summary["checks"][family]), family
+    assert dask.summary["config"]["engine"] == "dask"
 
 
 def _facts(check_summary: dict) -> dict:
@@ -90,7 +89,6 @@ def _facts(check_summary: dict) -> dict:
         stored.pop("in_memory_mb")
         stored.pop("spilled_mb")
     return facts
-    assert dask.summary["config"]["engine"] == "dask"
 
 
 def _parquet_in_row_groups(tmp_path, rows_per_group: int):
