@@ -91,17 +91,20 @@ def test_distances_equal_in_float32_are_ordered_by_float64(offset):
 
 
 def test_ties_beyond_the_bound_fall_back_to_insertion():
-    """Hundreds of indexed rows at the same distance (the vertices of a grid's shell):
-    far more rows than places fall within the bound; positions break the ties."""
-    grid = np.array(np.meshgrid(*[np.arange(-3, 4)] * 3)).reshape(3, -1).T.astype(float)
-    shell = grid[np.abs(grid).max(axis=1) == 3]         # 218 rows, a few distances
-    index = np.vstack([shell, shell + 10.0])
-    X = np.zeros((5, 3))
+    """Four hundred indexed copies of one point, scattered through the index: for a
+    query near it, far more rows than ``8 k`` tie within the bound, and the first ``k``
+    copies by position are the neighbours."""
+    rng = np.random.default_rng(8)
+    point = rng.normal(size=4)
+    index = 3.0 + rng.normal(size=(600, 4))
+    copies = np.sort(rng.choice(600, 400, replace=False))
+    index[copies] = point
+    X = np.vstack([point, point + 1e-3 * rng.normal(size=(9, 4))])
     none = np.full(len(X), -1)
-    k = 20                                               # 8 k < the rows within the bound
+    k = 5
     got = search(X, index, none, k)
     assert np.array_equal(got, reference(X, index, none, k))
-    assert np.array_equal(got[0], got[4])
+    assert (got == copies[:k]).all()
 
 
 def test_rows_the_screen_cannot_bound_are_searched_in_float64():
