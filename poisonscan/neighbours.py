@@ -64,16 +64,18 @@ THREAD_ROWS = 2048
 _U32 = 2.0 ** -24
 
 
-def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
-            threads: int | None = None) -> np.ndarray:
+def nearest(X: np.ndarray, index: "NeighbourIndex | np.ndarray", exclude: np.ndarray,
+            k: int, *, threads: int | None = None) -> np.ndarray:
     """Positions of each row's ``k`` nearest indexed rows, nearest first.
 
     Parameters
     ----------
     X : numpy.ndarray of float64, shape (n, d)
         The query rows.
-    columns : numpy.ndarray of float64, shape (d, m)
-        The indexed rows, transposed (each feature's values contiguous).
+    index : NeighbourIndex or numpy.ndarray of float64, shape (d, m)
+        The indexed rows: a :class:`NeighbourIndex` built once (as the labels family
+        does at fit), or their columns (each feature's values contiguous), from which
+        one is built for this call.
     exclude : numpy.ndarray of int64, shape (n,)
         Position in the index of each query row, or -1: that indexed row is not the
         query's neighbour.
@@ -90,20 +92,20 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
         distance after every number).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
-    columns = np.ascontiguousarray(columns, dtype=np.float64)
+    if not isinstance(index, NeighbourIndex):
+        index = NeighbourIndex(index)
     exclude = np.ascontiguousarray(exclude, dtype=np.int64)
-    d, m = columns.shape
+    d, m = index.columns.shape
     if X.ndim != 2 or X.shape[1] != d or len(exclude) != len(X) or not 0 <= k <= m:
-        raise ValueError(f"nearest: {X.shape} rows, {columns.shape} index columns, "
+        raise ValueError(f"nearest: {X.shape} rows, {index.columns.shape} index columns, "
                          f"{exclude.shape} exclusions, k={k}")
     if len(X) == 0 or k == 0:
         return np.zeros((len(X), k), dtype=np.int64)
-    index = _Screen(columns)
     groups = min(m, GROUPS_PER_NEIGHBOUR * k)
     kernel = _KERNEL.get()
 
     def search(rows: slice) -> np.ndarray:
-        return kernel(X[rows], columns, index.rows, index.columns32, index.slack32,
+        return kernel(X[rows], index.columns, index.rows, index.columns32, index.slack32,
                       index.largest_slack, exclude[rows], k, groups, index.factor,
                       index.screened)
 
@@ -118,16 +120,23 @@ def nearest(X: np.ndarray, columns: np.ndarray, exclude: np.ndarray, k: int, *,
         return np.concatenate(list(parts))
 
 
-class _Screen:
-    """The index as the float32 screen reads it, with each indexed row's error bound.
+class NeighbourIndex:
+    """The indexed rows in the layouts the search reads, with each one's error bound.
 
     ``factor * (|x|^2 + |c|^2)`` bounds twice the screen's error for a row ``x`` and an
     indexed row ``c`` (module docstring); ``slack32`` holds the indexed rows' part of it
     (rounded up to float32), ``factor * |x|^2`` is added per row.
+
+    Parameters
+    ----------
+    columns : numpy.ndarray of float64, shape (d, m)
+        The indexed rows, transposed (each feature's values contiguous).
     """
 
     def __init__(self, columns: np.ndarray):
+        columns = np.ascontiguousarray(columns, dtype=np.float64)
         d, m = columns.shape
+        self.columns = columns
         self.factor = 2.0 * (8.01 + 2.01 * (d + 1)) * _U32
         self.rows = np.ascontiguousarray(columns.T)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -286,7 +295,7 @@ def _nearest(X, columns, rows, columns32, slack32, largest_slack, exclude, k,
             kth[0] = lo
             threshold = np.float64(kth.view(np.float32)[0]) + largest_slack + own
             # 3. exact distances of the rows the screen puts within it (4 at a time)
-            limit32 = np.float32((threshold + own) * (1.0 + 4.0 * 2.0 ** -24))
+            limit32 = np.float32((threshold + own) * (1.0 + 4.0 * _U32))
             count = _candidates(dist32, slack32, limit32, flag, within)
             t = 0
             while t + 4 <= count:

@@ -60,7 +60,7 @@ from ..boosting import CompiledBoosting
 from ..compiled import LazyKernel
 from ..config import Option
 from ..hashing import row_keys
-from ..neighbours import nearest
+from ..neighbours import NeighbourIndex, nearest
 from ..rowwise import row_products
 from ..threads import lbfgs_reentrant, map_single_threaded, single_threaded
 from .base import Check, CheckScores, quote
@@ -269,7 +269,7 @@ class LabelsCheck(Check):
         self.k_ = min(self.neighbours * SCALES[-1], len(index) - 1)
         self.scales_ = tuple(sorted({max(1, min(self.neighbours * s, self.k_))
                                      for s in SCALES})) if self.k_ > 0 else ()
-        self._columns = np.ascontiguousarray(self.knn_X_.T)
+        self._index = NeighbourIndex(self.knn_X_.T)
 
         # confident learning on the combined probabilities of the training rows
         proba, _ = self._combined(X_train, rows_train, y_train, oof)
@@ -412,7 +412,7 @@ class LabelsCheck(Check):
         them run in one order whatever the batch.
         """
         exclude = _positions(self.knn_rows_, rows)
-        return self._canonical(nearest(X, self._columns, exclude, self.k_))
+        return self._canonical(nearest(X, self._index, exclude, self.k_))
 
     def _canonical(self, cand: np.ndarray) -> np.ndarray:
         """Sort positions within each band between consecutive scales."""
