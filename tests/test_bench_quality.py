@@ -457,3 +457,26 @@ def test_fusion_rules_refuse_a_scan_exactly_and_keep_its_rule_tiers(tmp_path):
     tiers = scores["score"].to_numpy() >= 1.0
     assert tiers.sum() >= 2 and np.array_equal(fisher[tiers], scores["score"][tiers])
     assert not np.allclose(fisher[~tiers], scores["score"][~tiers])
+
+
+def test_fusion_rules_consistent_tail_widens_only_a_tail_lighter_than_its_sample():
+    import fusion_rules
+
+    from poisonscan import fusion
+
+    rng = np.random.default_rng(0)
+    # a labels-like family: the bulk squeezed against 0, a long upper tail
+    squeezed = np.sort(np.concatenate([rng.exponential(1e-4, 9_000), rng.uniform(0, 1, 1_000)]))
+    start, beta = fusion._exponential_tail(squeezed)
+    widened_start, widened = fusion_rules.consistent_tail(3.0)(squeezed)
+    assert widened_start == start and widened > 100 * beta
+
+    def tail_p(at, scale):
+        return (1.0 - fusion.TAIL_QUANTILES[1]) * np.exp(-(at - start) / scale)
+
+    assert tail_p(np.quantile(squeezed, 0.99), beta) < 1e-100  # the bulk's fit: far too light
+    for q in fusion_rules.CONSISTENCY_QUANTILES:
+        assert tail_p(np.quantile(squeezed, q), widened) >= (1.0 - q) / 3.0 * (1.0 - 1e-9)
+    # a sample whose tail is the exponential its bulk predicts keeps its fit
+    exponential = np.sort(rng.exponential(1.0, 10_000))
+    assert fusion_rules.consistent_tail(3.0)(exponential) == fusion._exponential_tail(exponential)
