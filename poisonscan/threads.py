@@ -32,10 +32,26 @@ def native_threads() -> int:
     """Threads a native parallel section started here may use: OpenMP's limit in force
     for the calling thread (as :mod:`threadpoolctl` sets it: one in the pool's workers,
     all cores in a one-process scan), at most the usable cores."""
-    from threadpoolctl import threadpool_info
-
-    limits = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "openmp"]
+    limits = [lib.get_num_threads() for lib in _openmp_runtimes()]
     return max(1, min([usable_cores()] + limits))
+
+
+#: The OpenMP runtimes loaded, as :mod:`threadpoolctl` controllers (found once).
+_OPENMP: list = []
+
+
+def _openmp_runtimes() -> list:
+    """The loaded OpenMP runtimes' controllers.
+
+    Finding them walks every loaded library (about 4 ms, too slow for every chunk), so
+    they are found once; until one is loaded (scikit-learn loads its runtime on import),
+    they are looked for at every call.
+    """
+    if not _OPENMP:
+        from threadpoolctl import ThreadpoolController
+
+        _OPENMP.extend(ThreadpoolController().select(user_api="openmp").lib_controllers)
+    return _OPENMP
 
 
 def lbfgs_reentrant() -> bool:
