@@ -67,8 +67,14 @@ def scan_case(job: tuple[str, str, float, int, str, int]) -> str | None:
     return str(path)
 
 
-def refuse(scores: pd.DataFrame, rule: str) -> np.ndarray:
-    """The fused score of every row under ``rule``, from the families' own scores."""
+def refuse(scores: pd.DataFrame, rule: str,
+           weights: dict[str, float] | None = None) -> np.ndarray:
+    """The fused score of every row under ``rule``, from the families' own scores.
+
+    ``weights`` (a study, not an option of the scanner) divides a family's p-values by
+    its weight before the rule, as a weighted Bonferroni correction would: a prior
+    belief that the family's evidence is the one that matters.
+    """
     from poisonscan import fusion
     from poisonscan.checks.base import CheckScores
 
@@ -79,7 +85,8 @@ def refuse(scores: pd.DataFrame, rule: str) -> np.ndarray:
         result.scores[:] = scores[family].to_numpy(float)
         sample[family] = result
     fused = fusion.Fusion(rule=rule).fit(sample)
-    p = np.vstack([fused.pvalue(f, sample[f].scores) for f in families])
+    p = np.vstack([np.maximum(fused.pvalue(f, sample[f].scores) / (weights or {}).get(f, 1.0),
+                              fusion.P_FLOOR) for f in families])
     soft = fusion.soft_score(fusion.combine(p, rule))
     stored = scores["score"].to_numpy(float)
     return np.where(stored > fusion.SOFT_MAX, stored, soft)  # the rule tiers as scanned
@@ -136,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail-consistency", type=float, default=None, metavar="FACTOR",
                         help="re-fuse with every family's fitted tail at most FACTOR times "
                              "lighter than its sample (consistent_tail)")
+    parser.add_argument("--family-weight", action="append", default=[],
+                        metavar="FAMILY=W", help="divide FAMILY's p-values by W before the "
+                                                 "rule (repeatable; refuse)")
     parser.add_argument("--by-dataset", nargs="*", default=[], metavar="ATTACK",
                         help="also print these attacks' average precision per dataset")
     args = parser.parse_args(argv)
@@ -145,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cauchy_p_max is not None:
         from poisonscan import fusion
         fusion.CAUCHY_P_MAX = args.cauchy_p_max
+    try:
+        weights = {f: float(w) for f, w in (item.split("=", 1) for item in args.family_weight)}
+    except ValueError:
+        parser.error("--family-weight takes FAMILY=W, W a number")
     args.cache.mkdir(parents=True, exist_ok=True)
     jobs = [(d, a, r, s, str(args.cache), args.max_rows)
             for s in args.seeds for d in data_lib.DEFAULT_DATASETS for a in ATTACKS
@@ -161,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         record = {"case": Path(path).stem, "attack": attack, "dataset": dataset}
         for rule in RULES:
-            record[rule] = average_precision_score(truth, refuse(scores, rule))
-        if args.tail_consistency is None and not np.isclose(
+            record[rule] = average_precision_score(truth, refuse(scores, rule, weights))
+        if args.tail_consistency is None and not weights and not np.isclose(
                 record["min"], average_precision_score(truth, scores["score"])):
             raise SystemExit(f"{path}: the default rule does not reproduce the scan's ranking")
         records.append(record)

@@ -457,6 +457,13 @@ def test_fusion_rules_refuse_a_scan_exactly_and_keep_its_rule_tiers(tmp_path):
     tiers = scores["score"].to_numpy() >= 1.0
     assert tiers.sum() >= 2 and np.array_equal(fisher[tiers], scores["score"][tiers])
     assert not np.allclose(fisher[~tiers], scores["score"][~tiers])
+    # a prior weight on one family: its evidence alone orders the soft scores
+    assert np.array_equal(fusion_rules.refuse(scores, "min", {"outliers": 1.0}),
+                          fusion_rules.refuse(scores, "min"))
+    favoured = fusion_rules.refuse(scores, "min", {"outliers": 1e6})[~tiers]
+    by_outliers = np.argsort(-scores["outliers"].to_numpy()[~tiers], kind="stable")
+    assert np.all(np.diff(favoured[by_outliers]) <= 0)
+    assert not np.all(np.diff(scores["score"].to_numpy()[~tiers][by_outliers]) <= 0)
 
 
 def test_fusion_rules_consistent_tail_widens_only_a_tail_lighter_than_its_sample():
