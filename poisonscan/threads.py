@@ -50,7 +50,8 @@ def _openmp_runtimes() -> list:
     if not _OPENMP:
         from threadpoolctl import ThreadpoolController
 
-        _OPENMP.extend(ThreadpoolController().select(user_api="openmp").lib_controllers)
+        found = ThreadpoolController().select(user_api="openmp").lib_controllers
+        _OPENMP[:] = found  # one assignment: two threads finding them at once agree
     return _OPENMP
 
 
