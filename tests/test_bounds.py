@@ -520,3 +520,72 @@ def test_a_code_spanning_less_than_a_decade_is_fenced_linearly(tmp_path):
     df.loc[11, "code"] = 40
     res, _ = _learned(tmp_path, df, "poisoned")
     assert 11 in set(res.suspects["row"])
+
+
+def test_a_scale_that_piles_up_at_its_ends_is_walled_there(tmp_path):
+    """biopsy's 1-10 scores: most rows at 1, a pile at 10. The skewed fence reaches 28, and
+    inserted values bridge each other's gaps (22, 25, 33), so the fence and the gap walk
+    pass most of them; the scale's ends do not."""
+    rng = np.random.default_rng(4)
+    n = 1000
+    df = make_frame(n)
+    score = np.minimum(rng.geometric(0.45, n), 10)
+    score[rng.choice(n, 90, replace=False)] = 10  # the scale's top holds many rows
+    inserted = np.array([22, 25, 33, 41, 55, -8, -9, -20, -37, 19])
+    rows = rng.choice(n, inserted.size, replace=False)
+    score[rows] = inserted
+    df["score"] = score
+    # a reading clipped at -20 (2% of rows there): its fence reaches below -70
+    temp = np.round(np.maximum(rng.normal(10, 15, n), -20), 1)
+    cold = rng.choice(np.setdiff1d(np.arange(n), rows), 2, replace=False)
+    temp[cold] = [-55.0, -70.0]
+    df["temp"] = temp
+    res = _scan(tmp_path, df)
+    suspects = res.suspects.set_index("row")
+    # every inserted value, nothing else
+    assert set(suspects.index) == set(rows.tolist()) | set(cold.tolist())
+    top = int(rows[inserted == 22][0])
+    assert "score=22>max(10) (learned: the column piles up at 10" in suspects.loc[top, "reason"]
+    assert "temp=-70<min(-20) (learned: the column piles up at -20" in \
+        suspects.loc[int(cold[1]), "reason"]
+    ranges = res.summary["checks"]["bounds"]["learned"]["ranges"]
+    assert (ranges["score"]["floor"], ranges["score"]["ceiling"]) == ("1", "10")
+    assert (ranges["temp"]["floor"], "ceiling" in ranges["temp"]) == ("-20", False)
+    scores = res.scores().set_index("row")["bounds"]
+    assert scores[int(rows[inserted == 55][0])] > scores[top]  # farther beyond, more severe
+    assert scores[int(cold[1])] > scores[int(cold[0])]
+    plot = res.to_html()
+    plot = plot[plot.index("<h3>score</h3>"):]
+    assert "learned floor 1, learned ceiling 10" in plot[:plot.index("</figure>")]
+
+
+@pytest.mark.parametrize("values, walls", [
+    # a count thins out towards its end: its top value is no pile-up, nothing is walled
+    (np.repeat([0, 1, 2, 3, 4, 5, 6], [300, 300, 200, 120, 50, 20, 10]), (0.0, np.inf)),
+    # a pile-up that the column continues just beyond (a 4 after the 3) is no ceiling,
+    # even where the step is longer than PILE_GAP of the distance from the median
+    # (caravan's PPERSAUT: its median 5 next to the pile-up at 6, and twenty-one 7s and 8s)
+    (np.repeat([0, 5, 6, 7, 8], [1462, 327, 1190, 20, 1]), (0.0, np.inf)),
+    (np.repeat([0, 1, 2, 3, 4], [300, 300, 150, 200, 3]), (0.0, np.inf)),
+    # a clipped measurement: the clip is the ceiling, and 4% of values set apart beyond
+    # it do not move it (inserted outliers); a continuous tail has no floor
+    (np.r_[np.clip(np.random.default_rng(0).normal(0, 1, 960), -9, 1.0),
+           np.linspace(20, 60, 40)], (-np.inf, 1.0)),
+    # more than MAX_DETACHED beyond it: the column goes on, no ceiling
+    (np.r_[np.clip(np.random.default_rng(0).normal(0, 1, 930), -9, 1.0),
+           np.linspace(20, 60, 70)], (-np.inf, np.inf)),
+    # a value beyond it that is itself a pile-up (a sentinel in 4% of rows) is the top
+    # pile-up, and holds fewer rows than the clip: no ceiling
+    (np.r_[np.clip(np.random.default_rng(0).normal(0, 1, 960), -9, 1.0), np.full(40, 99.0)],
+     (-np.inf, np.inf)),
+    # a sparse column whose tail goes on with more values than its top pile-up holds
+    # (digits' pixel_7_7, with 18 copies of 0.016 inserted below its 29 ones)
+    # (its 0 is its median: no span below it either)
+    (np.repeat([0, 0.016, 1, 2, 3, 5, 8, 12, 16], [1687, 18, 29, 10, 10, 8, 6, 5, 5]),
+     (-np.inf, np.inf)),
+    # one value covering almost everything (a sparse count): no span, no walls
+    (np.repeat([0, 4, 6], [990, 4, 6]), (-np.inf, np.inf)),
+])
+def test_pile_up_walls_need_a_pile_a_rise_into_it_and_a_gap_beyond(values, walls):
+    from poisonscan.checks.bounds import _pile_walls
+    assert _pile_walls(np.asarray(values, dtype=float)) == walls

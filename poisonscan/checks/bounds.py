@@ -44,7 +44,14 @@ ratio for a normal distribution at ``q = 0.01``). A non-negative column is fence
 and its values span a decade (``Q(1 - q)`` at least ten times its smallest positive value:
 codes and small counts stay linear).
 A column that is (almost) never negative gets 0 as a hard wall when its values pile up at
-0, stay far from it, or hug it. When one value covers the inner quantiles (a flag, a sparse
+0, stay far from it, or hug it. A column that piles up at an extreme value and never passes
+it (a 1-10 score's 10, a reading clipped at -20, a percentage's 100) gets that value as a
+hard wall too, its *floor* or *ceiling*: the highest (lowest) value holding at least
+:data:`PILE_SHARE` of the sampled values and as many as the value just inside it, with no
+sampled value beyond it within :data:`PILE_GAP` of its distance from the median
+(:func:`_pile_walls`). A value beyond a wall is a hard finding, inside the fence or not: a
+skewed scale's fence reaches far past its end, and inserted values spread beyond the end
+bridge each other's gaps. When one value covers the inner quantiles (a flag, a sparse
 count), the range is learned from the other values, or is that single value when fewer than
 five others were seen. Integer columns get integer bounds. Classes with at least
 ``min_class_rows`` sampled rows also get their own ranges; a value inside the column's range
@@ -98,6 +105,16 @@ REPEATED_STEPS = 10.0
 MAX_DETACHED = 0.05
 #: Finite sampled values a column needs before a range is learned for it.
 MIN_LEARN_VALUES = 20
+#: A value held by at least this share of a column's sampled values, and by at least
+#: ``PILE_MIN_ROWS`` of them, is a pile-up; the highest and the lowest can be the column's
+#: walls (see :func:`_pile_walls`).
+PILE_SHARE = 0.01
+PILE_MIN_ROWS = 10
+#: Gap beyond a pile-up wall that no sampled value may lie in, as a share of the distance
+#: from the wall to the column's median; and the most values beyond it, as a share of the
+#: values at it.
+PILE_GAP = 0.5
+PILE_BEYOND = 0.5
 #: ``(Q(0.99) - Q(0.01)) / IQR`` of a normal distribution: the tail factor's unit.
 NORMAL_TAIL_RATIO = 3.45
 #: Largest tail factor (widening of the fence for heavy-tailed columns).
@@ -274,6 +291,9 @@ class Fence:
     lower bound (a sign the column never has). How far a value lies beyond the fence is
     measured in inner widths on the ``g`` scale: ``log1p`` for a never-negative column
     (``g_log``: counts and amounts vary by ratios), the column's own otherwise.
+    ``floor`` and ``ceiling`` (column units; infinite where there is none) are values the
+    column piles up at and never passes (:func:`_pile_walls`): beyond them a value is a
+    hard finding, inside the fence or not.
     """
 
     low: float
@@ -296,6 +316,8 @@ class Fence:
     high_step: float = 1.0
     median: float = 0.0
     repeated: tuple[float, ...] = ()
+    floor: float = -math.inf
+    ceiling: float = math.inf
 
     def g(self, values: np.ndarray) -> np.ndarray:
         """Values on the scale distances beyond the fence are measured on."""
@@ -670,6 +692,8 @@ class BoundsCheck(Check):
                                                    floors=floors)
                     low_step = max(width, inner_low - reach_low)
                     high_step = max(width, reach_high - inner_high)
+        floor, ceiling = (-math.inf, math.inf) if scale is not None or datetime \
+            else _pile_walls(full)
         mirror = math.inf
         if never_negative:
             mirror = scale.mirror if scale is not None else \
@@ -678,8 +702,8 @@ class BoundsCheck(Check):
                      integer=integer, g_low=g_low, g_high=g_high, g_width=g_width,
                      g_log=never_negative, mirror=mirror, reach_low=reach_low,
                      reach_high=reach_high, low_step=low_step, high_step=high_step,
-                     repeated=repeated,
-                     median=float(np.median(values)))
+                     repeated=repeated, median=float(np.median(values)), floor=floor,
+                     ceiling=ceiling)
 
     def _fence(self, t: np.ndarray) -> tuple[float, float, float]:
         """``(low, high, W)``: the shape-adapted fence of values ``t`` (see module docstring)."""
@@ -1000,6 +1024,10 @@ class BoundsCheck(Check):
                         hit &= free_lo[neg] & ~hard_lo[neg]
                     wrong_sign[neg[hit]] = True
                     out_lo[neg[hit]] = True
+            walled = self._score_walls(values, finite & ~wrong_sign, fence, rules, column, add,
+                                       free_lo & ~hard_lo, free_hi & ~hard_hi)
+            out_lo &= ~walled
+            out_hi &= ~walled
             for mask, op, bound in ((out_lo, "<", f"min({fmt(fence.low)})"),
                                     (out_hi, ">", f"max({fmt(fence.high)})")):
                 pos = np.flatnonzero(mask)
@@ -1028,7 +1056,7 @@ class BoundsCheck(Check):
                 add(pos[gross], 0.5 * weight[gross], text)
                 mild = ~apart & ~sign
                 add(pos[mild], 0.5 + 0.5 * weight[mild], text, hard=False)
-            inside = finite & ~out_lo & ~out_hi
+            inside = finite & ~out_lo & ~out_hi & ~walled
             if rules["has_hard"]:
                 inside &= ~hard_lo & ~hard_hi
             # learned class fences: evidence only
@@ -1056,6 +1084,33 @@ class BoundsCheck(Check):
             np.minimum(position, 0.5 * 0.999, out=position)
             position *= inside  # NaN where not finite: fmax keeps the other
         np.fmax(soft, position, out=soft)
+
+    @staticmethod
+    def _score_walls(values: np.ndarray, finite: np.ndarray, fence: Fence, rules, column: str,
+                     add, free_lo: np.ndarray, free_hi: np.ndarray) -> np.ndarray:
+        """Hard findings for values beyond the column's pile-up walls (``fence.floor``,
+        ``fence.ceiling``) on sides without a declared or reference bound; returns the rows
+        found. Severity grows with the distance beyond the wall, in units of the wall's
+        distance from the column's median."""
+        walled = np.zeros(len(values), dtype=bool)
+        if not (math.isfinite(fence.floor) or math.isfinite(fence.ceiling)):
+            return walled
+        for op, wall in (("<", fence.floor), (">", fence.ceiling)):
+            if not math.isfinite(wall):
+                continue
+            beyond = finite & ((values < wall) & free_lo if op == "<" else
+                               (values > wall) & free_hi)
+            pos = np.flatnonzero(beyond)
+            if not pos.size:
+                continue
+            dist = np.abs(values[pos] - wall) / max(abs(wall - fence.median), 1e-300)
+            add(pos, SIGN + 0.5 * dist / (1.0 + dist),
+                lambda i, j, c=column, v=values, o=op, w=wall: (
+                    f"bounds:{c}={_format_number(v[i])}{o}{'min' if o == '<' else 'max'}"
+                    f"({_format_number(w)}) (learned: the column piles up at "
+                    f"{_format_number(w)} and ends there)"))
+            walled[pos] = True
+        return walled
 
     @staticmethod
     def _hard_scale(column, fence) -> float:
@@ -1149,6 +1204,9 @@ class BoundsCheck(Check):
                 out["scale"] = "log1p"
             if f.integer:
                 out["integer"] = True
+            for key, wall in (("floor", f.floor), ("ceiling", f.ceiling)):
+                if math.isfinite(wall):
+                    out[key] = fmt(wall)
             return out
 
         out: dict[str, Any] = {
@@ -1296,6 +1354,47 @@ def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
             if apart.sum() <= MAX_DETACHED * values.size:
                 keep &= ~apart
     return values if keep.all() else values[keep]
+
+
+def _pile_walls(values: np.ndarray) -> tuple[float, float]:
+    """``(floor, ceiling)``: the extreme values a column piles up at and never passes
+    (``-inf``, ``inf`` where it has none).
+
+    A rating scale's top, a clipped measurement or a percentage's 100 hold many rows, at
+    least as many as the value just inside them, and nothing lies just beyond: the column
+    ends there, however far its fence reaches (a skewed 1-10 scale's fence reaches 28).
+    The highest pile-up (at least :data:`PILE_SHARE` of the sampled values and
+    :data:`PILE_MIN_ROWS` of them) is the column's ceiling when it holds at least as
+    many values as the next lower one and no sampled value lies above it by up to
+    :data:`PILE_GAP` of its distance from the median, nor by up to the step from the next
+    lower value (an integer code's 7 continues its 6); values further out are what
+    inserted outliers would be, and do not move it, as long as they are few: at most
+    :data:`MAX_DETACHED` of the values, and :data:`PILE_BEYOND` of the pile-up's. The
+    lowest pile-up is the floor, mirrored. A natural tail fails the test: it thins out
+    towards its end (a count's 3 holds fewer rows than its 2), continues just beyond it (a
+    4 after the 3), or goes on with more values than the pile-up holds (a sparse pixel's
+    1s, 2s, ... 16s after the 1s).
+    """
+    uniques, counts = np.unique(values, return_counts=True)
+    piles = np.flatnonzero(counts >= max(PILE_MIN_ROWS, PILE_SHARE * values.size))
+    median = float(np.median(values))
+    walls = []
+    for sign, ordered, tally in ((-1.0, -uniques[::-1], counts[::-1]),
+                                 (1.0, uniques, counts)):
+        wall = math.inf
+        at = (piles.max() if sign > 0 else uniques.size - 1 - piles.min()) \
+            if piles.size else 0
+        top = ordered[at] if piles.size else 0.0
+        span = top - sign * median
+        if piles.size and at > 0 and tally[at] >= tally[at - 1] and span > 0:
+            beyond = ordered[at + 1:]
+            outside = tally[at + 1:].sum()
+            gap = max(PILE_GAP * span, top - ordered[at - 1])  # at least one step
+            if (not beyond.size or beyond[0] > top + gap) \
+                    and outside <= min(MAX_DETACHED * values.size, PILE_BEYOND * tally[at]):
+                wall = float(top)
+        walls.append(sign * wall)
+    return walls[0], walls[1]
 
 
 def _repeated_beyond(values: np.ndarray, t: np.ndarray, below: tuple[float, float],

@@ -235,6 +235,7 @@ def _column_plots(plan, bounds, summary: dict, rows: dict[int, dict], suspects: 
         marks = {}
         if fence is not None:
             marks["learned min"], marks["learned max"] = fence.low, fence.high
+            marks["learned floor"], marks["learned ceiling"] = fence.floor, fence.ceiling
         spec = declared.get(column) or {}
         for key in ("min", "max"):
             if isinstance(spec.get(key), (int, float)) and not isinstance(spec.get(key), bool):
