@@ -31,8 +31,11 @@ MAX_LABELS = 10_000
 class NumericStats:
     """Counts, range and moments of a numeric (or datetime) column.
 
-    ``count`` counts finite values; ``mean`` and ``m2`` are their running mean and sum of
-    squared deviations (Chan et al.'s parallel update).
+    ``count`` counts finite values; ``mean`` is their running mean and :attr:`m2` their
+    sum of squared deviations (Chan et al.'s parallel update). The sum of squares is
+    kept as ``scaled_m2 * 4.0**scale``, on the values' scale ``2**scale`` (a power of
+    two, so the scaling is exact): the squares of finite values near ±1e308 overflow,
+    the scaled ones cannot.
     """
 
     count: int = 0
@@ -44,7 +47,8 @@ class NumericStats:
     min: float = math.inf
     max: float = -math.inf
     mean: float = 0.0
-    m2: float = 0.0
+    scaled_m2: float = 0.0
+    scale: int = 0
 
     @classmethod
     def of(cls, chunk: Chunk, column: str) -> "NumericStats":
@@ -54,27 +58,48 @@ class NumericStats:
         finite = values[np.isfinite(values)]
         nan = int(np.isnan(values).sum() - missing.sum() - (len(err.positions) if err else 0))
         n = finite.size
-        mean = float(finite.mean()) if n else 0.0
+        scale = math.frexp(float(np.abs(finite).max()))[1] if n else 0
+        scaled = np.ldexp(finite, -scale)  # in (-1, 1)
+        mean = float(scaled.mean()) if n else 0.0
         return cls(count=n, missing=int(missing.sum()), nan=nan,
                    posinf=int(np.isposinf(values).sum()), neginf=int(np.isneginf(values).sum()),
                    unparseable=len(err.positions) if err else 0,
                    min=float(finite.min()) if n else math.inf,
                    max=float(finite.max()) if n else -math.inf,
-                   mean=mean, m2=float(((finite - mean) ** 2).sum()) if n else 0.0)
+                   mean=_ldexp(mean, scale),
+                   scaled_m2=float(((scaled - mean) ** 2).sum()) if n else 0.0, scale=scale)
+
+    @property
+    def m2(self) -> float:
+        """Sum of squared deviations from the mean (``inf`` where it overflows)."""
+        return _ldexp(self.scaled_m2, 2 * self.scale)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the finite values (``nan`` when there are none)."""
+        if not self.count:
+            return math.nan
+        return _ldexp(math.sqrt(self.scaled_m2 / self.count), self.scale)
 
     def merge(self, other: "NumericStats") -> "NumericStats":
         n = self.count + other.count
-        if n == 0:
-            mean, m2 = 0.0, 0.0
+        if not self.count or not other.count:
+            kept = self if self.count else other
+            mean, scaled_m2, scale = kept.mean, kept.scaled_m2, kept.scale
         else:
-            delta = other.mean - self.mean
-            mean = self.mean + delta * other.count / n
-            m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+            scale = max(self.scale, other.scale)
+            a, b = math.ldexp(self.mean, -scale), math.ldexp(other.mean, -scale)
+            delta = b - a
+            mean = _ldexp(a + delta * other.count / n, scale)
+            scaled_m2 = (math.ldexp(self.scaled_m2, 2 * (self.scale - scale))
+                         + math.ldexp(other.scaled_m2, 2 * (other.scale - scale))
+                         + delta * delta * self.count * other.count / n)
         return NumericStats(
             count=n, missing=self.missing + other.missing, nan=self.nan + other.nan,
             posinf=self.posinf + other.posinf, neginf=self.neginf + other.neginf,
             unparseable=self.unparseable + other.unparseable,
-            min=min(self.min, other.min), max=max(self.max, other.max), mean=mean, m2=m2)
+            min=min(self.min, other.min), max=max(self.max, other.max), mean=mean,
+            scaled_m2=scaled_m2, scale=scale)
 
     def to_dict(self) -> dict[str, Any]:
         finite = self.count > 0
@@ -82,7 +107,15 @@ class NumericStats:
                 "posinf": self.posinf, "neginf": self.neginf, "unparseable": self.unparseable,
                 "min": self.min if finite else None, "max": self.max if finite else None,
                 "mean": _finite(_round(self.mean)) if finite else None,
-                "std": _finite(_round(math.sqrt(self.m2 / self.count))) if finite else None}
+                "std": _finite(_round(self.std)) if finite else None}
+
+
+def _ldexp(x: float, exp: int) -> float:
+    """``x * 2**exp``, infinite (not :class:`OverflowError`) when out of range."""
+    try:
+        return math.ldexp(x, exp)
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def _finite(value: float) -> float | None:

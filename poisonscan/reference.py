@@ -38,7 +38,7 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -196,7 +196,11 @@ def write(doc: Mapping[str, Any], path: str | os.PathLike, *, overwrite: bool = 
         raise OutputExistsError(f"{path}: is a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".json", dir=path.parent)
+    # not tempfile.mkstemp: its file is private (0600); created with 0666 the umask
+    # applies, so the profile gets the mode any other output gets
+    tmp = path.parent / f".profile-{secrets.token_hex(8)}.json"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -151,7 +151,9 @@ def read_decisions(path: str | os.PathLike) -> list[Decision]:
         if path.stat().st_size > MAX_DECISIONS_BYTES:
             raise InputError(f"decisions file larger than {MAX_DECISIONS_BYTES >> 20} MB",
                              path=name)
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": a line break inside a quoted cell (an id holding "\r") is data
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()
     except FileNotFoundError:
         raise InputError("decisions file not found", path=name) from None
     except UnicodeDecodeError:
@@ -210,8 +212,13 @@ def read_decisions(path: str | os.PathLike) -> list[Decision]:
 
 
 def fields_lines(fields: list[str]) -> int:
-    """Lines a CSV record spans (a quoted field may hold line breaks)."""
-    return 1 + sum(f.count("\n") for f in fields)
+    """Lines a CSV record spans (a quoted field may hold line breaks: ``\\r\\n``, ``\\n``
+    or ``\\r``)."""
+    return 1 + sum(len(_LINE_BREAK.findall(f)) for f in fields)
+
+
+#: A line break, as :class:`io.StringIO` with ``newline=""`` splits lines.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def format_fingerprint(value: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -112,6 +113,23 @@ def test_numeric_merge_matches_one_pass():
     assert parts.mean == pytest.approx(values.mean(), abs=1e-12)
     assert parts.m2 / parts.count == pytest.approx(values.var(), rel=1e-10)
     assert whole.count == parts.count == 1000
+
+
+@pytest.mark.parametrize("huge", [[1e308], [1e308, -1e308, 1.7e308]])
+@pytest.mark.parametrize("size", [300, 37])
+def test_numeric_stats_of_huge_finite_values_do_not_overflow(huge, size):
+    # the squares of values near 1e308 overflow; the standard deviation itself does not
+    values = np.random.default_rng(0).normal(10, 2, size=300)
+    values[4:4 + len(huge)] = huge
+    df = make_frame(300).assign(x=values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (overflow) fails the test
+        st = _profile(_chunks(df, size)).columns["x"]
+        summary = st.to_dict()
+    expected = np.std(values / 1e300) * 1e300
+    assert st.std == pytest.approx(expected, rel=1e-12)
+    assert summary["std"] == pytest.approx(expected, rel=1e-9)
+    assert summary["mean"] == pytest.approx(np.mean(values / 1e300) * 1e300, rel=1e-9)
 
 
 def test_the_log_scale_encoder_is_the_shared_one_unless_a_column_is_skewed():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +174,22 @@ def test_profile_api_returns_the_document_and_writes_only_when_asked(tmp_path):
     assert wide["columns"]["x"]["range"]["max"] > doc["columns"]["x"]["range"]["max"]
     with pytest.raises(poisonscan.OutputExistsError):
         poisonscan.profile(df, label="y", out=tmp_path / "p.json")
+
+
+def test_profile_file_gets_the_mode_of_any_file_under_the_umask(tmp_path, capsys):
+    data = _trusted(tmp_path, rows=300)
+    previous = os.umask(0o022)  # a usual umask: a private (0600) profile would differ
+    try:
+        code, _, err = _cli(["profile", data, "--label", "y", "-o", tmp_path / "p.json",
+                             "-q"], capsys)
+        with open(tmp_path / "plain.txt", "w", encoding="utf-8"):
+            pass
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    mode = stat.S_IMODE((tmp_path / "p.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_identifier_like_columns_get_no_category_bound(tmp_path):

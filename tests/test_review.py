@@ -199,6 +199,30 @@ def test_a_note_may_span_lines_and_errors_name_the_right_line(tmp_path):
     assert read_decisions(path)[0].note == "two\nlines"
 
 
+def test_an_id_holding_a_carriage_return_survives_the_decisions_file(tmp_path, capsys):
+    df = _frame()
+    df.loc[3, "uid"] = "u\r00003"
+    df.to_csv(tmp_path / "data.csv", index=False, quoting=csv.QUOTE_ALL)
+    res = _scan(tmp_path)
+    # as the review page exports it: CRLF line ends, the id's CR inside a quoted cell
+    decisions = tmp_path / "d.csv"
+    decisions.write_bytes(b'row,id,decision,note,fingerprint\r\n3,"u\r00003",keep,"",\r\n')
+    assert read_decisions(decisions)[0].id == "u\r00003"
+    assert main(["apply", str(res.out), "--decisions", str(decisions), "--out",
+                 str(tmp_path / "applied")]) == 0, capsys.readouterr().err
+    clean = _read(tmp_path / "applied" / "clean.csv", "csv")
+    assert clean["uid"].tolist()[3] == "u\r00003"
+    again = _scan(tmp_path, name="again", allowlist=str(decisions))
+    assert again.summary["decision"]["allowlisted"] == 1
+    # an error names the first line of the record (a CR in a quoted cell is a line break)
+    decisions.write_bytes(b'row,id,decision\r\n3,"u\r00003",maybe\r\n10,u00010,maybe\r\n')
+    with pytest.raises(InputError, match=r"d\.csv: row 2: column 'decision'"):
+        read_decisions(decisions)
+    decisions.write_bytes(b'row,id,decision\r\n3,"u\r00003",keep\r\n10,u00010,maybe\r\n')
+    with pytest.raises(InputError, match=r"d\.csv: row 4: column 'decision'"):
+        read_decisions(decisions)
+
+
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-1.5", "-x", "@SUM(A1)", "\tx", "\rx",
                                   "plain", "", "'quoted", "1e5", "-", "=", "'-3"])
 def test_unguard_undoes_the_guard(text):
