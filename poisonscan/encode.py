@@ -64,6 +64,12 @@ def standard_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X.mean(axis=0), scale
 
 
+def varies(X: np.ndarray) -> bool:
+    """Whether any column of an encoded matrix takes two values or more: a matrix that
+    does not (no column, no row, or every row one point) tells no row from another."""
+    return bool(X.shape[0] and X.shape[1] and (X.max(axis=0) > X.min(axis=0)).any())
+
+
 def _block_scale(Z: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-component medians and one common scale of a block of components.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from poisonscan import pipeline
@@ -97,3 +98,28 @@ def test_fit_does_not_depend_on_chunking(name, dataset):
     chunk = next(source.chunks(600, schema))
     assert np.array_equal(a.score(chunk).scores, b.score(chunk).scores)
     assert a.describe() == b.describe()
+
+
+#: Columns beside the label of datasets whose rows no feature tells apart.
+FEATURELESS = {"no feature column": {}, "one constant column": {"c": ["7"] * 60},
+               "one empty column": {"c": [""] * 60}}
+
+
+@pytest.mark.parametrize("case", list(FEATURELESS))
+@pytest.mark.parametrize("name", FAMILIES)
+def test_rows_no_feature_tells_apart_score_zero_and_the_summary_says_why(name, case,
+                                                                        tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"y": ["yes", "no"] * 29 + [None, "maybe"], **FEATURELESS[case]}).to_csv(
+        path, index=False)
+    source = CsvSource([path], text_columns=["y"])
+    dataset = source, ScanSchema.build(source.arrow_schema, label="y", id_column=None)
+    check, _, schema = _fitted(name, dataset)
+    out = check.score(next(source.chunks(100, schema)))
+    if name == "bounds":  # the label column's own bounds still apply
+        assert out.violation[58] and "label 'y' missing" in out.reasons[58]
+        return
+    assert not out.scores.any() and not out.violation.any()
+    assert all(reason is None for reason in out.reasons)
+    learned = check.describe()
+    assert learned.get("note") or learned.get("inactive"), learned

@@ -153,6 +153,32 @@ def test_label_and_id_are_not_part_of_the_fingerprint():
     assert exact[0] == exact[1]
 
 
+def test_integers_beyond_float64_precision_are_fingerprinted_exactly():
+    """2**60 and 2**60 + 1 are one float64: the exact fingerprint keys such integers by
+    their own value (an int64 and a uint64 of one value alike), the near one rounds."""
+    big = [2 ** 60, 2 ** 60 + 1, 2 ** 60, None, -2 ** 63, -2 ** 63 + 1, 2 ** 53, 2 ** 53 + 2]
+    for values in (pa.array(big, pa.int64()),
+                   pa.array([2 ** 64 - 1, 2 ** 64 - 2, 2 ** 64 - 1, None, 2 ** 63, 2 ** 63 + 1,
+                             2 ** 53, 2 ** 53 + 2], pa.uint64())):
+        table = pa.table({"h": values, "v": [1.0] * 8, "y": ["a"] * 8})
+        exact, near = DuplicatesCheck()._fingerprints(table_chunk(table))
+        assert exact[0] == exact[2] and len(set(exact.tolist())) == 7
+        assert near[0] == near[1]                      # 3 significant digits
+    same = [duplicates.big_integer_codes(pa.array([2 ** 62], t))[1] for t in
+            (pa.int64(), pa.uint64())]
+    assert same[0] == same[1]
+    assert duplicates.big_integer_codes(pa.array([2 ** 53, -2 ** 53], pa.int64()))[0].size == 0
+    # two ids that differ by one, in otherwise identical rows of different labels, are no
+    # exact duplicates (near ones they are: the near fingerprint rounds to 3 digits)
+    rows = pa.table({"id": pa.array([2 ** 60 + 1000 * i for i in range(40)] + [2 ** 60 + 1],
+                                    pa.int64()),
+                     "v": [float(i) for i in range(40)] + [0.0],
+                     "y": ["a", "b"] * 20 + ["b"]})
+    check, _, source, schema = fit_on(rows, near_digits=None)
+    assert check.exact_.distinct == 41 and check.exact_.repeated_rows == 0
+    assert not score_all(check, source, schema).conflict.any()
+
+
 # --------------------------------------------------------------------------- all rows, any split
 
 def test_groups_straddle_chunks_and_files_and_do_not_depend_on_the_split(tmp_path):

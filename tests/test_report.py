@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import re
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import poisonscan
 from poisonscan.cli import main
+from poisonscan.report.details import format_value
 from poisonscan.report.html import json_for_script
 
 from conftest import make_frame
@@ -128,3 +132,40 @@ def test_terminal_summary_lists_top_suspects_without_control_characters(tmp_path
     err = capsys.readouterr().err
     assert "top " in err and "suspects (all in suspects.csv" in err
     assert "row 4 " in err and "\x1b[31m" not in err
+
+
+# a column no check reads (Parquet only), its cells as Python values and as shown
+UNREAD_COLUMNS = {
+    "struct": (pa.array([{"a": i, "b": "<i>"} for i in range(300)]),
+               '{"a": 4, "b": "<i>"}'),
+    "list of text": (pa.array([["u", "<v>"]] * 300), '["u", "<v>"]'),
+    "map": (pa.array([[("k", i)] for i in range(300)], pa.map_(pa.string(), pa.int64())),
+            '[["k", 4]]'),
+    "bytes that are not UTF-8": (pa.array([b"<b>\xff\x00"] * 300), "<b>\\xff\x00"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNREAD_COLUMNS), ids=list(UNREAD_COLUMNS))
+def test_columns_no_check_reads_are_shown_as_escaped_text(tmp_path, kind):
+    column, shown = UNREAD_COLUMNS[kind]
+    df = make_frame(300, seed=2)
+    df.loc[4, "x"] = -9000.0
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False).append_column("extra", column),
+                   tmp_path / "d.parquet")
+    res = poisonscan.scan(str(tmp_path / "d.parquet"), label="y", out=tmp_path / "s",
+                          id_column="uid", checks=["bounds"])
+    rows = res.summary["rows"]
+    assert 4 in set(res.suspects["row"]) and "extra" in res.summary["skipped_columns"]
+    assert rows["in"] == 300 and rows["clean"] + rows["quarantined"] == 300
+    assert pq.read_table(res.out / "quarantine.parquet").num_rows == rows["quarantined"]
+    page = (res.out / "report.html").read_text(encoding="utf-8")
+    cells = re.search(r'<tr data-row="4">.*?</tr>', page, re.S).group(0)
+    assert f"<span>extra={html.escape(shown, quote=True)}</span>" in cells
+    assert "<i>" not in page and "<v>" not in page and "<b>\\xff" not in page
+
+
+def test_format_value_makes_any_cell_value_text():
+    assert format_value(b"caf\xe9") == "caf\\xe9"
+    assert format_value({"a": [1, None], "b": b"\xff", "c": datetime.date(2024, 1, 2)}) == \
+        '{"a": [1, null], "b": "\\\\xff", "c": "2024-01-02"}'
+    assert format_value([("k", 1)]) == '[["k", 1]]'

@@ -11,6 +11,7 @@ import pytest
 
 import poisonscan
 from poisonscan.checks.bounds import BoundsCheck
+from poisonscan.cli import main
 from poisonscan.io.sinks import CONTRACT_FILES
 
 from conftest import FIXTURES, POISONS, make_frame, poisoned_frame
@@ -252,3 +253,25 @@ def test_max_suspects_and_contamination(tmp_path, poisoned_csv):
     cont = _run(poisoned_csv, tmp_path / "c", contamination=0.05)
     assert len(cont.suspects) == 30  # ceil(0.05 * 600)
     assert set(full.suspects["row"]) <= set(cont.suspects["row"])
+
+
+@pytest.mark.parametrize("columns, label", [(["y"], "y"), (["c", "y"], "y"), (["c"], None)],
+                         ids=["label only", "one constant column", "one constant, no label"])
+def test_a_scan_with_no_usable_feature_finishes_and_says_why(tmp_path, capsys, columns, label):
+    """Families that compare rows by their features have nothing to check; the label
+    column's own bounds still apply (a missing label is quarantined)."""
+    df = make_frame(300)
+    df["c"] = 7
+    df.loc[5, "y"] = None
+    df[columns].to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "out"
+    argv = ["scan", str(tmp_path / "d.csv"), "--out", str(out), "--quiet"]
+    assert main(argv + (["--label", label] if label else [])) == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["rows"]["in"] == 300
+    assert pd.read_csv(out / "suspects.csv")["row"].tolist() == ([5] if label else [])
+    assert len(pd.read_csv(out / "clean.csv")) == 300 - len([5] if label else [])
+    learned = {name: family["learned"] for name, family in summary["checks"].items()}
+    assert learned["outliers"]["inactive"].startswith("no encod")
+    for name in ("labels", "duplicates", "backdoor") if label else ("duplicates",):
+        assert learned[name]["note"].startswith("nothing to check: "), (name, learned[name])

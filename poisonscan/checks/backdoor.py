@@ -69,7 +69,7 @@ import pandas as pd
 from scipy import stats
 
 from ..config import Option
-from ..encode import standard_scale
+from ..encode import standard_scale, varies
 from ..io.schema import CATEGORICAL
 from .base import Check, CheckScores, quote
 
@@ -242,6 +242,9 @@ class BackdoorCheck(Check):
         Whether the sample holds every row (counts in reasons are then exact).
     encoder_ : FeatureEncoder or None
         The shared encoder (``None`` without spectral scores).
+    note_ : str
+        Why there is nothing to check (no encoded feature, or none that varies in the
+        sample), else ``""``.
     mean_, scale_ : numpy.ndarray
         Standardisation of the encoded features.
     centres_, directions_, spreads_ : numpy.ndarray
@@ -276,6 +279,7 @@ class BackdoorCheck(Check):
         self.patterns_tested_ = 0
         self.encoder_ = None
         self.threshold_ = math.inf
+        self.note_ = ""
         labels = sample.labels()
         present = pd.Series(labels[labels != None]).value_counts()  # noqa: E711
         ordered = sorted(((str(c), int(k)) for c, k in present.items() if k >= MIN_CLASS_ROWS),
@@ -286,14 +290,16 @@ class BackdoorCheck(Check):
             return self
         codes = self._class_index.get_indexer(labels)
         encoder = profile.encoder()
-        Z = None
-        if encoder.feature_names_:
-            X = encoder.transform(sample)
-            self.mean_, self.scale_ = standard_scale(X)
-            Z = self._standardise(X)
+        X = encoder.transform(sample) if encoder.feature_names_ else None
+        if X is None or not varies(X):  # no column holds two values: no trigger to mine
+            self.note_ = "nothing to check: " + ("no encodable feature column" if X is None
+                                                 else "no encoded feature varies in the sample")
+            return self
+        self.mean_, self.scale_ = standard_scale(X)
+        Z = self._standardise(X)
         columns = [c for c in sample.schema.features if c not in encoder.skipped_]
         self._mine(sample, codes, columns, Z, encoder)
-        if self.spectral and Z is not None:
+        if self.spectral:
             self.encoder_ = encoder
             self._fit_spectral(Z, codes)
         return self
@@ -622,6 +628,8 @@ class BackdoorCheck(Check):
                             "sampled_rows": t.rows, "elsewhere": round(t.elsewhere, 6),
                             "pvalue": float(f"{t.pvalue:.3g}")} for t in triggers[:20]]
         out["spectral"] = getattr(self, "encoder_", None) is not None
+        if getattr(self, "note_", ""):
+            out["note"] = self.note_
         return out
 
 

@@ -4,9 +4,10 @@ Every row gets two 64-bit fingerprints of its feature values (the label and the 
 column are left out):
 
 * **exact** — numbers rounded to ``digits`` significant digits (so ``1``, ``1.0`` and
-  ``1.00`` match, and so do ``0.1 + 0.2`` and ``0.3``; ``-0.0`` is ``0.0``), text as
-  stored; a missing cell, NaN, ``+inf``, ``-inf`` and an unparseable cell each hash to a
-  token of their own (an unparseable cell together with its text);
+  ``1.00`` match, and so do ``0.1 + 0.2`` and ``0.3``; ``-0.0`` is ``0.0``), but integers
+  beyond ``2**53`` in magnitude (no float64 holds them: ids, hashes) by their exact value;
+  text as stored; a missing cell, NaN, ``+inf``, ``-inf`` and an unparseable cell each
+  hash to a token of their own (an unparseable cell together with its text);
 * **near** — numbers rounded to ``near_digits`` significant digits, text lower-cased and
   stripped. Rows with equal exact fingerprints always have equal near fingerprints.
 
@@ -118,6 +119,10 @@ _NEGINF = _U64(0xAD696E662D696E66)   # -inf
 _ERROR = _U64(0x6261646261646261)    # salt of an unparseable cell's text
 _SEED = _U64(0x6475706C69636174)     # start of a row fingerprint
 _COLUMN = _U64(0xA0761D6478BD642F)   # odd multiplier combining the columns' hashes
+_BIG = _U64(0x6269676E756D6265)      # salt of an integer beyond 2**53 (another if negative)
+_BIG_NEGATIVE = _U64(0x6E65676174697665)
+#: Integers beyond this magnitude have no exact float64 (see :func:`big_integer_codes`).
+FLOAT_EXACT_INTEGERS = 2 ** 53
 _LENGTH = _U64(0xE7037ED1A0B428DB)   # salt of a string's length
 
 
@@ -264,6 +269,43 @@ def number_codes(values: np.ndarray, digits: int | tuple[int, ...]):
     return outs[0] if isinstance(digits, (int, np.integer)) else outs
 
 
+def big_integer_codes(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and exact codes of the integers beyond ``2**53`` in magnitude.
+
+    A float64 cannot hold such integers (``2**60`` and ``2**60 + 1`` are one float64), so
+    their :func:`number_codes` would join different values. Their code is a hash of the
+    integer itself, of its sign too (an int64 and a uint64 of one value get one code),
+    with bit 62 set and bit 63 clear: never a number code (both clear) nor a token.
+
+    Parameters
+    ----------
+    values : pyarrow.Array or ChunkedArray
+        A column of any type; only 64-bit integers (possibly dictionary-encoded) hold such
+        values. Nulls are skipped.
+
+    Returns
+    -------
+    positions : numpy.ndarray of int64
+    codes : numpy.ndarray of uint64
+    """
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not pa.types.is_integer(values.type) or values.type.bit_width < 64:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=_U64)
+    ints = np.asarray(pc.fill_null(values, 0).to_numpy(zero_copy_only=False))
+    if pa.types.is_unsigned_integer(values.type):
+        negative = np.zeros(len(ints), dtype=bool)
+        big = ints > _U64(FLOAT_EXACT_INTEGERS)
+    else:
+        negative = ints < 0
+        big = (ints > FLOAT_EXACT_INTEGERS) | (ints < -FLOAT_EXACT_INTEGERS)
+    positions = np.flatnonzero(big)
+    bits = ints[positions].view(_U64)
+    with np.errstate(over="ignore"):
+        mixed = splitmix64(bits ^ np.where(negative[positions], _BIG_NEGATIVE, _BIG))
+    return positions, (mixed >> _U64(2)) | _U64(1 << 62)
+
+
 def _scaled(w: np.ndarray, power: np.ndarray) -> np.ndarray:
     """``rint(w * 10**power)``; in two steps where one factor would over- or underflow."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -297,13 +339,19 @@ def fingerprints(chunk, *, digits: int, near_digits: int | None,
                         lambda: _fingerprints(chunk, digits, near_digits, exclude))
 
 
+def fingerprinted_columns(schema, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The columns the fingerprints are made of: the feature and vector columns, less
+    ``exclude``."""
+    return tuple(c for c in schema.features + schema.vectors if c not in exclude)
+
+
 def _fingerprints(chunk, digits, near_digits, exclude):
     n = len(chunk)
     exact = np.full(n, _SEED, dtype=_U64)
     near = np.full(n, _SEED, dtype=_U64) if near_digits is not None else None
     schema = chunk.schema
     with np.errstate(over="ignore"):
-        for column in (c for c in schema.features + schema.vectors if c not in exclude):
+        for column in fingerprinted_columns(schema, exclude):
             if column in schema.vectors:
                 h_exact, h_near = _vector_codes(chunk, column, digits, near_digits)
             elif schema.kinds[column] == CATEGORICAL:
@@ -320,6 +368,8 @@ def _fingerprints(chunk, digits, near_digits, exclude):
                     h_near[missing] = _NULL
                 else:
                     h_exact = number_codes(values, digits)
+                big, codes = big_integer_codes(chunk.table.column(column))
+                h_exact[big] = codes
                 h_exact[missing] = _NULL
                 errors = chunk.errors.get(column)
                 if errors is not None and len(errors.positions):
@@ -800,6 +850,10 @@ class DuplicatesCheck(Check):
         Rows seen in pass 1.
     state_bytes_, spilled_bytes_ : int
         Pass-1 fingerprint bytes held in memory and on disk at fit.
+    note_ : str
+        Why there is nothing to check (no column to fingerprint, or every row of the data
+        has the same features: one group holding every row tells nothing), else ``""``;
+        then every row scores 0 and the summary says why.
     """
 
     name = "duplicates"
@@ -826,8 +880,11 @@ class DuplicatesCheck(Check):
         return fingerprints(chunk, digits=self.digits, near_digits=self.near_digits,
                             exclude=tuple(self.exclude or ()))
 
-    def summarize(self, chunk) -> DuplicateState:
-        """One sorted run: fingerprints, row offsets and label codes of ``chunk``."""
+    def summarize(self, chunk) -> DuplicateState | None:
+        """One sorted run: fingerprints, row offsets and label codes of ``chunk`` (``None``
+        without a column to fingerprint: there is nothing to check)."""
+        if not fingerprinted_columns(chunk.schema, tuple(self.exclude or ())):
+            return None
         exact, near = self._fingerprints(chunk)
         codes, labels = _label_codes(chunk)
         rows = chunk.rows
@@ -861,7 +918,14 @@ class DuplicatesCheck(Check):
         self.spilled_bytes_ = state.spilled_bytes if state is not None else 0
         vocabulary = sorted(set().union(*(r.labels for r in runs)))
         self.labels_ = tuple(vocabulary)
+        self.note_ = ""
+        if not fingerprinted_columns(profile.schema, tuple(self.exclude or ())):
+            self.note_ = "nothing to check: no feature column"
+            return self
         self.exact_, self.near_ = self._group(runs, vocabulary)
+        if self.exact_.distinct == 1 and self.n_rows_ > 1:  # one group of every row
+            self.note_ = "nothing to check: every row has the same features"
+            return self
         self.ask_all_ = self.exact_.repeated_rows + self.near_.repeated_rows <= ASK_ALL_ROWS
         self._fit_neighbourhood(profile)
         self._label = profile.schema.label
@@ -987,6 +1051,12 @@ class DuplicatesCheck(Check):
     # ------------------------------------------------------------------------ pass 2
     def score(self, chunk) -> DuplicateScores:
         n = len(chunk)
+        if self.note_:
+            return DuplicateScores(np.zeros(n), np.zeros(n, dtype=bool),
+                                   np.full(n, None, dtype=object),
+                                   conflict=np.zeros(n, dtype=bool),
+                                   disagreement=np.full(n, np.nan), finding=np.zeros(n),
+                                   unnatural=np.zeros(n))
         exact, near = self._fingerprints(chunk)
         codes = self._codes(chunk)
         kinds = [(self.exact_, self.exact_.lookup(exact), 1.0)]
@@ -1199,6 +1269,8 @@ class DuplicatesCheck(Check):
         return repr(text)
 
     def describe(self) -> dict[str, Any]:
+        if self.note_:
+            return {"checked": False, "note": self.note_}
         stored = self.state_bytes_ + self.spilled_bytes_
         out: dict[str, Any] = {"fingerprints": {
             "rows": int(self.n_rows_),

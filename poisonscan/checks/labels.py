@@ -35,10 +35,11 @@ combined; the family score is the probability that the given label is wrong.
 
 Rows without a label (reported by the ``bounds`` family), and rows whose class has
 fewer than ``min_class_rows`` sampled rows (too small to cross-validate; listed in the
-summary), score 0. With fewer than two checkable classes there is nothing to check:
-every row scores 0 and the summary says why. Label checks are soft evidence:
-``violation`` is always false. Rows in the top ``tail`` of the sampled scores whose
-combined probabilities prefer another class get a reason such as
+summary), score 0. With fewer than two checkable classes, or no encoded feature that
+varies in the sample (no feature column, or only constant or empty ones), there is
+nothing to check: every row scores 0 and the summary says why. Label checks are soft
+evidence: ``violation`` is always false. Rows in the top ``tail`` of the sampled scores
+whose combined probabilities prefer another class get a reason such as
 ``labels: given 'ham' p=0.02; model says 'spam' p=0.95; 9/10 neighbours 'spam'``.
 
 Scoring never relies on BLAS matrix products of the chunk (their rounding depends on how
@@ -59,6 +60,7 @@ import pandas as pd
 from ..boosting import CompiledBoosting
 from ..compiled import LazyKernel
 from ..config import Option
+from ..encode import varies
 from ..hashing import row_keys
 from ..neighbours import NeighbourIndex, nearest
 from ..rowwise import row_products
@@ -131,7 +133,8 @@ class LabelsCheck(Check):
     Attributes
     ----------
     active_ : bool
-        Whether there is anything to check (at least two checkable classes).
+        Whether there is anything to check (at least two checkable classes, and an encoded
+        feature that varies in the sample to tell them by).
     note_ : str
         Why the check is inactive, or ``""``.
     classes_ : numpy.ndarray of object
@@ -227,15 +230,21 @@ class LabelsCheck(Check):
         elif len(self.classes_) > MAX_CLASSES:
             self.note_ = (f"nothing to check: {len(self.classes_)} classes (more than "
                           f"{MAX_CLASSES}; the label does not look like a class label)")
+        encoder = X = None
+        if not self.note_:
+            encoder = profile.encoder()
+            X = encoder.transform(sample) if encoder.feature_names_ else None
+            if X is None or not varies(X):  # nothing tells one row from another
+                self.note_ = "nothing to check: " + (
+                    "no encodable feature column" if X is None
+                    else "no encoded feature varies in the sample")
         self.active_ = not self.note_
         if not self.active_:
             return self
 
-        encoder = profile.encoder()
         self._encoder = encoder
         codes = self._codes(labels[present])
         usable = present[codes >= 0]
-        X = encoder.transform(sample)
         codes = self._codes(labels)
         X_train, y_train, rows_train = X[usable], codes[usable], sample.rows[usable]
         self.n_features_ = X.shape[1]

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Option
-from ..encode import standard_scale
+from ..encode import standard_scale, varies
 from ..errors import ConfigError
 from .base import Check, CheckScores, quote
 
@@ -568,7 +568,8 @@ class OutlierCheck(Check):
     threshold_ : float
         Family score from which a row gets a reason.
     inactive_ : str or None
-        Why nothing could be fitted (too few rows or no usable feature), else ``None``.
+        Why nothing could be fitted (too few rows, no encoded feature or none that varies
+        in the sample), else ``None``.
     """
 
     name = "outliers"
@@ -618,15 +619,19 @@ class OutlierCheck(Check):
         self.skipped_columns_ = dict(encoder.skipped_)
         self.log_columns_ = list(encoder.log_columns_)
         self.n_features_ = len(encoder.feature_names_)
+        X = None
         if self.n_features_ == 0:
             self.inactive_ = "no encodable feature column"
         elif len(sample) < MIN_FIT_ROWS:
             self.inactive_ = f"{len(sample)} sampled row(s), fewer than {MIN_FIT_ROWS}"
+        else:
+            X = encoder.transform(sample)
+            if not varies(X):  # every sampled row is one point: none is out of shape
+                self.inactive_ = "no encoded feature varies in the sample"
         if self.inactive_ is not None:
             self.skipped_detectors_ = {n: self.inactive_ for n in names}
             return self
         self.encoder_ = encoder
-        X = encoder.transform(sample)
         self.mean_, self.scale_ = standard_scale(X)
         Z = self._standardise(X)
         self._fit_groups(sample, Z)

@@ -87,7 +87,9 @@ class Chunk:
     def numeric(self, column: str) -> np.ndarray:
         """Float64 values of a numeric or datetime column; nulls are NaN (see :meth:`missing`).
 
-        Datetimes are seconds since the Unix epoch.
+        Datetimes are seconds since the Unix epoch. An integer beyond ``2**53`` in magnitude
+        is the nearest float64 (precision is lost, the scale is kept: enough for the numeric
+        checks; the exact duplicate fingerprints read such integers exactly).
         """
         def make():
             arr = self.table.column(column)
@@ -98,8 +100,9 @@ class Chunk:
                 micros = pc.cast(arr.cast(pa.timestamp("us")).cast(pa.int64()), pa.float64(),
                                  safe=False)
                 return np.asarray(micros.to_numpy(zero_copy_only=False)) / 1e6
-            return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False),
-                              dtype=np.float64)
+            # unsafe: an integer beyond 2**53 is rounded, not refused (see above)
+            return np.asarray(pc.cast(arr, pa.float64(), safe=False)
+                              .to_numpy(zero_copy_only=False), dtype=np.float64)
         return self.cached("numeric", column, make)
 
     def missing(self, column: str) -> np.ndarray:
@@ -142,8 +145,8 @@ class Chunk:
                 raise ragged_error(self.source, int(self.rows[ragged[0]]), column,
                                    int(lengths[ragged[0]]), dim)
             flat = self.table.column(column).combine_chunks().flatten()
-            values = np.asarray(pc.cast(flat, pa.float64()).to_numpy(zero_copy_only=False),
-                                dtype=np.float64)
+            values = np.asarray(pc.cast(flat, pa.float64(), safe=False)  # see numeric()
+                                .to_numpy(zero_copy_only=False), dtype=np.float64)
             out = np.full((len(self), dim), np.nan)
             if dim:
                 out[present] = values.reshape(-1, dim)

@@ -16,6 +16,7 @@ quarantine file, streamed) and the fitted plan, and returns plain data for
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -197,12 +198,43 @@ def _typed(data: pa.Table, typed_schema: pa.Schema, fmt: str):
 
 
 def _texts(column: pa.ChunkedArray) -> list[str | None]:
-    """The cells as display text: vectors as their first components, long text cut."""
+    """The cells as display text: vectors as their first components, long text cut.
+
+    A column Arrow cannot cast to text -- a struct, map or list of text, bytes that are not
+    UTF-8 (the columns no check reads, carried to the outputs) -- is shown by
+    :func:`format_value` of its Python values. The text is escaped where it is rendered.
+    """
     if is_vector_type(column.type):
         return [None if v is None else format_vector(v) for v in column.to_pylist()]
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        column = pc.cast(column, pa.string())
+        try:
+            column = pc.cast(column, pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            return [None if v is None else shorten(format_value(v), MAX_CELL_CHARS)
+                    for v in column.to_pylist()]
     return [None if v is None else shorten(v, MAX_CELL_CHARS) for v in column.to_pylist()]
+
+
+def format_value(value: Any) -> str:
+    """A cell's Python value (as ``to_pylist`` gives it) as text.
+
+    Bytes are decoded as UTF-8, with an invalid byte shown escaped (``\\xff``). A nested
+    value (a struct's dict, a list, a map's ``(key, value)`` pairs) is JSON, its bytes
+    decoded so and its other non-JSON values (dates, decimals) as their ``str``.
+
+    Examples
+    --------
+    >>> format_value(b"caf\\xe9")
+    'caf\\\\xe9'
+    >>> format_value({"a": [1, None], "b": b"x"})
+    '{"a": [1, null], "b": "x"}'
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=lambda v: format_value(v)
+                      if isinstance(v, (bytes, bytearray)) else str(v))
 
 
 def format_vector(values: list, shown: int = VECTOR_SHOWN) -> str:
