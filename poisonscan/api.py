@@ -25,6 +25,7 @@ from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
 from .io.sinks import OutputDir, TableWriter
 from .io.sources import open_source
+from .io.storage import is_url
 from .report import html as html_report
 from .report.details import collect_details
 from .report.summary import build_summary, write_json
@@ -128,8 +129,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     label : str, optional
         Label column; without it, label-dependent checks are skipped.
     out : path, optional
-        Output directory. Without it the outputs go to a temporary directory that lives
-        as long as the returned result.
+        Output directory. Without it, the config file's ``out``; without either, a
+        temporary directory that lives as long as the returned result.
     config : path, optional
         A TOML file to read options from (``poisonscan.toml``, or a ``pyproject.toml``
         with a ``[tool.poisonscan]`` table). Keyword options override it.
@@ -153,20 +154,19 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         Bad options, unreadable or unsuitable input, an output directory holding a scan.
     """
     started = time.perf_counter()
-    arguments = dict(options, label=label)
-    tmp = None
-    if out is None:
-        tmp = tempfile.TemporaryDirectory(prefix="poisonscan-")
-        arguments["out"] = tmp.name
-    else:
-        arguments["out"] = str(out)
+    arguments = dict(options, label=label, out=None if out is None else str(out))
     cfg = ScanConfig.resolve(arguments, config_file=config)
+    tmp = None
+    if cfg.origins["out"] == "default":  # neither out= nor the config file's out
+        tmp = tempfile.TemporaryDirectory(prefix="poisonscan-")
+        cfg = ScanConfig.resolve(dict(arguments, out=tmp.name), config_file=config)
     if cfg.fail_on:
         from .checks.registry import check_class
         with _located(cfg):
             for family in cfg.fail_on:
                 check_class(family)  # an unknown family is a ConfigError (exit 2)
 
+    _check_out_outside_inputs(source, cfg.out)
     source, schema = _open(source, cfg)
     logger.info("scanning %s (%d features, label %s) into %s", ", ".join(source.names[:3]),
                 len(schema.features), cfg.label or "none", cfg.out)
@@ -176,11 +176,12 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
             validate = getattr(check, "validate_schema", None)
             if validate is not None:
                 validate(schema)  # declared columns and the reference, before any pass
+    _check_output_names(source, cfg, checks)
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
     fmt = cfg.format or source.fmt
     if fmt == "csv":
-        nested = [f.name for f in source.arrow_schema if pa.types.is_nested(f.type)]
+        nested = [f.name for f in source.arrow_schema if _not_text(f.type)]
         if nested:
             kind = source.arrow_schema.field(nested[0]).type
             raise ConfigError(f"format: column {nested[0]!r} holds {kind}, which CSV cannot "
@@ -222,6 +223,45 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         outdir.commit()
     _log_summary(summary)
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
+
+def _not_text(kind: pa.DataType) -> bool:
+    """Whether values of this type have no text of their own: nested values (structs,
+    lists, maps) and bytes (which need not be UTF-8)."""
+    return pa.types.is_nested(kind) or pa.types.is_binary(kind) \
+        or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+
+
+def _check_out_outside_inputs(source, out: str) -> None:
+    """Refuse an output directory inside an input directory: the next scan of that
+    directory would read the outputs as data (local paths; URLs are not compared)."""
+    if is_url(str(out)):
+        return
+    items = source if isinstance(source, (list, tuple)) else [source]
+    target = Path(out).resolve()
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and not is_url(str(item)) \
+                and Path(item).is_dir():
+            directory = Path(item).resolve()
+            if target == directory or directory in target.parents:
+                raise ConfigError(f"out: {out} is inside the input directory {item}; a scan "
+                                  "of that directory would read the outputs as data: write "
+                                  "them elsewhere")
+
+
+def _check_output_names(source, cfg: ScanConfig, checks) -> None:
+    """Refuse names the outputs would hold twice: an input column named like a column
+    ``quarantine.<fmt>`` adds, and an id column named like a column of ``scores.parquet``
+    or ``suspects.csv`` (they carry it next to their own)."""
+    taken = [c for c in pipeline.QUARANTINE_COLUMNS if c in source.arrow_schema.names]
+    if taken:
+        raise InputError(f"column {taken[0]!r} has the name of a column the quarantine file "
+                         f"adds ({', '.join(pipeline.QUARANTINE_COLUMNS)}): rename or drop "
+                         "it (a quarantine file scanned again)", path=source.names[0])
+    results = pipeline.RESULT_COLUMNS + tuple(check.name for check in checks)
+    if cfg.id_column in results:
+        raise ConfigError(f"id_column: {cfg.id_column!r} is also a column of scores.parquet "
+                          f"and suspects.csv ({', '.join(results)}): rename it in the data")
+
 
 def _engine(cfg: ScanConfig):
     """The engine class of ``cfg.engine`` (only the Dask engine imports Dask)."""
@@ -342,6 +382,10 @@ def _open(source, cfg: ScanConfig):
         if column is not None and column not in source.arrow_schema.names:
             raise InputError(f"{role} column {column!r} not found (columns: "
                              f"{', '.join(source.arrow_schema.names[:20])})", path=source.names[0])
+        if column is not None and _not_text(source.arrow_schema.field(column).type):
+            raise InputError(f"{role} column {column!r} holds "
+                             f"{source.arrow_schema.field(column).type}: a {role} must be text, "
+                             "a number, a boolean or a date", path=source.names[0])
     return source, ScanSchema.build(source.arrow_schema, label=cfg.label, id_column=cfg.id_column,
                                     text_columns=cfg.text_columns or (),
                                     ignore_columns=cfg.ignore_columns or ())

@@ -157,7 +157,10 @@ def _scan(args: argparse.Namespace) -> int:
     cfg = ScanConfig.resolve(options, config_file=config_file)
     progress = None if cfg.quiet else StderrProgress()
     with log_to_stderr(quiet=cfg.quiet, verbose=cfg.verbose):
-        result = scan(args.inputs, config=config_file, progress=progress, **options)
+        # --out, else the config file's out, else the default directory (never the API's
+        # temporary one: it would be gone when the command returns)
+        result = scan(args.inputs, config=config_file, progress=progress,
+                      **dict(options, out=cfg.out))
     if progress is not None:
         progress.finish()
     summary = result.summary

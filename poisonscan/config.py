@@ -120,7 +120,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("label", "str", None, "label column (omit to skip label-dependent checks)",
            nullable=True, metavar="COL"),
-    Option("out", "str", "poisonscan-out", "output directory", metavar="DIR", short="-o"),
+    Option("out", "str", "poisonscan-out", "output directory (default: poisonscan-out)",
+           metavar="DIR", short="-o"),
     Option("id_column", "str", None, "column carried through every output as the row's id",
            nullable=True, metavar="COL"),
     Option("chunk_rows", "int", 100_000, "rows per streamed chunk (bounds memory)",

@@ -28,6 +28,11 @@ from .threads import map_single_threaded, usable_cores
 
 #: Fewest sample rows per block scored side by side at fit time.
 MIN_BLOCK_ROWS = 5_000
+#: Columns ``quarantine.<fmt>`` adds to the input's: the row id, score and reason.
+QUARANTINE_COLUMNS = ("_row", "_score", "_reason")
+#: Columns of ``scores.parquet`` and ``suspects.csv`` besides the id column and one score
+#: column per check family.
+RESULT_COLUMNS = ("rank", "row", "score", "suspect", "checks", "reason")
 
 #: The methods of the check contract (:class:`~poisonscan.checks.base.Check`).
 CONTRACT_METHODS = ("summarize", "merge", "fit", "score")
@@ -164,7 +169,6 @@ def route(table: pa.Table, scored: pa.Table, suspect: np.ndarray
     clean = table.filter(pa.array(~suspect))
     quarantine = table.filter(mask)
     picked = scored.filter(mask)
-    quarantine = quarantine.append_column("_row", picked.column("row")) \
-        .append_column("_score", picked.column("score")) \
-        .append_column("_reason", picked.column("reason"))
+    for name, source in zip(QUARANTINE_COLUMNS, ("row", "score", "reason")):
+        quarantine = quarantine.append_column(name, picked.column(source))
     return clean, quarantine

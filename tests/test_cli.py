@@ -270,6 +270,21 @@ def _unknown_check_family(tmp):
     return ["ok.csv", "--label", "y", "--checks", "bounds,nosuch"], ["'nosuch'"]
 
 
+def _column_named_like_a_quarantine_column(tmp):
+    # a quarantine file scanned again: its _row would be there twice
+    lines = ["a,b,y,_row"] + [f"{i},{(i * 7) % 13},{'yes' if i % 3 else 'no'},{i}"
+                              for i in range(60)]
+    (tmp / "quarantine.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ["quarantine.csv", "--label", "y"], ["quarantine.csv", "'_row'", "rename"]
+
+
+def _id_column_named_score(tmp):
+    lines = ["score,a,y"] + [f"s{i},{i},{'yes' if i % 3 else 'no'}" for i in range(60)]
+    (tmp / "ids.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ["ids.csv", "--label", "y", "--id-column", "score"], ["id_column", "'score'",
+                                                                 "suspects.csv"]
+
+
 ERROR_CASES = {
     "missing label column": _missing_label,
     "missing id column": _missing_id,
@@ -294,6 +309,8 @@ ERROR_CASES = {
     "--contamination out of range": _contamination_out_of_range,
     "--sample-rows too small": _sample_rows_too_small,
     "unknown check family": _unknown_check_family,
+    "column named like a quarantine column": _column_named_like_a_quarantine_column,
+    "id column named like a results column": _id_column_named_score,
 }
 
 
@@ -314,6 +331,31 @@ def test_input_error_exits_2_with_one_line_and_writes_nothing(cwd, capsys, case,
     assert_nothing_written(out, before)
     if out_exists:
         assert (out / "keep-me.txt").read_text() == "a file of the user's\n"
+
+
+@pytest.mark.parametrize("name", ["row", "rank", "reason", "checks", "suspect", "labels"])
+def test_an_id_column_named_like_any_results_column_is_refused(cwd, capsys, name):
+    lines = [f"{name},a,y"] + [f"s{i},{i},{'yes' if i % 3 else 'no'}" for i in range(60)]
+    (cwd / "ids.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = run(["scan", "ids.csv", "--label", "y", "--id-column", name, "-o", "out"],
+                       capsys)
+    assert code == 2
+    assert_one_error_line(err, "id_column", repr(name))
+    assert_nothing_written(cwd / "out", None)
+
+
+@pytest.mark.parametrize("out", ["data/scan", "data"])
+def test_an_output_directory_inside_an_input_directory_is_refused(cwd, capsys, out):
+    # the next scan of data/ would read the outputs as data
+    (cwd / "data").mkdir()
+    small_csv(cwd / "data" / "ok.csv")
+    code, _, err = run(["scan", "data", "--label", "y", "-o", out], capsys)
+    assert code == 2
+    assert_one_error_line(err, "out", "inside the input directory")
+    assert sorted(os.listdir(cwd / "data")) == ["ok.csv"]
+    code, _, err = run(["scan", "data/ok.csv", "--label", "y", "-o", "data/scan", "-q"],
+                       capsys)  # a file of it is no directory scan
+    assert code == 0, err
 
 
 def test_malformed_row_far_down_names_its_row(cwd, capsys):
@@ -406,6 +448,28 @@ def test_output_directory_with_unrelated_files_is_used_and_they_are_kept(cwd, ca
     assert code == 0, err
     assert set(os.listdir(out)) == outputs("csv") | {"notes.md"}
     assert (out / "notes.md").read_text() == "mine\n"
+
+
+def test_without_out_the_outputs_stay_in_the_default_directory(cwd, capsys):
+    code, _, err = run(["scan", LOANS_CSV, *LOANS], capsys)
+    assert code == 0, err
+    assert set(os.listdir(cwd / "poisonscan-out")) == outputs("csv")
+    assert "-> poisonscan-out" in err  # the directory the summary names is the one kept
+
+
+def test_out_from_the_config_file_is_used_by_the_command_and_the_api(cwd, capsys):
+    (cwd / "scan.toml").write_text('out = "from-config"\n', encoding="utf-8")
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, "--config", "scan.toml", "-q"], capsys)
+    assert code == 0, err
+    assert set(os.listdir(cwd / "from-config")) == outputs("csv")
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, "--config", "scan.toml", "-q", "-o", "cli"],
+                       capsys)  # the command line wins
+    assert code == 0 and set(os.listdir(cwd / "cli")) == outputs("csv"), err
+    result = poisonscan.scan(LOANS_CSV, label="default", config="scan.toml", overwrite=True,
+                             quiet=True)
+    assert result.out.resolve() == (cwd / "from-config").resolve()
+    result = poisonscan.scan(LOANS_CSV, label="default", quiet=True)  # neither: temporary
+    assert result.out.resolve().parent != cwd.resolve() and result.out.exists()
 
 
 def test_output_path_that_is_a_file_is_refused(cwd, capsys):

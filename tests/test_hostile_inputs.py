@@ -73,6 +73,17 @@ def _parquet_renamed_column_mid_directory(tmp: Path) -> str:
     return "parts"
 
 
+def _parquet_label_of(kind: str):
+    """A Parquet file whose label column ``y`` holds structs or bytes that are not UTF-8."""
+    def write(tmp: Path) -> str:
+        y = pa.array([{"v": i % 2} for i in range(40)]) if kind == "struct" else \
+            pa.array([b"\xff" if i % 2 else b"u" for i in range(40)], pa.binary())
+        pq.write_table(pa.table({"a": [float(i) for i in range(40)], "y": y}),
+                       tmp / "in.parquet")
+        return "in.parquet"
+    return write
+
+
 def _many_columns(n: int) -> bytes:
     header = ",".join(f"c{i}" for i in range(n)) + ",y\n"
     row = ",".join("1" for _ in range(n))
@@ -113,6 +124,10 @@ ERRORS = {
         _parquet_dir_second_truncated, None, ["1.parquet"]),
     "parquet schema renamed mid-directory": (
         _parquet_renamed_column_mid_directory, None, ["2.parquet", "'A'"]),
+    "label column of structs": (_parquet_label_of("struct"), None,
+                                ["in.parquet", "label column 'y' holds struct"]),
+    "label column of bytes that are not UTF-8": (_parquet_label_of("binary"), None,
+                                                 ["in.parquet", "label column 'y' holds binary"]),
     "label column absent (header has no such name)": (
         "in.csv", b"a,b,z\n" + body().encode(), ["in.csv", "label column 'y' not found"]),
 }
@@ -420,3 +435,43 @@ def test_parquet_text_with_invalid_utf8_is_quarantined_not_a_crash(tmp_path):
     q = pq.read_table(tmp_path / "out" / "quarantine.parquet").to_pydict()
     at = q["_row"].index(200)
     assert "colour unparseable 'caf\ufffd'" in q["_reason"][at]
+
+
+def test_parquet_integers_beyond_float64_precision_are_scanned_not_a_crash(cwd, capsys):
+    """int64 and uint64 values past 2**53 (ids, hashes) have no exact float64: the checks
+    read them rounded instead of refusing them; vectors of such integers too."""
+    n = 300
+    table = pa.table({
+        "a": [float(i % 17) for i in range(n)],
+        "big": pa.array([2 ** 60 + i for i in range(n)], pa.int64()),
+        "few": pa.array([-2 ** 63 + i % 3 for i in range(n)], pa.int64()),
+        "huge": pa.array([2 ** 64 - 1 - i * 1000 for i in range(n)], pa.uint64()),
+        "vec": pa.array([[2 ** 62 + i, i] for i in range(n)], pa.list_(pa.int64(), 2)),
+        "y": ["yes", "no", "no"] * (n // 3)})
+    pq.write_table(table, cwd / "big.parquet")
+    code, _, err = run(["scan", "big.parquet", "--label", "y", "--out", "out", "--quiet"],
+                       capsys)
+    assert code == 0, err
+    summary = json.loads((cwd / "out" / "summary.json").read_text(encoding="utf-8"))
+    rows = summary["rows"]
+    assert rows["in"] == n and rows["clean"] + rows["quarantined"] == n
+    assert summary["columns"]["huge"]["max"] == float(2 ** 64 - 1)
+    assert pq.read_table(cwd / "out" / "clean.parquet").num_rows == rows["clean"]
+
+
+def test_bytes_id_column_and_bytes_in_csv_outputs_are_refused_up_front(cwd, capsys):
+    """Bytes need not be UTF-8: no text for suspects.csv (an id) or for CSV outputs."""
+    table = pa.table({"a": [float(i % 7) for i in range(60)],
+                      "b": pa.array([b"\xff\x00"] * 60, pa.binary()),
+                      "y": ["u", "v", "v"] * 20})
+    pq.write_table(table, cwd / "in.parquet")
+    code, _, err = run(["scan", "in.parquet", "--label", "y", "--id-column", "b", "-o", "out",
+                        "-q"], capsys)
+    assert code == 2 and "id column 'b' holds binary" in err and len(err.splitlines()) == 1
+    code, _, err = run(["scan", "in.parquet", "--label", "y", "--format", "csv", "-o", "out",
+                        "-q"], capsys)
+    assert code == 2 and "column 'b' holds binary" in err and "--format parquet" in err
+    assert not (cwd / "out").exists()
+    code, _, err = run(["scan", "in.parquet", "--label", "y", "-o", "out", "-q"], capsys)
+    assert code == 0, err  # as Parquet, the bytes are carried through
+    assert pq.read_table(cwd / "out" / "clean.parquet").column("b").type == pa.binary()

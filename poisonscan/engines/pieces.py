@@ -178,8 +178,10 @@ class Layout:
         fields += [(f, pa.float64()) for f in plan.families]
         if id_col:
             fields.append(data.field(id_col))
-        quarantine = data.append(pa.field("_row", pa.int64())) \
-            .append(pa.field("_score", pa.float64())).append(pa.field("_reason", pa.string()))
+        quarantine = data
+        for name, kind in zip(pipeline.QUARANTINE_COLUMNS,
+                              (pa.int64(), pa.float64(), pa.string())):
+            quarantine = quarantine.append(pa.field(name, kind))
         return cls(fmt, raw, data, pa.schema(fields), quarantine, tuple(plan.families), id_col)
 
     def writers(self, scores, clean, quarantine, *, header: bool = True):
