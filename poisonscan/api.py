@@ -23,7 +23,7 @@ from .config import ScanConfig, locate_key
 from .engines.local import PASS2_FILE, ScanRun
 from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
-from .io.sinks import OutputDir, TableWriter
+from .io.sinks import QUARANTINE_COLUMNS, RESULT_COLUMNS, OutputDir, TableWriter
 from .io.sources import open_source
 from .io.storage import is_url
 from .report import html as html_report
@@ -224,6 +224,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     _log_summary(summary)
     return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
 
+
 def _not_text(kind: pa.DataType) -> bool:
     """Whether values of this type have no text of their own: nested values (structs,
     lists, maps) and bytes (which need not be UTF-8)."""
@@ -252,12 +253,12 @@ def _check_output_names(source, cfg: ScanConfig, checks) -> None:
     """Refuse names the outputs would hold twice: an input column named like a column
     ``quarantine.<fmt>`` adds, and an id column named like a column of ``scores.parquet``
     or ``suspects.csv`` (they carry it next to their own)."""
-    taken = [c for c in pipeline.QUARANTINE_COLUMNS if c in source.arrow_schema.names]
+    taken = [c for c in QUARANTINE_COLUMNS if c in source.arrow_schema.names]
     if taken:
         raise InputError(f"column {taken[0]!r} has the name of a column the quarantine file "
-                         f"adds ({', '.join(pipeline.QUARANTINE_COLUMNS)}): rename or drop "
+                         f"adds ({', '.join(QUARANTINE_COLUMNS)}): rename or drop "
                          "it (a quarantine file scanned again)", path=source.names[0])
-    results = pipeline.RESULT_COLUMNS + tuple(check.name for check in checks)
+    results = RESULT_COLUMNS + tuple(check.name for check in checks)
     if cfg.id_column in results:
         raise ConfigError(f"id_column: {cfg.id_column!r} is also a column of scores.parquet "
                           f"and suspects.csv ({', '.join(results)}): rename it in the data")

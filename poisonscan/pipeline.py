@@ -23,16 +23,12 @@ from .checks.base import Check, CheckScores
 from .fusion import Fusion
 from .io.chunk import Chunk
 from .io.schema import ScanSchema
+from .io.sinks import QUARANTINE_COLUMNS
 from .profiling import Profile
 from .threads import map_single_threaded, usable_cores
 
 #: Fewest sample rows per block scored side by side at fit time.
 MIN_BLOCK_ROWS = 5_000
-#: Columns ``quarantine.<fmt>`` adds to the input's: the row id, score and reason.
-QUARANTINE_COLUMNS = ("_row", "_score", "_reason")
-#: Columns of ``scores.parquet`` and ``suspects.csv`` besides the id column and one score
-#: column per check family.
-RESULT_COLUMNS = ("rank", "row", "score", "suspect", "checks", "reason")
 
 #: The methods of the check contract (:class:`~poisonscan.checks.base.Check`).
 CONTRACT_METHODS = ("summarize", "merge", "fit", "score")

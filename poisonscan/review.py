@@ -52,8 +52,6 @@ from .report.summary import write_json
 DECISION_COLUMNS = ("row", "id", "decision", "note", "fingerprint")
 #: The decisions a reviewer can make.
 DECISIONS = ("drop", "keep")
-#: Columns pass 3 appends to the quarantine file.
-QUARANTINE_EXTRA = ("_row", "_score", "_reason")
 #: Largest decisions file read (a reviewer's file, not a dataset).
 MAX_DECISIONS_BYTES = 64 << 20
 #: Rows per block when streaming the clean and quarantine files.

@@ -48,8 +48,7 @@ A column that is (almost) never negative gets 0 as a hard wall when its values p
 it (a 1-10 score's 10, a reading clipped at -20, a percentage's 100) gets that value as a
 hard wall too, its *floor* or *ceiling*: the highest (lowest) value holding at least
 :data:`PILE_SHARE` of the sampled values and as many as the value just inside it, with no
-sampled value beyond it within :data:`PILE_GAP` of its distance from the median
-(:func:`_pile_walls`). A value beyond a wall is a hard finding, inside the fence or not: a
+sampled value just beyond it and few far beyond (:func:`_pile_walls`). A value beyond a wall is a hard finding, inside the fence or not: a
 skewed scale's fence reaches far past its end, and inserted values spread beyond the end
 bridge each other's gaps. When one value covers the inner quantiles (a flag, a sparse
 count), the range is learned from the other values, or is that single value when fewer than
@@ -1024,7 +1023,7 @@ class BoundsCheck(Check):
                         hit &= free_lo[neg] & ~hard_lo[neg]
                     wrong_sign[neg[hit]] = True
                     out_lo[neg[hit]] = True
-            walled = self._score_walls(values, finite & ~wrong_sign, fence, rules, column, add,
+            walled = self._score_walls(values, finite & ~wrong_sign, fence, column, add,
                                        free_lo & ~hard_lo, free_hi & ~hard_hi)
             out_lo &= ~walled
             out_hi &= ~walled
@@ -1086,8 +1085,8 @@ class BoundsCheck(Check):
         np.fmax(soft, position, out=soft)
 
     @staticmethod
-    def _score_walls(values: np.ndarray, finite: np.ndarray, fence: Fence, rules, column: str,
-                     add, free_lo: np.ndarray, free_hi: np.ndarray) -> np.ndarray:
+    def _score_walls(values: np.ndarray, finite: np.ndarray, fence: Fence, column: str, add,
+                     free_lo: np.ndarray, free_hi: np.ndarray) -> np.ndarray:
         """Hard findings for values beyond the column's pile-up walls (``fence.floor``,
         ``fence.ceiling``) on sides without a declared or reference bound; returns the rows
         found. Severity grows with the distance beyond the wall, in units of the wall's
@@ -1376,25 +1375,30 @@ def _pile_walls(values: np.ndarray) -> tuple[float, float]:
     1s, 2s, ... 16s after the 1s).
     """
     uniques, counts = np.unique(values, return_counts=True)
-    piles = np.flatnonzero(counts >= max(PILE_MIN_ROWS, PILE_SHARE * values.size))
+    least = max(PILE_MIN_ROWS, PILE_SHARE * values.size)
     median = float(np.median(values))
-    walls = []
-    for sign, ordered, tally in ((-1.0, -uniques[::-1], counts[::-1]),
-                                 (1.0, uniques, counts)):
-        wall = math.inf
-        at = (piles.max() if sign > 0 else uniques.size - 1 - piles.min()) \
-            if piles.size else 0
-        top = ordered[at] if piles.size else 0.0
-        span = top - sign * median
-        if piles.size and at > 0 and tally[at] >= tally[at - 1] and span > 0:
-            beyond = ordered[at + 1:]
-            outside = tally[at + 1:].sum()
-            gap = max(PILE_GAP * span, top - ordered[at - 1])  # at least one step
-            if (not beyond.size or beyond[0] > top + gap) \
-                    and outside <= min(MAX_DETACHED * values.size, PILE_BEYOND * tally[at]):
-                wall = float(top)
-        walls.append(sign * wall)
-    return walls[0], walls[1]
+    # the floor is the ceiling of the negated values
+    return (-_ceiling(-uniques[::-1], counts[::-1], least, -median, values.size),
+            _ceiling(uniques, counts, least, median, values.size))
+
+
+def _ceiling(uniques: np.ndarray, counts: np.ndarray, least: float, median: float,
+             n: int) -> float:
+    """The ceiling of :func:`_pile_walls` from a column's sorted distinct values and
+    their counts (``inf`` where there is none)."""
+    piles = np.flatnonzero(counts >= least)
+    if not piles.size:
+        return math.inf
+    at = int(piles[-1])
+    top = float(uniques[at])
+    if at == 0 or counts[at] < counts[at - 1] or top <= median:
+        return math.inf
+    gap = max(PILE_GAP * (top - median), top - float(uniques[at - 1]))  # at least one step
+    if at + 1 < uniques.size and uniques[at + 1] <= top + gap:
+        return math.inf  # the column goes on just beyond
+    if counts[at + 1:].sum() > min(MAX_DETACHED * n, PILE_BEYOND * counts[at]):
+        return math.inf  # too many beyond to be inserted values
+    return top
 
 
 def _repeated_beyond(values: np.ndarray, t: np.ndarray, below: tuple[float, float],

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .. import pipeline
 from ..errors import InputError
-from ..io.sinks import TableWriter
+from ..io.sinks import QUARANTINE_COLUMNS, TableWriter
 from ..io.sources import Source
 
 #: ``progress(stage, rows_done, rows_total_or_None)``
@@ -179,7 +179,7 @@ class Layout:
         if id_col:
             fields.append(data.field(id_col))
         quarantine = data
-        for name, kind in zip(pipeline.QUARANTINE_COLUMNS,
+        for name, kind in zip(QUARANTINE_COLUMNS,
                               (pa.int64(), pa.float64(), pa.string())):
             quarantine = quarantine.append(pa.field(name, kind))
         return cls(fmt, raw, data, pa.schema(fields), quarantine, tuple(plan.families), id_col)

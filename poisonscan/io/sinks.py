@@ -34,6 +34,11 @@ from . import storage
 #: The files of a scan (DESIGN.md §5); ``{fmt}`` is ``csv`` or ``parquet``.
 CONTRACT_FILES = ("scores.parquet", "suspects.csv", "quarantine.csv", "quarantine.parquet",
                   "clean.csv", "clean.parquet", "summary.json", "report.html")
+#: Columns ``quarantine.<fmt>`` adds to the input's: the row id, score and reason.
+QUARANTINE_COLUMNS = ("_row", "_score", "_reason")
+#: Columns of ``scores.parquet`` and ``suspects.csv`` besides the id column and one score
+#: column per check family.
+RESULT_COLUMNS = ("rank", "row", "score", "suspect", "checks", "reason")
 
 #: Rows per Parquet row group of every output.
 ROW_GROUP_ROWS = 65_536

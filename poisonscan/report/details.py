@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from ..io.chunk import Chunk
 from ..io.schema import CATEGORICAL, NUMERIC, is_vector_type
+from ..io.sinks import QUARANTINE_COLUMNS
 from ..profiling import shorten
-from ..review import (QUARANTINE_EXTRA, _Blocks, fingerprint_rows, format_fingerprint,
-                      parquet_parts)
+from ..review import _Blocks, fingerprint_rows, format_fingerprint, parquet_parts
 
 #: Bins of the score histogram (scores lie in ``[0, 2)``).
 SCORE_BINS = 40
@@ -160,7 +160,7 @@ def _suspect_rows(path, fmt: str, top_rows: np.ndarray, schema, typed_schema: pa
     label = schema.label
     per_class: dict[str, int] = {}
     rows: dict[int, dict] = {}
-    originals = [n for n in blocks.schema.names if n not in QUARANTINE_EXTRA]
+    originals = [n for n in blocks.schema.names if n not in QUARANTINE_COLUMNS]
     for table in blocks.tables(unguard=True):
         if label is not None:
             for item in pc.value_counts(pc.cast(table.column(label), pa.string())).to_pylist():
