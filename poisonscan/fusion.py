@@ -40,7 +40,10 @@
   ``score * (0.5 + evidence / 2)``;
   one below ``0.5 - UNDECIDED`` is no finding (it keeps the group's calibrated evidence,
   like any soft score); with no label evidence, or evidence either way, the whole group
-  is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied.
+  is a finding of strength ``score * UNFLAGGED`` — and the reason says which case applied
+  — unless the family marks the conflict ``natural`` (most of the data's rows are in
+  conflicting groups: its label is no function of its features): then no member is a
+  finding, and the soft evidence (the label checks') ranks them.
   Where the family says the data holds no such group by nature (``unnatural`` ``u`` at
   least :data:`UNNATURAL`; 1 where no two distinct rows share their features), one member
   was inserted whichever the evidence clears, and the evidence that cleared it can be
@@ -252,18 +255,24 @@ class Fusion:
         cleared = conflict & measured & (label_evidence <= 0.5 - UNDECIDED)
         undecided = conflict & ~suspect & ~cleared
         group = np.clip(r.scores, 0.0, 0.999)
+        natural = getattr(r, "natural", None)
+        natural = np.zeros(n, dtype=bool) if natural is None else np.asarray(natural, dtype=bool)
         strength = np.where(suspect, group * (0.5 + np.where(measured, label_evidence, 0) / 2),
                             np.where(undecided, group * UNFLAGGED, 0.0))
+        strength[natural] = 0.0  # the data's own conflicts: the label checks rank them
         unnatural = getattr(r, "unnatural", None)
         unnatural = np.zeros(n) if unnatural is None else np.asarray(unnatural, dtype=np.float64)
-        floor = np.where(cleared & (unnatural >= UNNATURAL),  # cleared: evidence measured
+        floor = np.where(cleared & ~natural & (unnatural >= UNNATURAL),  # evidence measured
                          SOFT_MAX + (1.0 - SOFT_MAX) * (1.0 + unnatural + label_evidence) / 4,
                          0.0)
         notes = np.full(n, None, dtype=object)
         for i in np.flatnonzero(conflict):
             said = ", ".join(f"{name} {values[i]:.2f}" for name, values in sources.items()
                              if not np.isnan(values[i]))
-            if suspect[i]:
+            if natural[i]:
+                notes[i] = (f"; most of the data's rows are in such groups, so the conflict "
+                            f"is no finding (label evidence {said or 'none'})")
+            elif suspect[i]:
                 notes[i] = f"; label evidence against this row's label ({said}): suspect"
             elif cleared[i]:
                 notes[i] = f"; label evidence supports this row's label ({said}): less suspect"

@@ -347,6 +347,54 @@ def test_label_family_evidence_settles_conflicts_and_its_absence_flags_the_group
     assert "less suspect" in reason[0]
 
 
+def test_conflicts_that_hold_most_rows_are_the_datas_nature_not_findings(tmp_path):
+    """Three categorical columns and 10% of labels flipped: every point repeats, nearly
+    every group holds both labels. Flagging the undecided groups whole quarantined 38% of
+    the rows; the conflicts are how the data is, and the label check ranks the flips."""
+    import poisonscan
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    n = 1000
+    frame = pd.DataFrame({"a": rng.choice(list("pqrs"), n), "b": rng.choice(list("xyz"), n),
+                          "c": rng.choice(["lo", "hi"], n)})
+    y = np.where((frame.a == "p") | (frame.c == "hi"), "yes", "no")
+    flipped = rng.random(n) < 0.1
+    y[flipped] = np.where(y[flipped] == "yes", "no", "yes")
+    frame["y"] = y
+    result = poisonscan.scan(frame, label="y", out=tmp_path / "out", quiet=True)
+    learned = result.summary["checks"]["duplicates"]["learned"]
+    assert learned["natural_conflicts"] is True
+    assert learned["exact"]["rows_in_conflicting_groups"] >= 0.5 * n
+    assert result.summary["rows"]["quarantined"] == 0
+    scores = result.scores().sort_values("row")
+    assert average_precision_score(flipped, scores["score"]) > 0.9
+    # the same data with a tenth of its rows in conflicts: an inserted one is a finding
+    base = frame[~flipped].copy()
+    copies = base.iloc[:40].copy()
+    copies["y"] = np.where(copies.y == "yes", "no", "yes")
+    mixed = pd.concat([base.drop_duplicates(["a", "b", "c"]), copies.iloc[:3]],
+                      ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(mixed, preserve_index=False))
+    assert check.natural_conflicts_ is False
+
+
+def test_a_natural_conflict_is_no_finding_whatever_the_label_evidence():
+    group = np.array([True, True, True, True, False])
+    check_scores = DuplicateScores(
+        np.array([0.9, 0.9, 0.9, 0.9, 0.0]), np.zeros(5, dtype=bool),
+        np.array(["duplicates: g1"] * 4 + [None], dtype=object), conflict=group,
+        disagreement=np.array([0.95, 0.05, 0.5, np.nan, np.nan]), finding=np.zeros(5),
+        unnatural=np.zeros(5))
+    fusion = Fusion().fit({"duplicates": check_scores})
+    score, _, _, reason = fusion.fuse({"duplicates": check_scores})
+    assert (score[[0, 2, 3]] >= 1.0).all()  # suspect, undecided, no evidence: findings
+    check_scores.natural = group
+    score, _, _, reason = fusion.fuse({"duplicates": check_scores})
+    assert (score < 1.0).all()
+    assert all("most of the data's rows are in such groups" in r for r in reason[:4])
+
+
 def test_where_rows_never_repeat_a_cleared_member_still_ranks_above_the_soft_evidence():
     """A copy of an 'owl' row labelled 'fox' (a flooded copy): the neighbours clear the
     original, but in data where no rows repeat one of the pair was inserted, so the

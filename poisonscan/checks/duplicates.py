@@ -26,7 +26,10 @@ group, or with its near group where that holds more rows. Questions asked of eac
 * **conflict** — do its members carry different labels? The check does not decide which
   members are wrong: every member gets the same score, and the fusion
   (:mod:`poisonscan.fusion`) settles the group with the label evidence, including the
-  neighbourhood's below;
+  neighbourhood's below. Where conflicting groups hold most of the rows
+  (:data:`NATURAL_CONFLICT_SHARE`: a few categorical columns and ordinary label noise),
+  conflicts are the data's nature: no member is a finding, and the label checks' soft
+  evidence ranks them;
 * **neighbourhood** — what do the ``neighbors`` nearest *distinct points* of the row
   sample (in the shared encoding) say, the group itself excluded? Copies vouch for each
   other in every neighbour test (Koh, Steinhardt & Liang 2018), so a repeated point
@@ -91,6 +94,11 @@ MIN_FINDING = 0.1
 MILD_SCORE = 0.1
 #: Weight of near-duplicate evidence relative to exact duplicates.
 NEAR_WEIGHT = 0.9
+#: Share of the data's rows in groups of identical rows with conflicting labels from which
+#: conflicts are how the data is (its label is no function of its features: a few
+#: categorical columns and label noise), not an insertion: an inserted conflicting copy
+#: puts itself and its source in one, twice the poison rate of the rows at most.
+NATURAL_CONFLICT_SHARE = 0.5
 #: Other members named in a reason.
 MEMBERS_SHOWN = 5
 #: Labels named in a reason.
@@ -795,12 +803,16 @@ class DuplicateScores(CheckScores):
         nature, in ``[0, 1]``: 1 where no two distinct rows of the data share their
         features (every group is then an insertion, and one of its members is a poison
         whatever the label evidence says), 0 where rows repeat by nature. 0 elsewhere.
+    natural : numpy.ndarray of bool
+        The row's group conflicts as most of the data's do (``natural_conflicts_``): the
+        conflict is no finding, whatever the label evidence.
     """
 
     conflict: np.ndarray = None
     disagreement: np.ndarray = None
     finding: np.ndarray = None
     unnatural: np.ndarray = None
+    natural: np.ndarray = None
 
 
 # ============================================================================ the check
@@ -854,6 +866,10 @@ class DuplicatesCheck(Check):
         Why there is nothing to check (no column to fingerprint, or every row of the data
         has the same features: one group holding every row tells nothing), else ``""``;
         then every row scores 0 and the summary says why.
+    natural_conflicts_ : bool
+        Whether groups with conflicting labels hold at least
+        :data:`NATURAL_CONFLICT_SHARE` of the rows: conflicts are then the data's nature
+        (the fusion makes no finding of them).
     """
 
     name = "duplicates"
@@ -919,10 +935,13 @@ class DuplicatesCheck(Check):
         vocabulary = sorted(set().union(*(r.labels for r in runs)))
         self.labels_ = tuple(vocabulary)
         self.note_ = ""
+        self.natural_conflicts_ = False
         if not fingerprinted_columns(profile.schema, tuple(self.exclude or ())):
             self.note_ = "nothing to check: no feature column"
             return self
         self.exact_, self.near_ = self._group(runs, vocabulary)
+        conflicted = int(self.exact_.sizes[self.exact_.conflict].sum())
+        self.natural_conflicts_ = conflicted >= NATURAL_CONFLICT_SHARE * max(self.n_rows_, 1)
         if self.exact_.distinct == 1 and self.n_rows_ > 1:  # one group of every row
             self.note_ = "nothing to check: every row has the same features"
             return self
@@ -1126,7 +1145,7 @@ class DuplicatesCheck(Check):
                                 baseline, disagreement, never)
         return DuplicateScores(scores.astype(np.float64), np.zeros(n, dtype=bool), reasons,
                                conflict=conflict, disagreement=disagreement, finding=finding,
-                               unnatural=unnatural)
+                               unnatural=unnatural, natural=conflict & self.natural_conflicts_)
 
     def _neighbourhood(self, chunk, rows, near, codes, reported, which, kinds,
                        conflict) -> tuple[np.ndarray, np.ndarray]:
@@ -1294,6 +1313,7 @@ class DuplicatesCheck(Check):
         # whether the rows hold continuous values and none repeats by nature: then any exact
         # copy is evidence (of a label whose rows never repeat, among rows that never do)
         out["any_copy_is_evidence"] = bool(self.continuous_ and self.exact_.rarity >= 1.0)
+        out["natural_conflicts"] = bool(self.natural_conflicts_)
         return out
 
 
