@@ -86,6 +86,22 @@ def test_scanning_the_trusted_data_against_its_own_profile_finds_nothing(profile
     assert all(c["psi"] < 1e-6 for c in drift["columns"].values())
 
 
+def test_a_profile_of_other_data_is_refused(profiled, tmp_path, capsys):
+    _, out = profiled
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"p": np.arange(50.0), "z": ["a", "b"] * 25}).to_csv(other, index=False)
+    code, _, err = _cli(["scan", other, "--label", "z", "--reference", out, "-o",
+                         tmp_path / "scan", "-q"], capsys)
+    assert code == 2 and "describes none of the data's columns" in err
+    assert not (tmp_path / "scan").exists()
+    shared = tmp_path / "shared.csv"  # one column in common is enough: data may grow
+    pd.DataFrame({"x": np.linspace(40, 60, 50), "z": ["a", "b"] * 25}).to_csv(shared,
+                                                                          index=False)
+    code, _, err = _cli(["scan", shared, "--label", "z", "--reference", out, "-o",
+                         tmp_path / "scan", "-q"], capsys)
+    assert code == 0, err
+
+
 def test_profile_edit_scan_round_trip(profiled, tmp_path, capsys):
     data, out = profiled
     doc = json.loads(out.read_text(encoding="utf-8"))

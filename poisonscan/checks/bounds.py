@@ -463,13 +463,19 @@ class BoundsCheck(Check):
         ------
         ConfigError
             A declared column not in the data, a bound that does not suit the column's
-            kind, or per-class bounds without a label column.
+            kind, per-class bounds without a label column, or a reference profile that
+            describes none of the data's feature columns (a profile of other data).
         """
         from .. import reference as reference_lib
 
         declared, by_label = self._declared()
         if self.reference:
-            reference_lib.load(self.reference)
+            profile = reference_lib.load(self.reference)
+            if schema.features and not set(profile["columns"]) & set(schema.features):
+                raise _config_error(
+                    f"{self.reference}: the reference profile describes none of the data's "
+                    f"columns (it has {', '.join(sorted(profile['columns'])[:8])}; the data "
+                    f"{', '.join(schema.features[:8])}): a profile of other data?", "reference")
         if by_label and schema.label is None:
             raise _config_error("bounds.by_label needs a label column (give --label)",
                                 "by_label")
