@@ -583,6 +583,12 @@ def test_a_scale_that_piles_up_at_its_ends_is_walled_there(tmp_path):
     # (its 0 is its median: no span below it either)
     (np.repeat([0, 0.016, 1, 2, 3, 5, 8, 12, 16], [1687, 18, 29, 10, 10, 8, 6, 5, 5]),
      (-np.inf, np.inf)),
+    # a year held by thirds, with inserted years before it: both ends are walls although
+    # 2007 holds a little fewer rows than 2008 (PILE_RISE)
+    (np.repeat([1997, 2001, 2004, 2007, 2008, 2009], [1, 1, 2, 110, 114, 120]),
+     (2007.0, 2009.0)),
+    # a Poisson count's thinning tail ends nowhere
+    (np.random.default_rng(0).poisson(50, 100_000), (-np.inf, np.inf)),
     # one value covering almost everything (a sparse count): no span, no walls
     (np.repeat([0, 4, 6], [990, 4, 6]), (-np.inf, np.inf)),
 ])

@@ -114,6 +114,11 @@ PILE_MIN_ROWS = 10
 #: values at it.
 PILE_GAP = 0.5
 PILE_BEYOND = 0.5
+#: Least share of the next inner value's count a pile-up must hold to end the column: a
+#: thinning tail's last values hold fewer than their neighbours (a Poisson count's 2.5
+#: standard deviations out, under 0.85 of them), a column's end as many (a year's 2007,
+#: 2008 and 2009 hold about a third each).
+PILE_RISE = 0.9
 #: ``(Q(0.99) - Q(0.01)) / IQR`` of a normal distribution: the tail factor's unit.
 NORMAL_TAIL_RATIO = 3.45
 #: Largest tail factor (widening of the fence for heavy-tailed columns).
@@ -1397,7 +1402,7 @@ def _ceiling(uniques: np.ndarray, counts: np.ndarray, least: float, median: floa
         return math.inf
     at = int(piles[-1])
     top = float(uniques[at])
-    if at == 0 or counts[at] < counts[at - 1] or top <= median:
+    if at == 0 or counts[at] < PILE_RISE * counts[at - 1] or top <= median:
         return math.inf
     gap = max(PILE_GAP * (top - median), top - float(uniques[at - 1]))  # at least one step
     if at + 1 < uniques.size and uniques[at + 1] <= top + gap:
