@@ -47,15 +47,16 @@ A column that is (almost) never negative gets 0 as a hard wall when its values p
 0, stay far from it, or hug it. A column that piles up at an extreme value and never passes
 it (a 1-10 score's 10, a reading clipped at -20, a percentage's 100) gets that value as a
 hard wall too, its *floor* or *ceiling*: the highest (lowest) value holding at least
-:data:`PILE_SHARE` of the sampled values and as many as the value just inside it, with no
-sampled value just beyond it and few far beyond (:func:`_pile_walls`). A value beyond a wall is a hard finding, inside the fence or not: a
-skewed scale's fence reaches far past its end, and inserted values spread beyond the end
-bridge each other's gaps. When one value covers the inner quantiles (a flag, a sparse
-count), the range is learned from the other values, or is that single value when fewer than
-five others were seen. Integer columns get integer bounds. Classes with at least
-``min_class_rows`` sampled rows also get their own ranges; a value inside the column's range
-but outside its class's range is evidence. Rows with no finding get a soft score below
-0.5: how far the most extreme value sits from the median towards the fence.
+:data:`PILE_SHARE` of the sampled values and about as many as the value just inside it,
+with no sampled value just beyond it and few far beyond (:func:`_pile_walls`). A value
+beyond a wall is a hard finding, inside the fence or not: a skewed scale's fence reaches
+far past its end, and inserted values spread beyond the end bridge each other's gaps. When
+one value covers the inner quantiles (a flag, a sparse count), the range is learned from
+the other values, or is that single value when fewer than five others were seen. Integer
+columns get integer bounds. Classes with at least ``min_class_rows`` sampled rows also get
+their own ranges; a value inside the column's range but outside its class's range is
+evidence. Rows with no finding get a soft score below 0.5: how far the most extreme value
+sits from the median towards the fence.
 
 Quantiles come from the keyed row sample (every row below ``sample_rows``, a uniform
 chunk-invariant sample above); whether a column is integral or ever negative is counted
@@ -1370,14 +1371,14 @@ def _pile_walls(values: np.ndarray) -> tuple[float, float]:
     """``(floor, ceiling)``: the extreme values a column piles up at and never passes
     (``-inf``, ``inf`` where it has none).
 
-    A rating scale's top, a clipped measurement or a percentage's 100 hold many rows, at
-    least as many as the value just inside them, and nothing lies just beyond: the column
-    ends there, however far its fence reaches (a skewed 1-10 scale's fence reaches 28).
-    The highest pile-up (at least :data:`PILE_SHARE` of the sampled values and
-    :data:`PILE_MIN_ROWS` of them) is the column's ceiling when it holds at least as
-    many values as the next lower one and no sampled value lies above it by up to
-    :data:`PILE_GAP` of its distance from the median, nor by up to the step from the next
-    lower value (an integer code's 7 continues its 6); values further out are what
+    A rating scale's top, a clipped measurement or a percentage's 100 hold many rows, about
+    as many as the value just inside them or more, and nothing lies just beyond: the column
+    ends there, however far its fence reaches (a skewed 1-10 scale's fence reaches 28). The
+    highest pile-up (at least :data:`PILE_SHARE` of the sampled values and
+    :data:`PILE_MIN_ROWS` of them) is the column's ceiling when it holds at least
+    :data:`PILE_RISE` of the next lower value's count and no sampled value lies above it by
+    up to :data:`PILE_GAP` of its distance from the median, nor by up to the step from the
+    next lower value (an integer code's 7 continues its 6); values further out are what
     inserted outliers would be, and do not move it, as long as they are few: at most
     :data:`MAX_DETACHED` of the values, and :data:`PILE_BEYOND` of the pile-up's. The
     lowest pile-up is the floor, mirrored. A natural tail fails the test: it thins out
