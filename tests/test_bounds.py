@@ -595,3 +595,15 @@ def test_a_scale_that_piles_up_at_its_ends_is_walled_there(tmp_path):
 def test_pile_up_walls_need_a_pile_a_rise_into_it_and_a_gap_beyond(values, walls):
     from poisonscan.checks.bounds import _pile_walls
     assert _pile_walls(np.asarray(values, dtype=float)) == walls
+
+
+def test_a_log_scale_fence_beyond_float64_is_unbounded_without_a_warning():
+    """Values spread evenly over 300 decades: the fence's log1p end lies past float64."""
+    import warnings
+
+    from poisonscan.checks.bounds import BoundsCheck
+    values = 10.0 ** np.random.default_rng(0).uniform(0, 300, 2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fence = BoundsCheck().learn_fence(values)
+    assert fence.log and fence.high == np.inf and 0 <= fence.low < 10

@@ -654,7 +654,9 @@ class BoundsCheck(Check):
         t_median = float(np.median(t))
         if width <= 0:
             width = max(t_high - t_low, abs(t_mode), 1.0)
-        low, high = (float(np.expm1(t_low)), float(np.expm1(t_high))) if log else (t_low, t_high)
+        with np.errstate(over="ignore"):  # a fence beyond float64 is unbounded (inf)
+            low, high = (float(np.expm1(t_low)), float(np.expm1(t_high))) if log \
+                else (t_low, t_high)
         if scale is not None:
             wall = scale.wall
         else:
