@@ -128,6 +128,9 @@ MAX_TAIL_FACTOR = 5.0
 #: A category of at most this many rows is rare in a column of 1000 times as many rows
 #: (however small ``rare_fraction`` is): one injected value may repeat.
 RARE_MIN_ROWS = 3
+#: Largest share of a column's rows its rare categories may hold together: beyond, they are
+#: the column's bulk (identifiers or free text beside one common value), not rare values.
+RARE_MAX_SHARE = 0.5
 #: Characters of a cell value quoted in a reason.
 MAX_VALUE_CHARS = 40
 #: Longest declared ``pattern`` accepted, and longest cell a pattern is tried on.
@@ -743,6 +746,8 @@ class BoundsCheck(Check):
         if not populated:
             return {}, False  # every category is rare: an identifier-like column
         mass = sum(rare.values())
+        if mass > RARE_MAX_SHARE * (mass + sum(populated.values())):
+            return {}, False  # mostly one-off values beside a common one: no category is rare
         near = sum(1 for n in populated.values() if n <= 10 * limit)
         apart = near <= 0.25 * len(rare)  # no continuum of small categories: not a long tail
         if mass > self.rare_mass * n_rows and not apart:
