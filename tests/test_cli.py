@@ -285,6 +285,16 @@ def _id_column_named_score(tmp):
                                                                  "suspects.csv"]
 
 
+def _only_label_checks_without_a_label(tmp):
+    small_csv(tmp / "ok.csv")
+    return ["ok.csv", "--checks", "labels,backdoor"], ["checks", "no label column given"]
+
+
+def _seed_beyond_32_bits(tmp):
+    small_csv(tmp / "ok.csv")
+    return ["ok.csv", "--label", "y", "--seed", str(2 ** 32)], ["seed", "4294967295"]
+
+
 ERROR_CASES = {
     "missing label column": _missing_label,
     "missing id column": _missing_id,
@@ -311,6 +321,8 @@ ERROR_CASES = {
     "unknown check family": _unknown_check_family,
     "column named like a quarantine column": _column_named_like_a_quarantine_column,
     "id column named like a results column": _id_column_named_score,
+    "only label checks, no label": _only_label_checks_without_a_label,
+    "seed beyond 32 bits": _seed_beyond_32_bits,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -47,3 +48,13 @@ def test_memory_url_globs_directories_and_misses():
             storage.expand("memory://globbucket/nothing.csv")
     finally:
         fs.rm("/globbucket", recursive=True)
+
+
+def test_a_file_url_output_directory_that_does_not_exist_is_created(tmp_path, capsys):
+    """fsspec's local filesystem creates no parents: the scan moved its files into a
+    directory that was not there and failed with exit 3."""
+    out = tmp_path / "new" / "scan"
+    code = cli.main(["scan", str(FIXTURES / "loans.csv"), "--label", "default", "--out",
+                     out.as_uri(), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert {"clean.csv", "quarantine.csv", "summary.json"} <= set(os.listdir(out))

@@ -60,4 +60,7 @@ def build_checks(families: tuple[str, ...] | None,
         check = cls(**params.get(name, {}))
         check._validate_params()
         checks.append(check)
+    if not checks:
+        raise ConfigError(f"checks: none of {', '.join(chosen)} can run: "
+                          + "; ".join(f"{name}: {why}" for name, why in skipped.items()))
     return checks, skipped

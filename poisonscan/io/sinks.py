@@ -132,6 +132,8 @@ class OutputDir:
         for stale in self.existing():
             if stale not in staged:
                 self._remove(stale)
+        if self.url is not None:  # a store's directory may not exist (a local file:// one)
+            self._fs.makedirs(self._root, exist_ok=True)
         moved = []
         for name in sorted(staged, key=lambda n: (n == "summary.json", n)):
             moved.append(self._move(staged[name], name))
