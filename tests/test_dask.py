@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import filecmp
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow as pa
@@ -317,3 +319,20 @@ def test_scale_benchmark_runs_dask_beside_local(tmp_path):
     assert "kept" in text  # the other scale section is left alone
     assert text.count(scale.DASK_START) == text.count(scale.DASK_END) == 1
     assert "| 3,000 | parquet | dask |" in text and "the same answer" in text
+
+
+def test_an_input_error_on_a_worker_of_its_own_cluster_is_one_line(tmp_path):
+    """With no --scheduler the engine starts its own cluster; a partition's input error
+    must reach stderr as the one line of any input error, not as the workers' logs."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    pq.write_table(pa.table({"v": [[1.0, 2.0]] * 300, "y": ["a", "b"] * 150}),
+                   parts / "a.parquet")
+    pq.write_table(pa.table({"v": [[1.0, 2.0]] * 299 + [[1.0, 2.0, 3.0]],
+                             "y": ["a", "b"] * 150}), parts / "b.parquet")
+    done = subprocess.run([sys.executable, "-m", "poisonscan", "scan", str(parts), "--label",
+                           "y", "--out", str(tmp_path / "out"), "--quiet", "--engine", "dask"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert "b.parquet: row 599: column 'v'" in done.stderr

@@ -31,6 +31,7 @@ workers need poisonscan installed. Only this module imports Dask.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 
 import numpy as np
@@ -74,7 +75,10 @@ def connect(scheduler: str | None):
         with client:
             yield client
         return
-    with LocalCluster(dashboard_address=None) as cluster, Client(cluster) as client:
+    # the workers' own logs stay quiet: a task's error reaches the client, which reports it
+    # as one line (a bad partition is an input error, exit 2)
+    with LocalCluster(dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster) as client:
         yield client
 
 
