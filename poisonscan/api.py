@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from . import pipeline
 from .checks.registry import build_checks
-from .config import ScanConfig, locate_key
+from .config import ScanConfig, located
 from .engines.local import PASS2_FILE, ScanRun
 from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
@@ -93,18 +93,6 @@ class ScanResult:
         return self._data("quarantine")
 
 
-@contextlib.contextmanager
-def _located(cfg: ScanConfig):
-    """Prefix a :class:`ConfigError` about a config-file key with ``FILE:LINE``."""
-    try:
-        yield
-    except ConfigError as exc:
-        where = locate_key(cfg.config_file, getattr(exc, "key_path", None))
-        if where and not str(exc).startswith(where):
-            raise ConfigError(f"{where}: {exc}") from None
-        raise
-
-
 def _bounds_tally(plan, outdir: OutputDir, schema: ScanSchema) -> dict | None:
     """Rows per column and broken bound, read back from the pass-2 reasons."""
     check = next((c for c in plan.checks if c.name == "bounds"), None)
@@ -162,7 +150,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         cfg = ScanConfig.resolve(dict(arguments, out=tmp.name), config_file=config)
     if cfg.fail_on:
         from .checks.registry import check_class
-        with _located(cfg):
+        with located(cfg):
             for family in cfg.fail_on:
                 check_class(family)  # an unknown family is a ConfigError (exit 2)
 
@@ -170,7 +158,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     source, schema = _open(source, cfg)
     logger.info("scanning %s (%d features, label %s) into %s", ", ".join(source.names[:3]),
                 len(schema.features), cfg.label or "none", cfg.out)
-    with _located(cfg):
+    with located(cfg):
         checks, skipped = build_checks(cfg.checks, cfg.families, has_label=cfg.label is not None)
         for check in checks:
             validate = getattr(check, "validate_schema", None)
@@ -197,7 +185,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     with OutputDir(cfg.out, overwrite=cfg.overwrite) as outdir:
         engine = _engine(cfg)(source, schema, checks, cfg, outdir, fmt, progress, exempt=exempt)
         timed = checks if cfg.verbose and cfg.engine == "local" else []  # Dask: on workers
-        with _located(cfg), _timed_checks(timed, check_seconds):
+        with located(cfg), _timed_checks(timed, check_seconds):
             run = engine.run()
         if run.get("bounds_tally") is None:  # the Dask engine counts them on the workers
             run["bounds_tally"] = _bounds_tally(run["plan"], outdir, schema)
@@ -361,7 +349,7 @@ def profile(source, label: str | None = None, out: str | os.PathLike | None = No
     source, schema = _open(source, cfg)
     params = {k: v for k, v in cfg.families.get("bounds", {}).items()
               if k not in ("reference", "columns", "by_label") and not isinstance(v, dict)}
-    with _located(cfg):
+    with located(cfg):
         check = BoundsCheck(**params)
         check._validate_params()
     engine = ScanRun(source, schema, [check], cfg, None, None, progress)

@@ -19,7 +19,7 @@ import time
 from typing import Sequence
 
 from ._version import __version__
-from .config import OPTIONS, ScanConfig, discover_config_file
+from .config import OPTIONS, ScanConfig, discover_config_file, located
 from .errors import PoisonscanError
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -223,11 +223,13 @@ def log_to_stderr(*, quiet: bool, verbose: bool):
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    from .checks.registry import REGISTRY, check_class
+    from .checks.registry import REGISTRY, build_checks, check_class
 
     options = {o.name: getattr(args, o.name, None) for o in OPTIONS}
     config_file = args.config if args.config is not None else discover_config_file()
     cfg = ScanConfig.resolve(options, config_file=config_file)
+    with located(cfg):  # the families' tables as a scan would take them (exit 2 if not)
+        build_checks(cfg.checks, cfg.families, has_label=True)
     defaults = {name: check_class(name)().get_params() for name in REGISTRY}
     doc = cfg.provenance(defaults)
     if args.show_json:

@@ -10,6 +10,7 @@ This module must stay cheap to import: ``poisonscan --help`` imports it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -455,6 +456,19 @@ def _line_of(text: str, key: str, table: str | None = None) -> str:
         if in_scope and assign.match(line):
             return f":{number}"
     return ""
+
+
+@contextlib.contextmanager
+def located(cfg: "ScanConfig"):
+    """Prefix a :class:`ConfigError` about a config-file key (its ``key_path``) raised in
+    the block with ``FILE:LINE``."""
+    try:
+        yield
+    except ConfigError as exc:
+        where = locate_key(cfg.config_file, getattr(exc, "key_path", None))
+        if where and not str(exc).startswith(where):
+            raise ConfigError(f"{where}: {exc}") from None
+        raise
 
 
 def locate_key(config_file: str | Path | None, key_path) -> str:

@@ -108,6 +108,10 @@ def test_config_show_output_parses_as_toml_with_the_same_values(cwd, capsys):
 @pytest.mark.parametrize("text, fragments", [
     ("chunk_rowz = 5\n", ["ps.toml:1", "chunk_rowz"]),
     ("label = 'y'\nseed = -1\n", ["ps.toml:2", "seed"]),
+    # a family's table as a scan would take it: the same error, with its line
+    ("label = 'y'\n[bounds]\nmargin = 2.0\nnosuch = 1\n", ["ps.toml:4", "bounds.nosuch"]),
+    ("[labels]\nfoldz = 3\n", ["ps.toml:2", "labels.foldz"]),
+    ("[nosuchfamily]\nx = 1\n", ["'nosuchfamily'"]),
 ])
 def test_config_show_bad_file_exits_2_naming_key_and_line(cwd, capsys, text, fragments):
     (cwd / "ps.toml").write_text(text, encoding="utf-8")

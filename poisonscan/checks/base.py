@@ -73,8 +73,10 @@ class Check:
         known = {p.name for p in self.parameters}
         unknown = set(params) - known
         if unknown:
-            raise ConfigError(f"{self.name}: unknown parameter(s) "
+            exc = ConfigError(f"{self.name}: unknown parameter(s) "
                               f"{', '.join(f'{self.name}.{k}' for k in sorted(unknown))}")
+            exc.key_path = (self.name, sorted(unknown)[0])  # for the config file's line
+            raise exc
         for p in self.parameters:
             setattr(self, p.name, params.get(p.name, p.default))
 
