@@ -164,8 +164,10 @@ def test_bad_parameters_are_refused(params):
 
 
 def test_needs_a_label():
-    checks, skipped = build_checks(("backdoor",), {}, has_label=False)
-    assert checks == [] and "backdoor" in skipped
+    checks, skipped = build_checks(("bounds", "backdoor"), {}, has_label=False)
+    assert [c.name for c in checks] == ["bounds"] and "backdoor" in skipped
+    with pytest.raises(ConfigError, match="backdoor: no label column given"):
+        build_checks(("backdoor",), {}, has_label=False)  # nothing left to run
 
 
 def test_scan_quarantines_the_triggered_rows(tmp_path):

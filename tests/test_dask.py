@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import filecmp
 import json
+import socket
 import subprocess
 import sys
 
@@ -323,16 +324,26 @@ def test_scale_benchmark_runs_dask_beside_local(tmp_path):
 
 def test_an_input_error_on_a_worker_of_its_own_cluster_is_one_line(tmp_path):
     """With no --scheduler the engine starts its own cluster; a partition's input error
-    must reach stderr as the one line of any input error, not as the workers' logs."""
+    must reach stderr as the one line of any input error, not as the workers' logs (nor
+    as the scheduler's warning that another cluster holds port 8787)."""
     parts = tmp_path / "parts"
     parts.mkdir()
     pq.write_table(pa.table({"v": [[1.0, 2.0]] * 300, "y": ["a", "b"] * 150}),
                    parts / "a.parquet")
     pq.write_table(pa.table({"v": [[1.0, 2.0]] * 299 + [[1.0, 2.0, 3.0]],
                              "y": ["a", "b"] * 150}), parts / "b.parquet")
-    done = subprocess.run([sys.executable, "-m", "poisonscan", "scan", str(parts), "--label",
-                           "y", "--out", str(tmp_path / "out"), "--quiet", "--engine", "dask"],
-                          capture_output=True, text=True, timeout=300)
+    held = socket.socket()  # as another cluster would: the scheduler warns, and takes another
+    try:
+        held.bind(("", 8787))
+        held.listen(1)
+    except OSError:
+        pass  # another cluster of the test session holds it already
+    try:
+        done = subprocess.run([sys.executable, "-m", "poisonscan", "scan", str(parts),
+                               "--label", "y", "--out", str(tmp_path / "out"), "--quiet",
+                               "--engine", "dask"], capture_output=True, text=True, timeout=300)
+    finally:
+        held.close()
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert "b.parquet: row 599: column 'v'" in done.stderr

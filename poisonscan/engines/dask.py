@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 
 import numpy as np
 
@@ -76,9 +77,12 @@ def connect(scheduler: str | None):
             yield client
         return
     # the workers' own logs stay quiet: a task's error reaches the client, which reports it
-    # as one line (a bad partition is an input error, exit 2)
-    with LocalCluster(dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
-            Client(cluster) as client:
+    # as one line (a bad partition is an input error, exit 2); so does the scheduler's
+    # warning that another cluster holds its usual HTTP port (it takes another)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = LocalCluster(dashboard_address=None, silence_logs=logging.CRITICAL)
+    with cluster, Client(cluster) as client:
         yield client
 
 
