@@ -25,6 +25,7 @@ from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
 from .io.sinks import QUARANTINE_COLUMNS, RESULT_COLUMNS, OutputDir, TableWriter
 from .io.sources import open_source
+from .io import storage
 from .io.storage import is_url
 from .report import html as html_report
 from .report.details import collect_details
@@ -220,17 +221,27 @@ def _not_text(kind: pa.DataType) -> bool:
         or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
 
 
+def _local(path) -> Path | None:
+    """The local path of a path or a ``file://`` URL (None for other stores)."""
+    text = str(path)
+    if not is_url(text):
+        return Path(text).resolve()
+    if text.lower().startswith("file://"):
+        return Path(storage.filesystem(text)[1]).resolve()
+    return None
+
+
 def _check_out_outside_inputs(source, out: str) -> None:
     """Refuse an output directory inside an input directory: the next scan of that
-    directory would read the outputs as data (local paths; URLs are not compared)."""
-    if is_url(str(out)):
+    directory would read the outputs as data (local paths and ``file://`` URLs; other
+    stores are not compared)."""
+    target = _local(out)
+    if target is None:
         return
     items = source if isinstance(source, (list, tuple)) else [source]
-    target = Path(out).resolve()
     for item in items:
-        if isinstance(item, (str, os.PathLike)) and not is_url(str(item)) \
-                and Path(item).is_dir():
-            directory = Path(item).resolve()
+        directory = _local(item) if isinstance(item, (str, os.PathLike)) else None
+        if directory is not None and directory.is_dir():
             if target == directory or directory in target.parents:
                 raise ConfigError(f"out: {out} is inside the input directory {item}; a scan "
                                   "of that directory would read the outputs as data: write "

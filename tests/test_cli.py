@@ -356,12 +356,15 @@ def test_an_id_column_named_like_any_results_column_is_refused(cwd, capsys, name
     assert_nothing_written(cwd / "out", None)
 
 
-@pytest.mark.parametrize("out", ["data/scan", "data"])
-def test_an_output_directory_inside_an_input_directory_is_refused(cwd, capsys, out):
-    # the next scan of data/ would read the outputs as data
+@pytest.mark.parametrize("data, out", [("data", "data/scan"), ("data", "data"),
+                                       ("file-url", "data/scan"), ("data", "file-url/scan")])
+def test_an_output_directory_inside_an_input_directory_is_refused(cwd, capsys, data, out):
+    # the next scan of data/ would read the outputs as data; file:// URLs are local paths
     (cwd / "data").mkdir()
     small_csv(cwd / "data" / "ok.csv")
-    code, _, err = run(["scan", "data", "--label", "y", "-o", out], capsys)
+    url = (cwd / "data").as_uri()
+    data, out = data.replace("file-url", url), out.replace("file-url", url)
+    code, _, err = run(["scan", data, "--label", "y", "-o", out], capsys)
     assert code == 2
     assert_one_error_line(err, "out", "inside the input directory")
     assert sorted(os.listdir(cwd / "data")) == ["ok.csv"]
