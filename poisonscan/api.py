@@ -26,7 +26,6 @@ from .io.schema import ScanSchema
 from .io.sinks import QUARANTINE_COLUMNS, RESULT_COLUMNS, OutputDir, TableWriter
 from .io.sources import open_source
 from .io import storage
-from .io.storage import is_url
 from .report import html as html_report
 from .report.details import collect_details
 from .report.summary import build_summary, write_json
@@ -224,7 +223,7 @@ def _not_text(kind: pa.DataType) -> bool:
 def _local(path) -> Path | None:
     """The local path of a path or a ``file://`` URL (None for other stores)."""
     text = str(path)
-    if not is_url(text):
+    if not storage.is_url(text):
         return Path(text).resolve()
     if text.lower().startswith("file://"):
         return Path(storage.filesystem(text)[1]).resolve()

@@ -112,7 +112,7 @@ PILE_SHARE = 0.01
 PILE_MIN_ROWS = 10
 #: Gap beyond a pile-up wall that no sampled value may lie in, as a share of the distance
 #: from the wall to the column's median; and the most values beyond it, as a share of the
-#: values at it (hpc's 200 holds 84 rows, 10% of inserted outliers put 66 beyond it; a
+#: values at it (hpc's 200 holds 90 rows where 10% of inserted outliers put 66 beyond it; a
 #: sparse pixel's tail goes on with 81 values beyond its 29 ones).
 PILE_GAP = 0.5
 PILE_BEYOND = 1.0

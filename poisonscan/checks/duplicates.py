@@ -376,8 +376,9 @@ def _fingerprints(chunk, digits, near_digits, exclude):
                     h_near[missing] = _NULL
                 else:
                     h_exact = number_codes(values, digits)
-                big, codes = big_integer_codes(chunk.table.column(column))
-                h_exact[big] = codes
+                if (np.abs(values) >= FLOAT_EXACT_INTEGERS).any():  # else every code is exact
+                    big, codes = big_integer_codes(chunk.table.column(column))
+                    h_exact[big] = codes
                 h_exact[missing] = _NULL
                 errors = chunk.errors.get(column)
                 if errors is not None and len(errors.positions):
