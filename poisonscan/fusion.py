@@ -53,7 +53,9 @@
   soft score); it is no suspect, and this rank is no statistical evidence: the FDR
   decision leaves the tier out.
 * **Explanations.** A row's ``checks`` and ``reason`` list the families that fired,
-  strongest first: violations, then by ascending ``p``.
+  strongest first: violations, then by ascending ``p``. A suspect chosen on soft evidence
+  that no family put in words gets the family with the smallest ``p`` as its reason
+  (:meth:`Fusion.explain`, applied in pass 3), so that no suspect goes unexplained.
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
   violation or a finding. ``fdr`` adds the rows whose soft evidence passes the
   Benjamini–Hochberg procedure at that level (on ``min(1, F min_f p_f)``, Bonferroni over
@@ -153,6 +155,34 @@ class Fusion:
                 -(scores[beyond] - start) / beta)
             p[beyond] = np.minimum(p[beyond], extrapolated)
         return np.maximum(p, P_FLOOR)
+
+    def explain(self, scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(checks, reason)`` for rows chosen on soft evidence no family put in words.
+
+        A family's soft score has no text of its own below its rules (the ``bounds``
+        family's position inside a learned range, the ``outliers`` family's scores below
+        its reason tail), yet ``fdr``, ``contamination`` or ``max_suspects`` may choose a
+        row for it. Such a row is named with the family whose calibrated ``p`` is the
+        smallest (the first in ``scores``' order on a tie), its score and that ``p``.
+
+        Parameters
+        ----------
+        scores : mapping of str to numpy.ndarray
+            Each fitted family's raw scores of the rows.
+        """
+        families = list(scores)
+        n = len(next(iter(scores.values()))) if families else 0
+        if not n:
+            return np.full(0, None, dtype=object), np.full(0, None, dtype=object)
+        p = np.vstack([self.pvalue(f, np.asarray(scores[f], dtype=np.float64))
+                       for f in families])
+        best = np.argmin(p, axis=0)
+        checks = np.array([families[k] for k in best], dtype=object)
+        reason = np.array([f"{families[k]}: score {float(scores[families[k]][i]):.3g}, "
+                           f"tail p={p[k, i]:.2g} against the sampled rows (soft evidence: no "
+                           f"rule of the family fired)" for i, k in enumerate(best.tolist())],
+                          dtype=object)
+        return checks, reason
 
     def fuse(self, results: Mapping[str, CheckScores]) -> tuple[np.ndarray, np.ndarray,
                                                                   np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from .. import pipeline
 from ..errors import InputError
+from ..fusion import Fusion
 from ..io.sinks import QUARANTINE_COLUMNS, TableWriter
 from ..io.sources import Source
 
@@ -168,6 +169,8 @@ class Layout:
     quarantine: pa.Schema
     families: tuple[str, ...]
     id_column: str | None
+    #: Names the soft evidence of suspects no family explained (:meth:`explained`).
+    fusion: Fusion | None = None
 
     @classmethod
     def of(cls, plan: pipeline.Plan, source: Source, fmt: str) -> "Layout":
@@ -182,7 +185,24 @@ class Layout:
         for name, kind in zip(QUARANTINE_COLUMNS,
                               (pa.int64(), pa.float64(), pa.string())):
             quarantine = quarantine.append(pa.field(name, kind))
-        return cls(fmt, raw, data, pa.schema(fields), quarantine, tuple(plan.families), id_col)
+        return cls(fmt, raw, data, pa.schema(fields), quarantine, tuple(plan.families), id_col,
+                   plan.fusion)
+
+    def explained(self, scored: pa.Table, suspect: np.ndarray) -> pa.Table:
+        """``scored`` (pass-2 rows) with ``checks`` and ``reason`` for every suspect that
+        has none (see :meth:`~poisonscan.fusion.Fusion.explain`)."""
+        silent = suspect & pc.is_null(scored.column("reason")).to_numpy(zero_copy_only=False)
+        if self.fusion is None or not self.families or not silent.any():
+            return scored
+        at = np.flatnonzero(silent)
+        checks, reason = self.fusion.explain(
+            {f: scored.column(f).to_numpy()[at] for f in self.families})
+        for name, text in (("checks", checks), ("reason", reason)):
+            column = np.asarray(scored.column(name).to_pylist(), dtype=object)
+            column[at] = text
+            scored = scored.set_column(scored.schema.get_field_index(name), name,
+                                       pa.array(column, type=pa.string()))
+        return scored
 
     def writers(self, scores, clean, quarantine, *, header: bool = True):
         """The three pass-3 writers (``scores``, ``clean``, ``quarantine``) at these paths."""
@@ -225,6 +245,7 @@ def route_piece(piece: Source, layout: Layout, suspect: np.ndarray, pass2, write
         if scored is None or scored.num_rows != table.num_rows or len(mask) != table.num_rows:
             raise InputError("the input changed during the scan")
         ids = [table.column(id_col)] if id_col else []
+        scored = layout.explained(scored, mask)
         scores_w.write(pa.table(
             [scored.column("row"), scored.column("score"), pa.array(mask)]
             + [scored.column(f) for f in layout.families] + ids, schema=layout.scores))
