@@ -167,6 +167,12 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     _check_output_names(source, cfg, checks)
     if cfg.label is None:
         skipped.setdefault("label-dependent checks", "no label column given")
+    idle = [f for f in cfg.fail_on or () if f not in {c.name for c in checks}]
+    if idle:  # the policy holds (0 rows), but a pipeline step guarding on it is idle
+        logger.warning("fail_on %s: not run in this scan (%s), so it quarantines nothing",
+                       ", ".join(idle), "; ".join(
+                           f"{f}: {skipped[f]}" if f in skipped else f"{f}: not in checks"
+                           for f in idle))
     fmt = cfg.format or source.fmt
     if fmt == "csv":
         nested = [f.name for f in source.arrow_schema if _not_text(f.type)]

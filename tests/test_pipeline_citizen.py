@@ -152,6 +152,13 @@ def test_fail_on_a_family_that_found_nothing_exits_0(cwd, capsys):
     summary = read_summary(cwd / "out")
     assert summary["policy_exceeded"] is False and summary["policy"]["tripped"] == []
     assert summary["policy"]["fail_on_rows"] == {"duplicates": 0}
+    # ... and says so: a pipeline step guarding on it would otherwise never trip
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warned) == 1 and "fail_on duplicates: not run in this scan" in warned[0]
+    code, _, err = run(["scan", LOANS_CSV, *LOANS, "--checks", "bounds,duplicates", "-o", "out2",
+                        "--fail-on", "duplicates"], capsys)
+    assert code == 0 and "WARNING" not in err  # a family that ran and found nothing
+    assert read_summary(cwd / "out2")["policy"]["fail_on_rows"] == {"duplicates": 0}
 
 
 def test_fail_on_and_fail_above_both_recorded(cwd, capsys):
