@@ -31,7 +31,8 @@ MAX_LABELS = 10_000
 class NumericStats:
     """Counts, range and moments of a numeric (or datetime) column.
 
-    ``count`` counts finite values; ``mean`` is their running mean and :attr:`m2` their
+    ``count`` counts finite values, ``fractional`` those with a fractional part; ``mean``
+    is their running mean and :attr:`m2` their
     sum of squared deviations (Chan et al.'s parallel update). The sum of squares is
     kept as ``scaled_m2 * 4.0**scale``, on the values' scale ``2**scale`` (a power of
     two, so the scaling is exact): the squares of finite values near ±1e308 overflow,
@@ -44,6 +45,7 @@ class NumericStats:
     posinf: int = 0
     neginf: int = 0
     unparseable: int = 0
+    fractional: int = 0
     min: float = math.inf
     max: float = -math.inf
     mean: float = 0.0
@@ -64,6 +66,7 @@ class NumericStats:
         return cls(count=n, missing=int(missing.sum()), nan=nan,
                    posinf=int(np.isposinf(values).sum()), neginf=int(np.isneginf(values).sum()),
                    unparseable=len(err.positions) if err else 0,
+                   fractional=int((finite != np.floor(finite)).sum()),
                    min=float(finite.min()) if n else math.inf,
                    max=float(finite.max()) if n else -math.inf,
                    mean=_ldexp(mean, scale),
@@ -98,6 +101,7 @@ class NumericStats:
             count=n, missing=self.missing + other.missing, nan=self.nan + other.nan,
             posinf=self.posinf + other.posinf, neginf=self.neginf + other.neginf,
             unparseable=self.unparseable + other.unparseable,
+            fractional=self.fractional + other.fractional,
             min=min(self.min, other.min), max=max(self.max, other.max), mean=mean,
             scaled_m2=scaled_m2, scale=scale)
 

@@ -133,6 +133,29 @@ def test_output_format_follows_input_unless_told(tmp_path, fmt):
     assert len(told.clean()) == 299 and told.quarantine()["_row"].tolist() == [4]
 
 
+def test_csv_integer_columns_stay_integers_in_parquet_outputs(tmp_path):
+    """A CSV is read with float64 numbers (a later cell may be "3.5"); written as Parquet,
+    a column pass 1 saw holding integers only is int64 again, with the same values."""
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"count": rng.poisson(3, n), "x": rng.normal(size=n),
+                          "whole": np.round(rng.normal(size=n) * 10).astype(int),
+                          "late": np.arange(n), "huge": np.arange(n) + 2 ** 60,
+                          "y": rng.choice(["a", "b"], n)})
+    text = frame.to_csv(index=False).splitlines()
+    text[-1] = text[-1].replace(f",{n - 1},", ",299.5,")  # 'late': a fraction in its last row
+    src = tmp_path / "d.csv"
+    src.write_text("\n".join(text) + "\n", encoding="utf-8")
+    res = _run(src, tmp_path / "out", format="parquet")
+    for name in ("clean", "quarantine"):
+        types = {f.name: str(f.type) for f in pq.read_schema(tmp_path / "out" / f"{name}.parquet")}
+        assert types["count"] == types["whole"] == "int64"
+        assert types["x"] == types["late"] == types["huge"] == "double"  # 2**60: not exact
+    out = pd.concat([res.clean(), res.quarantine()]).sort_values(["late"])
+    assert len(out) == n and (out["count"].to_numpy() == frame["count"].to_numpy()).all()
+    assert (out["whole"].to_numpy() == frame["whole"].to_numpy()).all()
+
+
 def test_compressed_csv_outputs_are_plain_csv(tmp_path):
     import gzip
     path = tmp_path / "d.csv.gz"

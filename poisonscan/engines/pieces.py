@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 
 from .. import pipeline
 from ..errors import InputError
+from ..checks.duplicates import FLOAT_EXACT_INTEGERS
 from ..fusion import Fusion
+from ..profiling import NumericStats
 from ..io.sinks import QUARANTINE_COLUMNS, TableWriter
 from ..io.sources import Source
 
@@ -175,7 +177,8 @@ class Layout:
     @classmethod
     def of(cls, plan: pipeline.Plan, source: Source, fmt: str) -> "Layout":
         raw = fmt == source.fmt == "csv"
-        data = source.raw_schema() if raw else source.arrow_schema
+        data = source.raw_schema() if raw else _integers_kept(
+            source.arrow_schema, plan.profile, getattr(source, "integer_columns", ()))
         id_col = plan.schema.id_column
         fields = [("row", pa.int64()), ("score", pa.float64()), ("suspect", pa.bool_())]
         fields += [(f, pa.float64()) for f in plan.families]
@@ -210,6 +213,27 @@ class Layout:
                 TableWriter(clean, self.data, self.fmt, header=header),
                 TableWriter(quarantine, self.quarantine, self.fmt, guard_formulas=True,
                             header=header))
+
+
+def _integers_kept(schema: pa.Schema, profile, integers) -> pa.Schema:
+    """``schema`` with the CSV integer columns as int64 where pass 1 proved them so.
+
+    A CSV source reads numbers as float64 (an integer column may hold "3.5" further
+    down). Written as Parquet, a column of ``integers`` (its first looks held integers
+    only) whose every value pass 1 saw is an integer of at most ``2**53`` (exact in
+    float64), with no NaN or infinity, is written as int64 again: the same values, in
+    the type the file had.
+    """
+    fields = []
+    for field in schema:
+        stats = profile.columns.get(field.name)
+        if (field.name in integers and pa.types.is_float64(field.type)
+                and isinstance(stats, NumericStats)
+                and stats.fractional == stats.nan == stats.posinf == stats.neginf == 0
+                and -FLOAT_EXACT_INTEGERS <= stats.min and stats.max <= FLOAT_EXACT_INTEGERS):
+            field = field.with_type(pa.int64())
+        fields.append(field)
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 @dataclasses.dataclass

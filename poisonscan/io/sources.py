@@ -310,6 +310,11 @@ class CsvSource(Source):
         types = [_decide_type(seen) for seen in looks]
         _check_column_names(header, self.names[0])
         text_columns = set(text_columns)
+        #: Columns whose first looks hold integers only (read as float64 all the same: a
+        #: later cell may be "3.5"); a Parquet output keeps them integers where pass 1 saw
+        #: no other value (:class:`~poisonscan.engines.pieces.Layout`).
+        self.integer_columns = frozenset(n for n, t in zip(header, types)
+                                         if pa.types.is_integer(t) and n not in text_columns)
         self.arrow_schema = pa.schema(
             [(n, pa.string() if n in text_columns else _csv_target(t)) for n, t in zip(header, types)])
         self._raw_schema = pa.schema([(n, pa.string()) for n in header])
