@@ -44,14 +44,18 @@ class ScanResult:
         The content of ``summary.json``.
     suspects : pandas.DataFrame
         The ranked suspects (the content of ``suspects.csv``).
-    out : pathlib.Path
-        The directory holding every output file.
+    out : pathlib.Path or str
+        The directory holding every output file: a local path, or the URL the scan
+        wrote to (``s3://bucket/scan``), which the methods below read through fsspec.
     """
 
     summary: dict
     suspects: pd.DataFrame
-    out: Path
+    out: Path | str
     _tmp: Any = dataclasses.field(default=None, repr=False)
+
+    def _file(self, name: str) -> Path | str:
+        return storage.join(self.out, name) if storage.is_url(self.out) else Path(self.out) / name
 
     @property
     def policy_exceeded(self) -> bool:
@@ -66,18 +70,16 @@ class ScanResult:
 
     def to_html(self) -> str:
         """The review report (the content of ``report.html``) as a string."""
-        return (self.out / "report.html").read_text(encoding="utf-8")
+        with storage.open_input(self._file("report.html")) as handle:
+            return handle.read().decode("utf-8")
 
     def scores(self) -> pd.DataFrame:
         """One row per input row: ``row``, ``score``, ``suspect`` and the family scores."""
-        return pq.read_table(self.out / "scores.parquet").to_pandas()
+        return _read_table(self._file("scores.parquet"), "parquet").to_pandas()
 
     def _data(self, stem: str) -> pd.DataFrame:
         fmt = self.summary["output_format"]
-        path = self.out / f"{stem}.{fmt}"
-        if fmt == "parquet":
-            return pq.read_table(path).to_pandas()
-        return pacsv.read_csv(path).to_pandas()
+        return _read_table(self._file(f"{stem}.{fmt}"), fmt).to_pandas()
 
     def clean(self) -> pd.DataFrame:
         """The clean rows (reads ``clean.<fmt>``).
@@ -91,6 +93,17 @@ class ScanResult:
     def quarantine(self) -> pd.DataFrame:
         """The quarantined rows with ``_row``, ``_score`` and ``_reason``."""
         return self._data("quarantine")
+
+
+def _read_table(location: Path | str, fmt: str) -> pa.Table:
+    """An output file (Parquet, or CSV as pass 3 wrote it) at a local path or a URL."""
+    if storage.is_url(location):
+        fs, inner = storage.filesystem(location)
+        if fmt == "parquet":
+            return pq.read_table(inner, filesystem=fs)
+        with fs.open(inner, "rb") as handle:
+            return pacsv.read_csv(handle)
+    return pq.read_table(location) if fmt == "parquet" else pacsv.read_csv(location)
 
 
 def _bounds_tally(plan, outdir: OutputDir, schema: ScanSchema) -> dict | None:
@@ -216,7 +229,7 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         write_json(summary, outdir.file("summary.json"))
         outdir.commit()
     _log_summary(summary)
-    return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=Path(cfg.out), _tmp=tmp)
+    return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=cfg.out if storage.is_url(cfg.out) else Path(cfg.out), _tmp=tmp)
 
 
 def _not_text(kind: pa.DataType) -> bool:

@@ -45,6 +45,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import InputError
+from .io import storage
 from .io.sinks import _FORMULA_START, _PLAIN_NUMBER, CONTRACT_FILES, OutputDir, TableWriter
 from .report.summary import write_json
 
@@ -304,8 +305,11 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
         (kept_rows if d.decision == "keep" else dropped_rows).append(d.row)
     kept = np.array(sorted(kept_rows), dtype=np.int64)
 
-    target = Path(out) if out is not None else scan_dir
-    in_place = out is None or target.resolve() == scan_dir.resolve()
+    if out is not None and storage.is_url(str(out)):  # written through fsspec
+        target, in_place = str(out), False
+    else:
+        target = Path(out) if out is not None else scan_dir
+        in_place = out is None or target.resolve() == scan_dir.resolve()
     with OutputDir(target, overwrite=overwrite or in_place) as outdir:
         clean_schema = _Blocks(clean_path, fmt).schema
         with TableWriter(outdir.file(clean_path.name), clean_schema, fmt) as clean_w:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import json
 import os
 
 import pytest
@@ -58,3 +60,39 @@ def test_a_file_url_output_directory_that_does_not_exist_is_created(tmp_path, ca
                      out.as_uri(), "-q"])
     assert code == 0, capsys.readouterr().err
     assert {"clean.csv", "quarantine.csv", "summary.json"} <= set(os.listdir(out))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_scan_result_reads_its_outputs_from_a_url(tmp_path, fmt):
+    """``ScanResult.out`` was a ``Path`` of the URL: ``clean()``, ``quarantine()``,
+    ``scores()`` and ``to_html()`` failed for a scan written to object storage."""
+    import poisonscan
+
+    kw = dict(label="default", id_column="application_id", checks=["bounds"], format=fmt,
+              quiet=True)
+    local = poisonscan.scan(str(FIXTURES / "loans.csv"), out=tmp_path / "o", **kw)
+    remote = poisonscan.scan(str(FIXTURES / "loans.csv"), out=f"memory://results{fmt}/o", **kw)
+    assert remote.out == f"memory://results{fmt}/o"
+    assert remote.quarantine().equals(local.quarantine()) and len(local.quarantine()) > 0
+    assert remote.clean().equals(local.clean())
+    assert remote.scores().equals(local.scores())
+    assert remote.to_html().startswith("<!DOCTYPE html>")
+
+
+def test_apply_writes_a_url_out_through_the_store(tmp_path, capsys, monkeypatch):
+    """``apply --out file://DIR`` wrote into a local directory named ``file:``."""
+    scan = tmp_path / "scan"
+    assert cli.main(["scan", str(FIXTURES / "loans.csv"), "--label", "default", "--checks",
+                     "bounds", "--out", str(scan), "-q"]) == 0
+    row = next(csv.DictReader(open(scan / "suspects.csv", encoding="utf-8")))["row"]
+    decisions = tmp_path / "d.csv"
+    decisions.write_text(f"row,decision\n{row},keep\n", encoding="utf-8")
+    target = tmp_path / "reviewed"
+    monkeypatch.chdir(tmp_path)  # where a directory named "file:" would appear
+    code = cli.main(["apply", str(scan), "--decisions", str(decisions), "--out",
+                     target.as_uri(), "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert not (tmp_path / "file:").exists()
+    summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
+    assert summary["decisions"][-1]["kept_rows"] == [int(row)]
+    assert {"clean.csv", "quarantine.csv", "scores.parquet"} <= set(os.listdir(target))
