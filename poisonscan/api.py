@@ -129,9 +129,10 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         The data. Files may be CSV (``.csv``, ``.csv.gz``, ``.csv.zst``) or Parquet.
     label : str, optional
         Label column; without it, label-dependent checks are skipped.
-    out : path, optional
-        Output directory. Without it, the config file's ``out``; without either, a
-        temporary directory that lives as long as the returned result.
+    out : path or URL, optional
+        Output directory (a URL such as ``s3://bucket/scan`` writes through fsspec).
+        Without it, the config file's ``out``; without either, a temporary directory
+        that lives as long as the returned result.
     config : path, optional
         A TOML file to read options from (``poisonscan.toml``, or a ``pyproject.toml``
         with a ``[tool.poisonscan]`` table). Keyword options override it.
