@@ -601,6 +601,52 @@ def test_near_duplicates_join_rows_equal_after_rounding():
     assert not off.score(next(source.chunks(10**9, schema))).conflict.any()
 
 
+def test_near_conflicts_are_the_datas_nature_where_its_points_meet_at_near_precision(tmp_path):
+    """One continuous feature and a noisy label: at three significant digits, natural
+    neighbours share their near fingerprint (more than half of the rows), and a tenth of
+    those pairs hold both labels. Those conflicts are label noise that happens to meet,
+    not inserted copies: as findings they quarantined 316 of these 2,000 rows; a group
+    no larger than the data's usual near groups is now no finding. Where the
+    data's points do not meet (``test_near_duplicates_join_rows_equal_after_rounding``),
+    a near copy with the other label stays a conflict and a finding."""
+    import poisonscan
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = rng.random(n)
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-8 * (x - 0.5))), "yes", "no")
+    frame = pd.DataFrame({"x1": x, "y": y})
+    result = poisonscan.scan(frame, label="y", out=tmp_path / "out", quiet=True)
+    learned = result.summary["checks"]["duplicates"]["learned"]
+    assert learned["near"]["rows_in_groups"] > 0.5 * n
+    assert learned["near"]["rows_in_conflicting_groups"] > 0.05 * n
+    assert learned["natural_near_copies"] is True
+    assert result.summary["rows"]["quarantined"] < 0.01 * n
+    # what is left: groups larger than the data's usual near group (a natural 10 here)
+    reasons = pd.read_csv(tmp_path / "out" / "suspects.csv")["reason"]
+    sizes = reasons.str.extract(r"(\d+) near copies")[0].astype(float)
+    assert (sizes > learned["near"]["usual"]).all()
+    # twelve jittered copies of one point stand out by their size all the same
+    point = x[np.argmin(np.abs(x - 0.2))]
+    copies = pd.DataFrame({"x1": point * (1 + 1e-6 * np.arange(1, 13)), "y": "yes"})
+    result = poisonscan.scan(pd.concat([frame, copies], ignore_index=True), label="y",
+                             out=tmp_path / "out2", quiet=True)
+    suspects = set(pd.read_csv(tmp_path / "out2" / "suspects.csv")["row"])
+    assert set(range(n, n + 12)) <= suspects and len(suspects) < 12 + 0.01 * n
+    # the gate is the data's: rows of three continuous features never meet by nature
+    frame = two_classes(300)
+    jitter = frame.iloc[[11]].copy()
+    jitter["a"] = jitter["a"] * (1 + 1e-5)
+    jitter["y"] = "owl" if frame.y[11] == "fox" else "fox"
+    data = pd.concat([frame, jitter], ignore_index=True)
+    check, plan, source, schema = fit_on(pa.Table.from_pandas(data, preserve_index=False))
+    out = check.score(next(source.chunks(10**9, schema)))
+    assert check.near_natural_ is False and out.conflict[[11, 300]].all()
+    assert not out.natural.any()
+    score, _, _, _ = plan.fusion.fuse({"duplicates": out})
+    assert score[300] >= 1.0
+
+
 @pytest.mark.parametrize("param,value", [("digits", 0), ("neighbors", 0), ("memory_mb", 0.0),
                                           ("repeat_quantile", 0.2)])
 def test_bad_parameters_are_config_errors(param, value):

@@ -29,7 +29,12 @@ group, or with its near group where that holds more rows. Questions asked of eac
   neighbourhood's below. Where conflicting groups hold most of the rows
   (:data:`NATURAL_CONFLICT_SHARE`: a few categorical columns and ordinary label noise),
   conflicts are the data's nature: no member is a finding, and the label checks' soft
-  evidence ranks them;
+  evidence ranks them. Where the data's distinct points meet at near precision by nature
+  (at least ``RARE_REPEAT_SHARE`` of the near fingerprints are pairs of distinct points
+  with one label: one or two continuous columns, whose natural neighbours round alike), a
+  near group no larger than the data's usual near groups is such a meeting: neither its
+  conflict nor its neighbourhood makes a finding (a flood of copies is larger; exact
+  conflicts stay findings), and near repeats count as usual for the size test below;
 * **neighbourhood** — what do the ``neighbors`` nearest *distinct points* of the row
   sample (in the shared encoding) say, the group itself excluded? Copies vouch for each
   other in every neighbour test (Koh, Steinhardt & Liang 2018), so a repeated point
@@ -641,9 +646,11 @@ class _GroupBuilder:
         self.distinct = 0
         self.n_codes = n_codes
         self.singles = np.zeros(n_codes + 1, dtype=np.int64)  # one-row fingerprints per label
+        self.met_pairs = 0  # groups of two distinct exact points with one label (near)
 
-    def add(self, keys, rows, codes) -> None:
-        """Add one slice's rows, sorted so that equal keys are adjacent, rows ascending."""
+    def add(self, keys, rows, codes, exact=None) -> None:
+        """Add one slice's rows, sorted so that equal keys are adjacent, rows ascending
+        (``exact``: the rows' exact fingerprints, given for near groups)."""
         n = len(keys)
         if n == 0:
             return
@@ -653,6 +660,10 @@ class _GroupBuilder:
         starts = np.flatnonzero(new)
         sizes = np.diff(np.append(starts, n))
         self.distinct += len(starts)
+        if exact is not None:
+            pairs = starts[sizes == 2]
+            self.met_pairs += int(((exact[pairs] != exact[pairs + 1])
+                                   & (codes[pairs] == codes[pairs + 1])).sum())
         n_codes = self.n_codes
         self.singles += np.bincount(codes[starts[sizes == 1]], minlength=n_codes + 1)
         kept = np.flatnonzero(sizes >= 2)
@@ -805,8 +816,10 @@ class DuplicateScores(CheckScores):
         features (every group is then an insertion, and one of its members is a poison
         whatever the label evidence says), 0 where rows repeat by nature. 0 elsewhere.
     natural : numpy.ndarray of bool
-        The row's group conflicts as most of the data's do (``natural_conflicts_``): the
-        conflict is no finding, whatever the label evidence.
+        The row's group conflicts as most of the data's do (``natural_conflicts_``), or is
+        a near group no larger than the usual in data whose points meet at near precision
+        by nature (``near_natural_``): the conflict is no finding, whatever the label
+        evidence.
     """
 
     conflict: np.ndarray = None
@@ -871,6 +884,13 @@ class DuplicatesCheck(Check):
         Whether groups with conflicting labels hold at least
         :data:`NATURAL_CONFLICT_SHARE` of the rows: conflicts are then the data's nature
         (the fusion makes no finding of them).
+    near_natural_ : bool
+        Whether the data's distinct points meet at near precision by nature: at least
+        ``RARE_REPEAT_SHARE`` of the distinct near fingerprints are pairs of two distinct
+        exact points with one label (natural neighbours that round alike; inserted copies
+        are exact, or come in larger groups). A near group no larger than the usual is
+        then no finding by its labels or its neighbourhood, and near repeats are usual
+        for the size test.
     """
 
     name = "duplicates"
@@ -936,11 +956,11 @@ class DuplicatesCheck(Check):
         vocabulary = sorted(set().union(*(r.labels for r in runs)))
         self.labels_ = tuple(vocabulary)
         self.note_ = ""
-        self.natural_conflicts_ = False
+        self.natural_conflicts_ = self.near_natural_ = False
         if not fingerprinted_columns(profile.schema, tuple(self.exclude or ())):
             self.note_ = "nothing to check: no feature column"
             return self
-        self.exact_, self.near_ = self._group(runs, vocabulary)
+        self.exact_, self.near_, self.near_natural_ = self._group(runs, vocabulary)
         conflicted = int(self.exact_.sizes[self.exact_.conflict].sum())
         self.natural_conflicts_ = conflicted >= NATURAL_CONFLICT_SHARE * max(self.n_rows_, 1)
         if self.exact_.distinct == 1 and self.n_rows_ > 1:  # one group of every row
@@ -952,8 +972,10 @@ class DuplicatesCheck(Check):
         self.continuous_ = self._continuous(profile)
         return self
 
-    def _group(self, runs, vocabulary) -> tuple[Groups, Groups]:
-        """Group every row by exact and by near fingerprint, one slice of near space at a time."""
+    def _group(self, runs, vocabulary) -> tuple[Groups, Groups, bool]:
+        """Group every row by exact and by near fingerprint, one slice of near space at a
+        time; and say whether the data's distinct points meet at near precision by nature
+        (``near_natural_``)."""
         total = sum(r.size for r in runs)
         budget = self.memory_mb * 2 ** 20
         slices = 1
@@ -990,8 +1012,11 @@ class DuplicatesCheck(Check):
             exact.add(s_exact[order], s_rows[order], s_codes[order])
             if self.near_digits is not None:
                 order = _key_then_row_order(s_near, s_rows)
-                near.add(s_near[order], s_rows[order], s_codes[order])
-        return exact.build(self.repeat_quantile), near.build(self.repeat_quantile)
+                near.add(s_near[order], s_rows[order], s_codes[order], s_exact[order])
+        # two distinct points that round alike and agree: natural neighbours meeting at
+        # near precision, unlike inserted copies (exact, or larger groups)
+        met = near.met_pairs >= RARE_REPEAT_SHARE * max(near.distinct, 1)
+        return exact.build(self.repeat_quantile), near.build(self.repeat_quantile), met
 
     def _fit_neighbourhood(self, profile) -> None:
         """Index of the distinct points of the encoded sample, for the neighbourhood test.
@@ -1107,6 +1132,8 @@ class DuplicatesCheck(Check):
             unnatural[rows] = np.where(groups.conflict[g], groups.rarity, 0.0)
             usual[rows] = baseline[rows] = groups.usual_by_label[groups.label[g]]
             rarity[rows] = groups.rarity_by_label[groups.label[g]]
+            if groups is self.near_ and self.near_natural_:
+                rarity[rows] = 0.0  # near neighbours meet by nature: repeats are usual
             # rounded values, counts and texts may meet by chance; continuous values not
             if groups is self.exact_ and self.continuous_:
                 never[rows] = rarity[rows] * groups.rarity
@@ -1129,6 +1156,11 @@ class DuplicatesCheck(Check):
             - (RARE_SIZE_RATIO - NEVER_SIZE_RATIO) * never
         measured = ~np.isnan(disagreement)
         foreign = np.where(measured, np.clip(2 * disagreement - 1, 0, 1), 0.0)
+        # where the data's distinct points meet at near precision by nature, a near group no
+        # larger than the data's usual near groups is such a meeting, whatever its labels
+        # and its neighbourhood say (a flood of copies is larger)
+        met = (which == 1) & inside & self.near_natural_ & (size <= self.near_.usual)
+        foreign[met] = 0.0
         home = np.where(measured, np.clip(1 - 2 * disagreement, 0, 1), 0.0)
         size_evidence = np.where(size > usual, 1.0 - np.exp2(-np.maximum(ratio - size_ratio,
                                                                           0.0)), 0.0)
@@ -1144,9 +1176,12 @@ class DuplicatesCheck(Check):
         flagged = conflict | (finding > 0)
         reasons = self._reasons(chunk, codes, reported, which, kinds, flagged, conflict,
                                 baseline, disagreement, never)
+        # a conflict is the data's nature where most rows are in conflicting groups, and a
+        # near one in a natural meeting (``met``)
+        natural = conflict & (self.natural_conflicts_ | met)
         return DuplicateScores(scores.astype(np.float64), np.zeros(n, dtype=bool), reasons,
                                conflict=conflict, disagreement=disagreement, finding=finding,
-                               unnatural=unnatural, natural=conflict & self.natural_conflicts_)
+                               unnatural=unnatural, natural=natural)
 
     def _neighbourhood(self, chunk, rows, near, codes, reported, which, kinds,
                        conflict) -> tuple[np.ndarray, np.ndarray]:
@@ -1315,6 +1350,7 @@ class DuplicatesCheck(Check):
         # copy is evidence (of a label whose rows never repeat, among rows that never do)
         out["any_copy_is_evidence"] = bool(self.continuous_ and self.exact_.rarity >= 1.0)
         out["natural_conflicts"] = bool(self.natural_conflicts_)
+        out["natural_near_copies"] = bool(self.near_natural_)
         return out
 
 
