@@ -230,7 +230,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
         write_json(summary, outdir.file("summary.json"))
         outdir.commit()
     _log_summary(summary)
-    return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=cfg.out if storage.is_url(cfg.out) else Path(cfg.out), _tmp=tmp)
+    out = cfg.out if storage.is_url(cfg.out) else Path(cfg.out)
+    return ScanResult(summary=summary, suspects=suspects.to_pandas(), out=out, _tmp=tmp)
 
 
 def _not_text(kind: pa.DataType) -> bool:

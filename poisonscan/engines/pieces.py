@@ -18,12 +18,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import pipeline
-from ..errors import InputError
 from ..checks.duplicates import FLOAT_EXACT_INTEGERS
+from ..errors import InputError
 from ..fusion import Fusion
-from ..profiling import NumericStats
 from ..io.sinks import QUARANTINE_COLUMNS, TableWriter
 from ..io.sources import Source
+from ..profiling import NumericStats
 
 #: ``progress(stage, rows_done, rows_total_or_None)``
 Progress = Callable[[str, int, "int | None"], None]
@@ -172,7 +172,7 @@ class Layout:
     families: tuple[str, ...]
     id_column: str | None
     #: Names the soft evidence of suspects no family explained (:meth:`explained`).
-    fusion: Fusion | None = None
+    fusion: Fusion | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def of(cls, plan: pipeline.Plan, source: Source, fmt: str) -> "Layout":
