@@ -241,26 +241,17 @@ def _not_text(kind: pa.DataType) -> bool:
         or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
 
 
-def _local(path) -> Path | None:
-    """The local path of a path or a ``file://`` URL (None for other stores)."""
-    text = str(path)
-    if not storage.is_url(text):
-        return Path(text).resolve()
-    if text.lower().startswith("file://"):
-        return Path(storage.filesystem(text)[1]).resolve()
-    return None
-
-
 def _check_out_outside_inputs(source, out: str) -> None:
     """Refuse an output directory inside an input directory: the next scan of that
     directory would read the outputs as data (local paths and ``file://`` URLs; other
     stores are not compared)."""
-    target = _local(out)
+    target = storage.local_path(out)
     if target is None:
         return
     items = source if isinstance(source, (list, tuple)) else [source]
     for item in items:
-        directory = _local(item) if isinstance(item, (str, os.PathLike)) else None
+        directory = storage.local_path(item) if isinstance(item, (str, os.PathLike)) \
+            else None
         if directory is not None and directory.is_dir():
             if target == directory or directory in target.parents:
                 raise ConfigError(f"out: {out} is inside the input directory {item}; a scan "

@@ -241,12 +241,13 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
     Parameters
     ----------
     scan_dir : path
-        A directory written by ``poisonscan scan``.
+        A directory written by ``poisonscan scan``, on this machine (a ``file://`` URL
+        is one).
     decisions : path
         A ``decisions.csv`` (see :func:`read_decisions`).
-    out : path, optional
+    out : path or URL, optional
         Write the result there (every scan file, the untouched ones copied) instead of
-        rewriting ``scan_dir``.
+        rewriting ``scan_dir``; a URL of another store is written through fsspec.
     overwrite : bool
         Replace a scan already in ``out``.
 
@@ -264,7 +265,11 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
     OutputExistsError
         ``out`` holds a scan and ``overwrite`` is false.
     """
-    scan_dir = Path(scan_dir)
+    local = storage.local_path(scan_dir)
+    if local is None:
+        raise InputError("apply reads a scan directory on this machine (a path or a file:// "
+                         "URL); copy the scan from the store first", path=str(scan_dir))
+    scan_dir = local
     summary_path = scan_dir / "summary.json"
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -305,11 +310,11 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
         (kept_rows if d.decision == "keep" else dropped_rows).append(d.row)
     kept = np.array(sorted(kept_rows), dtype=np.int64)
 
-    if out is not None and storage.is_url(str(out)):  # written through fsspec
+    target = scan_dir if out is None else storage.local_path(out)  # file:// URLs are local
+    if target is None:  # another store: written through fsspec
         target, in_place = str(out), False
     else:
-        target = Path(out) if out is not None else scan_dir
-        in_place = out is None or target.resolve() == scan_dir.resolve()
+        in_place = target.resolve() == scan_dir.resolve()
     with OutputDir(target, overwrite=overwrite or in_place) as outdir:
         clean_schema = _Blocks(clean_path, fmt).schema
         with TableWriter(outdir.file(clean_path.name), clean_schema, fmt) as clean_w:

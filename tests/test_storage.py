@@ -84,7 +84,8 @@ def test_apply_writes_a_url_out_through_the_store(tmp_path, capsys, monkeypatch)
     scan = tmp_path / "scan"
     assert cli.main(["scan", str(FIXTURES / "loans.csv"), "--label", "default", "--checks",
                      "bounds", "--out", str(scan), "-q"]) == 0
-    row = next(csv.DictReader(open(scan / "suspects.csv", encoding="utf-8")))["row"]
+    with open(scan / "suspects.csv", encoding="utf-8") as handle:
+        row, other = (line["row"] for line, _ in zip(csv.DictReader(handle), range(2)))
     decisions = tmp_path / "d.csv"
     decisions.write_text(f"row,decision\n{row},keep\n", encoding="utf-8")
     target = tmp_path / "reviewed"
@@ -96,3 +97,14 @@ def test_apply_writes_a_url_out_through_the_store(tmp_path, capsys, monkeypatch)
     summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
     assert summary["decisions"][-1]["kept_rows"] == [int(row)]
     assert {"clean.csv", "quarantine.csv", "scores.parquet"} <= set(os.listdir(target))
+    # a file:// scan directory is a local one, read in place and rewritten in place like
+    # its path (it was "not a scan directory", and in place needed --overwrite)
+    decisions.write_text(f"row,decision\n{other},drop\n", encoding="utf-8")
+    assert cli.main(["apply", target.as_uri(), "--decisions", str(decisions), "--out",
+                     target.as_uri() + "/", "-q"]) == 0, capsys.readouterr().err
+    summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
+    assert summary["decisions"][-1]["dropped_rows"] == [int(other)]
+    # a scan directory in another store is refused in one line
+    assert cli.main(["apply", "memory://bucket/scan", "--decisions", str(decisions)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "copy the scan from the store first" in err

@@ -53,6 +53,18 @@ def filesystem(url: str):
         raise InputError(f"unsupported URL: {exc}", path=url) from None
 
 
+def local_path(path) -> "Path | None":
+    """The resolved local path of a path or a ``file://`` URL (``None`` for other stores)."""
+    from pathlib import Path
+
+    text = str(path)
+    if not is_url(text):
+        return Path(text).resolve()
+    if text.lower().startswith("file://"):
+        return Path(filesystem(text)[1]).resolve()
+    return None
+
+
 def join(base: str, name: str) -> str:
     """``base/name`` for a URL or a local path."""
     if is_url(base):
