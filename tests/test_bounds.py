@@ -609,6 +609,22 @@ def test_a_log_scale_fence_beyond_float64_is_unbounded_without_a_warning():
     assert fence.log and fence.high == np.inf and 0 <= fence.low < 10
 
 
+def test_a_value_far_beyond_a_zero_width_range_scores_without_a_warning(tmp_path):
+    """A column at 5 but for 2% of rows at 2**53: its learned range is the one value 5,
+    and the position of 2**53 overflowed (a RuntimeWarning on stderr under --quiet)."""
+    import warnings
+
+    n = 300
+    df = make_frame(n)
+    df["edge"] = np.where(np.arange(n) % 50 == 7, 2 ** 53 + 1, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _scan(tmp_path, df)
+    bounds = res.scores().sort_values("row")["bounds"].to_numpy()
+    far = np.arange(n) % 50 == 7  # a recurring value: evidence, at the position's cap
+    assert np.isfinite(bounds).all() and bounds[far].min() >= bounds[~far].max()
+
+
 @pytest.mark.parametrize("kind", ["codes", "text"])
 def test_one_common_value_among_one_off_values_makes_no_value_rare(tmp_path, kind):
     """Identifiers or free text beside a common default (87% one-off values): no value of

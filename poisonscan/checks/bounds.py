@@ -1098,8 +1098,10 @@ class BoundsCheck(Check):
                     inside[pos] = False
             # rows within every bound: how far towards the fence from the median
             d = values - fence.median
-            position = np.where(d >= 0, d * (0.5 * 0.999 / max(fence.high - fence.median, 1e-300)),
-                                d * (-0.5 * 0.999 / max(fence.median - fence.low, 1e-300)))
+            with np.errstate(over="ignore"):  # far beyond a zero-width side: inf, capped below
+                position = np.where(
+                    d >= 0, d * (0.5 * 0.999 / max(fence.high - fence.median, 1e-300)),
+                    d * (-0.5 * 0.999 / max(fence.median - fence.low, 1e-300)))
             np.minimum(position, 0.5 * 0.999, out=position)
             position *= inside  # NaN where not finite: fmax keeps the other
         np.fmax(soft, position, out=soft)

@@ -220,9 +220,9 @@ def _integers_kept(schema: pa.Schema, profile, integers) -> pa.Schema:
 
     A CSV source reads numbers as float64 (an integer column may hold "3.5" further
     down). Written as Parquet, a column of ``integers`` (its first looks held integers
-    only) whose every value pass 1 saw is an integer of at most ``2**53`` (exact in
-    float64), with no NaN or infinity, is written as int64 again: the same values, in
-    the type the file had.
+    only) whose every value pass 1 saw is an integer below ``2**53`` in magnitude (exact
+    in float64; ``2**53 + 1`` reads as ``2**53``), with no NaN, infinity or unparseable
+    cell, is written as int64 again: the same values, in the type the file had.
     """
     fields = []
     for field in schema:
@@ -230,7 +230,8 @@ def _integers_kept(schema: pa.Schema, profile, integers) -> pa.Schema:
         if (field.name in integers and pa.types.is_float64(field.type)
                 and isinstance(stats, NumericStats)
                 and stats.fractional == stats.nan == stats.posinf == stats.neginf == 0
-                and -FLOAT_EXACT_INTEGERS <= stats.min and stats.max <= FLOAT_EXACT_INTEGERS):
+                and stats.unparseable == 0
+                and -FLOAT_EXACT_INTEGERS < stats.min and stats.max < FLOAT_EXACT_INTEGERS):
             field = field.with_type(pa.int64())
         fields.append(field)
     return pa.schema(fields, metadata=schema.metadata)
