@@ -626,6 +626,13 @@ def test_near_conflicts_are_the_datas_nature_where_its_points_meet_at_near_preci
     reasons = pd.read_csv(tmp_path / "out" / "suspects.csv")["reason"]
     sizes = reasons.str.extract(r"(\d+) near copies")[0].astype(float)
     assert (sizes > learned["near"]["usual"]).all()
+    # offset by a million, every value rounds to one near fingerprint: one group of every
+    # row, both labels, had 1,199 of 2,000 rows quarantined
+    shifted = poisonscan.scan(frame.assign(x1=1e6 + frame.x1), label="y",
+                              out=tmp_path / "shifted", quiet=True)
+    learned = shifted.summary["checks"]["duplicates"]["learned"]
+    assert learned["near"]["groups"] == 1 and learned["natural_near_copies"] is True
+    assert shifted.summary["rows"]["quarantined"] < 0.01 * n
     # twelve jittered copies of one point stand out by their size all the same
     point = x[np.argmin(np.abs(x - 0.2))]
     copies = pd.DataFrame({"x1": point * (1 + 1e-6 * np.arange(1, 13)), "y": "yes"})

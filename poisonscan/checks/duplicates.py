@@ -31,7 +31,8 @@ group, or with its near group where that holds more rows. Questions asked of eac
   conflicts are the data's nature: no member is a finding, and the label checks' soft
   evidence ranks them. Where the data's distinct points meet at near precision by nature
   (at least ``RARE_REPEAT_SHARE`` of the near fingerprints are pairs of distinct points
-  with one label: one or two continuous columns, whose natural neighbours round alike), a
+  with one label: one or two continuous columns, whose natural neighbours round alike; or
+  the rounding merges most points: values with a large offset), a
   near group no larger than the data's usual near groups is such a meeting: neither its
   conflict nor its neighbourhood makes a finding (a flood of copies is larger; exact
   conflicts stay findings), and near repeats count as usual for the size test below;
@@ -104,6 +105,9 @@ NEAR_WEIGHT = 0.9
 #: categorical columns and label noise), not an insertion: an inserted conflicting copy
 #: puts itself and its source in one, twice the poison rate of the rows at most.
 NATURAL_CONFLICT_SHARE = 0.5
+#: Distinct near fingerprints, as a share of the distinct exact points, at or below which
+#: the near rounding merges the data's own points: near copies are then its nature.
+NEAR_MERGED = 0.5
 #: Other members named in a reason.
 MEMBERS_SHOWN = 5
 #: Labels named in a reason.
@@ -888,7 +892,8 @@ class DuplicatesCheck(Check):
         Whether the data's distinct points meet at near precision by nature: at least
         ``RARE_REPEAT_SHARE`` of the distinct near fingerprints are pairs of two distinct
         exact points with one label (natural neighbours that round alike; inserted copies
-        are exact, or come in larger groups). A near group no larger than the usual is
+        are exact, or come in larger groups), or there are at most :data:`NEAR_MERGED`
+        times as many near fingerprints as distinct points. A near group no larger than the usual is
         then no finding by its labels or its neighbourhood, and near repeats are usual
         for the size test.
     """
@@ -1014,8 +1019,11 @@ class DuplicatesCheck(Check):
                 order = _key_then_row_order(s_near, s_rows)
                 near.add(s_near[order], s_rows[order], s_codes[order], s_exact[order])
         # two distinct points that round alike and agree: natural neighbours meeting at
-        # near precision, unlike inserted copies (exact, or larger groups)
-        met = near.met_pairs >= RARE_REPEAT_SHARE * max(near.distinct, 1)
+        # near precision, unlike inserted copies (exact, or larger groups); or rounding
+        # that merges most of the data's distinct points (values around 1e6 varying by
+        # units all round to one fingerprint at three significant digits)
+        met = near.met_pairs >= RARE_REPEAT_SHARE * max(near.distinct, 1) \
+            or near.distinct <= NEAR_MERGED * exact.distinct
         return exact.build(self.repeat_quantile), near.build(self.repeat_quantile), met
 
     def _fit_neighbourhood(self, profile) -> None:
