@@ -322,6 +322,24 @@ def test_scale_benchmark_runs_dask_beside_local(tmp_path):
     assert "| 3,000 | parquet | dask |" in text and "the same answer" in text
 
 
+def test_its_own_cluster_reaches_a_memory_url(tmp_path):
+    """A memory:// store lives in this process: the cluster the engine starts for a scan
+    had worker processes, which could not see it (exit 3, FileNotFoundError)."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    with fs.open("/ownbucket/in/loans.parquet", "wb") as fh:
+        fh.write((FIXTURES / "loans.parquet").read_bytes())
+    try:
+        result = poisonscan.scan("memory://ownbucket/in", out="memory://ownbucket/out",
+                                 engine="dask", **SCAN)
+        local = poisonscan.scan(str(FIXTURES / "loans.parquet"), out=tmp_path / "local",
+                                **SCAN)
+        assert result.summary["rows"] == local.summary["rows"]
+        assert result.quarantine().equals(local.quarantine())
+    finally:
+        fs.rm("/ownbucket", recursive=True)
+
+
 def test_an_input_error_on_a_worker_of_its_own_cluster_is_one_line(tmp_path):
     """With no --scheduler the engine starts its own cluster; a partition's input error
     must reach stderr as the one line of any input error, not as the workers' logs (nor

@@ -2,7 +2,9 @@
 
 ``poisonscan scan ... --engine dask [--scheduler ADDRESS]`` (or ``scan(...,
 engine="dask", scheduler=...)``). Without an address a :class:`distributed.LocalCluster`
-sized to this machine is started for the scan and closed after it.
+sized to this machine is started for the scan and closed after it (its workers threads
+of this process when an input or the output is a ``memory://`` URL, which only this
+process can reach).
 
 * **Partitions.** :meth:`~poisonscan.io.sources.Source.partitions` cuts the input into
   pieces that know their first global row: Parquet by whole row groups (the offsets come
@@ -52,9 +54,10 @@ CONNECT_TIMEOUT = "30s"
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None):
+def connect(scheduler: str | None, *, in_process: bool = False):
     """A :class:`distributed.Client` of the cluster at ``scheduler`` (or of a new local
-    cluster), closed on exit (a cluster started here is closed too).
+    cluster, its workers threads of this process with ``in_process``), closed on exit (a
+    cluster started here is closed too).
 
     Raises
     ------
@@ -81,7 +84,8 @@ def connect(scheduler: str | None):
     # warning that another cluster holds its usual HTTP port (it takes another)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Port .* is already in use")
-        cluster = LocalCluster(dashboard_address=None, silence_logs=logging.CRITICAL)
+        cluster = LocalCluster(dashboard_address=None, silence_logs=logging.CRITICAL,
+                               processes=not in_process)
     with cluster, Client(cluster) as client:
         yield client
 
@@ -125,7 +129,12 @@ class DaskRun(ScanRun):
 
     def run(self) -> dict:
         t = time.perf_counter()
-        with connect(self.config.scheduler) as client, replicas_kept(client):
+        # a memory:// store lives in this process: a cluster started here reaches it only
+        # with its workers in this process too
+        in_process = any(str(name).lower().startswith("memory://")
+                         for name in [*self.source.names, self.out.url or ""])
+        with connect(self.config.scheduler, in_process=in_process) as client, \
+                replicas_kept(client):
             self.client = client
             self._timed("cluster", t)
             try:
