@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -53,10 +54,8 @@ def filesystem(url: str):
         raise InputError(f"unsupported URL: {exc}", path=url) from None
 
 
-def local_path(path) -> "Path | None":
+def local_path(path) -> Path | None:
     """The resolved local path of a path or a ``file://`` URL (``None`` for other stores)."""
-    from pathlib import Path
-
     text = str(path)
     if not is_url(text):
         return Path(text).resolve()
