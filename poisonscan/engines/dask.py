@@ -234,8 +234,10 @@ class DaskRun(ScanRun):
             storage.make_dirs(folder)
             parts[name] = [storage.join(folder, part_name(i, count)) for i in range(count)]
         slices = [suspect[p.start:p.start + p.num_rows] for p in self.parts]
+        # sent once to every worker: it holds the fusion's sample scores (explanations)
+        [shared] = client.scatter([layout], broadcast=True, hash=False)
         futures = client.map(_route, self.parts, slices, self.pass2, parts["scores.parquet"],
-                             parts[clean], parts[quarantine], layout=layout,
+                             parts[clean], parts[quarantine], layout=shared,
                              chunk_rows=cfg.chunk_rows, pure=False)
         routed = [None] * count
         for i, result in self._track(futures, "pass 3/3: write", len(suspect)):
