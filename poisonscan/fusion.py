@@ -161,8 +161,9 @@ class Fusion:
 
         A family's soft score has no text of its own below its rules (the ``bounds``
         family's position inside a learned range, the ``outliers`` family's scores below
-        its reason tail), yet ``fdr`` or ``contamination`` may choose a row for it. Such a row is named with the family whose calibrated ``p`` is the
-        smallest (the first in ``scores``' order on a tie), its score and that ``p``.
+        its reason tail), yet ``fdr`` or ``contamination`` may choose a row for it. Such a
+        row is named with the family whose calibrated ``p`` is the smallest (the first in
+        ``scores``' order on a tie), its score and that ``p``.
 
         Parameters
         ----------
