@@ -97,13 +97,13 @@ class ScanResult:
 
 def _read_table(location: Path | str, fmt: str) -> pa.Table:
     """An output file (Parquet, or CSV as pass 3 wrote it) at a local path or a URL."""
+    if fmt != "parquet":
+        with storage.open_input(location) as handle:
+            return pacsv.read_csv(handle)
     if storage.is_url(location):
         fs, inner = storage.filesystem(location)
-        if fmt == "parquet":
-            return pq.read_table(inner, filesystem=fs)
-        with fs.open(inner, "rb") as handle:
-            return pacsv.read_csv(handle)
-    return pq.read_table(location) if fmt == "parquet" else pacsv.read_csv(location)
+        return pq.read_table(inner, filesystem=fs)
+    return pq.read_table(location)
 
 
 def _bounds_tally(plan, outdir: OutputDir, schema: ScanSchema) -> dict | None:

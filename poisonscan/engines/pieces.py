@@ -201,10 +201,9 @@ class Layout:
         checks, reason = self.fusion.explain(
             {f: scored.column(f).to_numpy()[at] for f in self.families})
         for name, text in (("checks", checks), ("reason", reason)):
-            column = np.asarray(scored.column(name).to_pylist(), dtype=object)
-            column[at] = text
-            scored = scored.set_column(scored.schema.get_field_index(name), name,
-                                       pa.array(column, type=pa.string()))
+            column = pc.replace_with_mask(scored.column(name).combine_chunks(), pa.array(silent),
+                                          pa.array(text, type=pa.string()))
+            scored = scored.set_column(scored.schema.get_field_index(name), name, column)
         return scored
 
     def writers(self, scores, clean, quarantine, *, header: bool = True):
