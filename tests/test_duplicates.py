@@ -235,6 +235,9 @@ def test_spilled_state_fits_like_the_in_memory_state(tmp_path, monkeypatch):
     assert state.nbytes == 0 and state.spilled_bytes == 21 * len(data)
     files = [f for d in spill_parent.iterdir() for f in d.iterdir()]
     assert len(files) == len(state.runs)
+    # a range of a spilled run is read from its file, every array
+    assert [a.tolist() for a in state.runs[1].read_range(7, 19)] == \
+        [a[7:19].tolist() for a in state.runs[1].read()]
     profile = None
     for chunk in source.chunks(50, schema):
         part = pipeline.summarize(chunk, [], sample_rows=10_000, seed=0).profile

@@ -530,6 +530,19 @@ class Run:
             offset += dtype.itemsize * self.size
         return tuple(out)
 
+    def read_range(self, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """Entries ``lo:hi`` of the arrays (read from the file for a spilled run: one read
+        per array, no memory map left behind)."""
+        if self.arrays is not None:
+            return tuple(a[lo:hi] for a in self.arrays)
+        out, offset = [], 0
+        with open(self.file, "rb") as fh:
+            for dtype in map(np.dtype, self.dtypes):
+                fh.seek(offset + lo * dtype.itemsize)
+                out.append(np.fromfile(fh, dtype=dtype, count=hi - lo))
+                offset += dtype.itemsize * self.size
+        return tuple(out)
+
     def __reduce__(self):
         # a spilled run sent to another process (a Dask worker) carries its data: the files
         # belong to this process (and machine), which may delete them once its copy is gone
@@ -993,22 +1006,21 @@ class DuplicatesCheck(Check):
             table = np.zeros(len(run.labels) + 1, dtype=np.int64)
             table[1:] = _index_in(run.labels, vocabulary)
             remap.append(table)
+        # each run's rows in each slice: runs are sorted by near fingerprint
+        cuts = (np.arange(1, slices, dtype=_U64) << shift) if shift is not None \
+            else np.zeros(0, _U64)
+        edges = [np.concatenate([[0], np.searchsorted(run.read()[0], cuts), [run.size]])
+                 for run in runs]
         n_codes = len(vocabulary)
         exact, near = _GroupBuilder(n_codes), _GroupBuilder(n_codes)
         for s in range(slices):
             parts = []
-            for run, table in zip(runs, remap):
-                r_near, r_exact, r_offset, r_codes = run.read()
-                if shift is None:
-                    lo, hi = 0, run.size
-                else:
-                    lo = 0 if s == 0 else int(np.searchsorted(r_near, _U64(s) << shift))
-                    hi = run.size if s == slices - 1 else \
-                        int(np.searchsorted(r_near, _U64(s + 1) << shift))
+            for run, table, edge in zip(runs, remap, edges):
+                lo, hi = int(edge[s]), int(edge[s + 1])
                 if hi > lo:
-                    parts.append((np.asarray(r_near[lo:hi]), np.asarray(r_exact[lo:hi]),
-                                  np.asarray(r_offset[lo:hi]).astype(np.int64) + run.start,
-                                  table[np.asarray(r_codes[lo:hi])]))
+                    r_near, r_exact, r_offset, r_codes = run.read_range(lo, hi)
+                    parts.append((r_near, r_exact, r_offset.astype(np.int64) + run.start,
+                                  table[r_codes]))
             if not parts:
                 continue
             s_near, s_exact, s_rows, s_codes = (np.concatenate(x) for x in zip(*parts))
