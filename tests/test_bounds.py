@@ -507,6 +507,24 @@ def test_a_spread_of_values_beyond_the_reach_that_meet_by_chance_stays_set_apart
     assert res.scores().set_index("row").loc[lone, "score"].min() >= 1.5  # hard, set apart
 
 
+def test_inserted_values_do_not_widen_the_range_of_a_sparse_count(tmp_path):
+    """caravan's ABESAUT with gross outliers inserted: 0 in almost every row, a few 1s,
+    2s and 3s, and five inserted values. The range of a column one value dominates is
+    learned from its other values; the inserted ones, three of the wrong sign and two far
+    above, were most of the few values beyond the 1s and fenced the column up to 44."""
+    counts = {-11: 1, -10: 1, -8: 1, 0: 2950, 1: 40, 2: 6, 3: 2, 14: 1, 16: 1}
+    df = make_frame(sum(counts.values()))
+    values = np.repeat(list(counts), list(counts.values()))
+    np.random.default_rng(1).shuffle(values)
+    df["count"] = values
+    res = _scan(tmp_path, df, checks=["bounds"])
+    scores = res.scores().set_index("row")["score"]
+    inserted = np.flatnonzero(np.isin(values, [-11, -10, -8, 14, 16]))
+    assert (scores.loc[inserted] >= 1.5).all()  # hard findings, set apart
+    assert set(res.suspects["row"]) == set(inserted.tolist())  # the 1s, 2s and 3s are not
+    assert int(res.summary["checks"]["bounds"]["learned"]["ranges"]["count"]["max"]) < 14
+
+
 def test_a_code_spanning_less_than_a_decade_is_fenced_linearly(tmp_path):
     """caravan's 0-9 codes: skewed, but a log1p fence would admit ten times their maximum
     (an inserted 40 among codes up to 9 passed as in range)."""

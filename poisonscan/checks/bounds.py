@@ -52,7 +52,10 @@ with no sampled value just beyond it and few far beyond (:func:`_pile_walls`). A
 beyond a wall is a hard finding, inside the fence or not: a skewed scale's fence reaches
 far past its end, and inserted values spread beyond the end bridge each other's gaps. When
 one value covers the inner quantiles (a flag, a sparse count), the range is learned from
-the other values, or is that single value when fewer than five others were seen. Integer
+the other values, or is that single value when fewer than five others were seen; other
+values of a sign the column never has, or set apart from the rest of them by a gap (a step
+of at least one unit in an integer column; at most 5% of the column's values), are left out:
+a few inserted values are a large share of a sparse count's few 1s, 2s and 3s. Integer
 columns get integer bounds. Classes with at least ``min_class_rows`` sampled rows also get
 their own ranges; a value inside the column's range but outside its class's range is
 evidence. Rows with no finding get a soft score below 0.5: how far the most extreme value
@@ -646,9 +649,11 @@ class BoundsCheck(Check):
         if dominated:
             # one value covers the inner quantiles (a flag, a sparse count): learn the range
             # from the other values; with too few of them, only the mode is normal
-            basis = values[values != mode]
+            # (values of a sign the column never has are set apart by it already)
+            others = values[(values != mode) & ((values >= 0) | (not never_negative))]
+            basis = _bulk(others, self.gross, unit=1.0 if integer else 0.0, of=values.size)
             if basis.size >= MIN_TAIL_VALUES:
-                t_low, t_high, width = self._fence(t[values != mode])
+                t_low, t_high, width = self._fence(_on_scale(basis, log))
                 t_low, t_high = min(t_low, t_mode), max(t_high, t_mode)
             else:
                 t_low = t_high = t_mode
@@ -1347,7 +1352,8 @@ def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
     return low, high
 
 
-def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
+def _bulk(values: np.ndarray, gross: float, *, unit: float = 0.0,
+          of: int | None = None) -> np.ndarray:
     """The values of a column that are not set apart from its bulk.
 
     Walk outwards from each quartile over the sorted distinct values; a step longer than
@@ -1359,9 +1365,16 @@ def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
     beyond the maximum put ``Q(0.99)`` among them), and the range grows to admit them.
     The distance walked tolerates a long, thinning natural tail; a natural extreme value
     left out changes nothing, since it lies beyond the inner quantiles anyway.
+
+    ``unit`` is the shortest step (an integer column's resolution); ``of`` the count the
+    share set apart is taken of (default: ``values.size``). Both serve the values beside
+    the mode of a column one value dominates (a sparse count's 1s, 2s and 3s), where a few
+    inserted values make a large share of the few values there are.
     """
+    if not values.size:
+        return values
     q25, q75 = (float(v) for v in np.quantile(values, [0.25, 0.75]))
-    step = q75 - q25
+    step = max(q75 - q25, unit)
     if step <= 0:
         return values
     uniques = np.unique(values)
@@ -1372,7 +1385,7 @@ def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
         gaps = np.flatnonzero(beyond - previous > gross * np.maximum(step, previous - start))
         if gaps.size:
             apart = sign * values > previous[gaps[0]]
-            if apart.sum() <= MAX_DETACHED * values.size:
+            if apart.sum() <= MAX_DETACHED * (values.size if of is None else of):
                 keep &= ~apart
     return values if keep.all() else values[keep]
 
