@@ -525,6 +525,22 @@ def test_inserted_values_do_not_widen_the_range_of_a_sparse_count(tmp_path):
     assert int(res.summary["checks"]["bounds"]["learned"]["ranges"]["count"]["max"]) < 14
 
 
+def test_a_small_fraction_of_a_never_negative_column_is_set_apart(tmp_path):
+    """penguins' bill length with a gross outlier inserted: 4.0 mm where the column runs
+    from 32 to 60 is a gap of only one inner width on the column's linear scale, but an
+    eighth of its smallest value. A value a little below that smallest one is at most
+    evidence."""
+    rng = np.random.default_rng(0)
+    df = make_frame(340)
+    values = np.round(np.clip(rng.normal(43.9, 5.5, size=340), 32.1, 59.6), 1)
+    values[[5, 9]] = [4.0, 28.0]
+    df["bill"] = values
+    res = _scan(tmp_path, df, checks=["bounds"])
+    scores = res.scores().set_index("row")["score"]
+    assert scores.loc[5] >= 1.5 and set(res.suspects["row"]) == {5}   # hard, set apart
+    assert scores.loc[9] < 1.0
+
+
 def test_a_code_spanning_less_than_a_decade_is_fenced_linearly(tmp_path):
     """caravan's 0-9 codes: skewed, but a log1p fence would admit ten times their maximum
     (an inserted 40 among codes up to 9 passed as in range)."""

@@ -19,8 +19,9 @@ suspect by default. Cells that are not valid values at all (unparseable, NaN, ±
 label) and categories or labels seen almost never in an otherwise well-populated column are
 hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
 outside the value lies, unless it is gross: set apart from every value of the column by a
-gap of more than ``gross`` inner widths (see :func:`_reach`), or of a sign that the column
-never has. A value set apart that at least two sampled rows share, within ten steps of the
+gap of more than ``gross`` inner widths (see :func:`_reach`; below a never-negative column
+fenced linearly, on the ratio scale as well: a bill length of 4 mm where the column starts at
+32), or of a sign that the column never has. A value set apart that at least two sampled rows share, within ten steps of the
 column's reach (a sparse count's rare 6), is a property of the column, not an isolated value:
 it stays evidence, and so do the few lone values short of it (a 4 below that 6: fewer lone
 values than rows that share the recurring one; see :func:`_recurring_floor`).
@@ -1066,6 +1067,11 @@ class BoundsCheck(Check):
                 t = fence.t(v)
                 apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
                     else (t > fence.reach_high + self.gross * fence.high_step)
+                if op == "<" and fence.g_log and not fence.log:
+                    # a never-negative column fenced linearly: a positive value that is a
+                    # small fraction of its reach is set apart on the ratio scale as well
+                    g_reach = math.log1p(max(fence.reach_low, 0.0))
+                    apart |= (v >= 0) & (g < g_reach - self.gross * fence.g_width)
                 if fence.repeated:  # a value several sampled rows share is no isolated one
                     apart &= ~np.isin(v, fence.repeated)
                 text = (lambda i, j, c=column, v=values, o=op, b=bound:
