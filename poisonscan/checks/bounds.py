@@ -20,11 +20,12 @@ label) and categories or labels seen almost never in an otherwise well-populated
 hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
 outside the value lies, unless it is gross: set apart from every value of the column by a
 gap of more than ``gross`` inner widths (see :func:`_reach`; below a never-negative column
-fenced linearly, on the ratio scale as well: a bill length of 4 mm where the column starts at
-32), or of a sign that the column never has. A value set apart that at least two sampled rows share, within ten steps of the
-column's reach (a sparse count's rare 6), is a property of the column, not an isolated value:
-it stays evidence, and so do the few lone values short of it (a 4 below that 6: fewer lone
-values than rows that share the recurring one; see :func:`_recurring_floor`).
+fenced linearly, on the ratio scale as well: a bill length of 4 mm where the column starts
+at 32), or of a sign that the column never has. A value set apart that at least two sampled
+rows share, within ten steps of the column's reach (a sparse count's rare 6), is a
+property of the column, not an isolated value: it stays evidence, and so do the few lone
+values short of it (a 4 below that 6: fewer lone values than rows that share the recurring
+one; see :func:`_recurring_floor`).
 
 Learned ranges
 --------------

@@ -76,10 +76,11 @@ SCALES = (1, 2, 5)
 #: Floor of the noise transition matrix (no flip is deemed impossible).
 _TRANSITION_FLOOR = 1e-3
 #: Parameters of the boosting model: half of scikit-learn's 100 iterations at twice its
-#: learning rate (0.1). The fit is the largest fixed cost of a scan, and this halves its
-#: CPU at the benchmark's 3,000 rows and cuts it by 60% at 20,000 (29 iterations with early
-#: stopping against 66-75). On the 241 seed-0 cases of the quality benchmark, 45 APs rose
-#: and 43 fell; mean 0.7535 -> 0.7530, decisions unchanged (RESULTS.md, "Session 16").
+#: learning rate (0.1). The fit is the largest fixed cost of a scan: this halves its
+#: iterations at the benchmark's 3,000 rows (no early stopping there) and cuts its CPU by
+#: 60% at 20,000 (29 iterations with early stopping against 66-75). On the 241 seed-0
+#: cases of the quality benchmark, 45 APs rose and 43 fell; mean 0.7535 -> 0.7530,
+#: decisions unchanged (RESULTS.md, "Session 16").
 BOOSTING = {"learning_rate": 0.2, "max_iter": 50}
 #: Training rows a boosting model's compiled predictions are checked on against its own.
 BOOSTING_PROBE_ROWS = 256
