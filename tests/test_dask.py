@@ -174,6 +174,12 @@ def test_worker_processes_give_the_same_bytes(tmp_path, reference):
                                   dashboard_address=None) as procs:
         dask = _dask(_parquet_in_row_groups(tmp_path, 250), tmp_path / "dask", procs,
                      partition_rows=250, families=spill)
+        # a memory:// store lives in this process: workers elsewhere are refused up front
+        # (they failed on their first read, exit 3)
+        with pytest.raises(UsageError, match="memory:// URL lives in this process"):
+            _dask(str(FIXTURES / "loans.parquet"), "memory://elsewhere/out", procs)
+        memory = pytest.importorskip("fsspec").filesystem("memory")
+        assert not memory.exists("/elsewhere/out")  # and nothing was written
     assert_same(local, dask)
 
 

@@ -4,7 +4,8 @@
 engine="dask", scheduler=...)``). Without an address a :class:`distributed.LocalCluster`
 sized to this machine is started for the scan and closed after it (its workers threads
 of this process when an input or the output is a ``memory://`` URL, which only this
-process can reach).
+process can reach; a cluster given by address whose workers are other processes is
+refused for such a URL).
 
 * **Partitions.** :meth:`~poisonscan.io.sources.Source.partitions` cuts the input into
   pieces that know their first global row: Parquet by whole row groups (the offsets come
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 
@@ -120,6 +122,24 @@ def part_name(index: int, count: int) -> str:
     return f"part-{index:0{max(5, len(str(count - 1)))}d}.parquet"
 
 
+def require_workers_here(client, scheduler: str) -> None:
+    """Refuse a cluster whose workers run in other processes: they cannot see a
+    ``memory://`` store, which lives in this process (they failed on their first read).
+
+    Raises
+    ------
+    UsageError
+        A worker of the cluster at ``scheduler`` is another process.
+    """
+    here = os.getpid()
+    elsewhere = sorted(w for w, pid in client.run(os.getpid).items() if pid != here)
+    if elsewhere:
+        raise UsageError(
+            f"a memory:// URL lives in this process, and the Dask workers at {scheduler} "
+            f"run in other processes ({len(elsewhere)} of them): give a path or an object "
+            "store URL they can reach, or leave out --scheduler")
+
+
 class DaskRun(ScanRun):
     """One scan on a Dask cluster; the parameters are those of :class:`ScanRun`.
 
@@ -135,6 +155,8 @@ class DaskRun(ScanRun):
                          for name in [*self.source.names, self.out.url or ""])
         with connect(self.config.scheduler, in_process=in_process) as client, \
                 replicas_kept(client):
+            if in_process and self.config.scheduler:
+                require_workers_here(client, self.config.scheduler)
             self.client = client
             self._timed("cluster", t)
             try:
