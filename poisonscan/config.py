@@ -145,7 +145,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_suspects", "int", None, "quarantine at most K rows (the K highest ranked)",
            low=0, nullable=True, metavar="K"),
     Option("contamination", "float", None,
-           "quarantine this fraction of rows, the highest ranked (replaces the default rule)",
+           "quarantine this fraction of rows, the highest ranked, none without evidence "
+           "(replaces the default rule)",
            low=0.0, high=0.5, low_open=True, nullable=True, metavar="F"),
     Option("fusion", "str", "min",
            "how a row's calibrated p-values of the families become its soft score: the "

@@ -406,7 +406,8 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
     max_suspects : int, optional
         Keep at most this many suspects (the highest ranked).
     contamination : float, optional
-        Take the ``ceil(contamination * rows)`` highest ranked rows instead of the rule.
+        Take the ``ceil(contamination * rows)`` highest ranked rows instead of the rule
+        (never a row whose fused score is 0: no family holds any evidence against it).
     fdr : float, optional
         Also take the rows whose soft evidence passes Benjamini–Hochberg at this level
         (scores above :data:`SOFT_MAX` rank rows but are no evidence: left out).
@@ -425,8 +426,8 @@ def decide(score: np.ndarray, violation: np.ndarray, *, max_suspects: int | None
     counts = {}
     if contamination is not None:
         policy = "contamination"
-        candidates = np.arange(n)
-        limit = math.ceil(contamination * n)
+        candidates = np.flatnonzero(score > 0)
+        limit = min(math.ceil(contamination * n), len(candidates))
     else:
         policy = "violations+findings"
         finding = (score >= FINDING_FLOOR) & ~violation

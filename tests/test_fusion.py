@@ -185,6 +185,11 @@ def test_contamination_takes_the_top_fraction_with_ties_broken_by_row():
     assert info["policy"] == "contamination"
     suspect, _ = decide(score, np.zeros(10, dtype=bool), contamination=0.01)
     assert np.flatnonzero(suspect).tolist() == [1]  # ceil rounds up to at least one row
+    # rows no family holds any evidence against (score 0) do not fill the budget
+    suspect, info = decide(score, np.zeros(10, dtype=bool), contamination=0.8)
+    assert np.flatnonzero(suspect).tolist() == [0, 1, 2, 3, 4] and info["suspects"] == 5
+    suspect, info = decide(np.zeros(10), np.zeros(10, dtype=bool), contamination=0.1)
+    assert not suspect.any() and info["min_suspect_score"] is None
 
 
 def test_nothing_to_quarantine():
