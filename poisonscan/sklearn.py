@@ -38,8 +38,8 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
     checks : list of str, optional
         Check families to run (default: all default-on families).
     contamination : float, optional
-        Remove this fraction of rows, the highest ranked (instead of the default rule:
-        rows with a hard violation).
+        Remove this fraction of rows, the highest ranked, but none that no check holds
+        any evidence against (instead of the default rule: rows with a hard violation).
     max_suspects : int, optional
         Remove at most this many rows.
     sample_rows : int, default=100000

@@ -235,6 +235,17 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path, monkeypatch):
                         scheduler="tcp://127.0.0.1:9")
 
 
+def test_a_cluster_without_workers_is_a_usage_error(tmp_path, monkeypatch):
+    """It used to fail after 30 s with the scheduler's raw "No valid workers found"."""
+    from poisonscan.engines import dask as engine
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "1s")
+    with distributed.LocalCluster(processes=False, n_workers=0,
+                                  dashboard_address=None) as empty:
+        with pytest.raises(UsageError, match="has no worker"):
+            _dask(str(FIXTURES / "loans.csv"), tmp_path / "o", empty)
+    assert not (tmp_path / "o").exists()
+
+
 def test_rerun_over_a_directory_output_replaces_it(tmp_path, cluster):
     path = _parquet_in_row_groups(tmp_path, 250)
     out = tmp_path / "out"

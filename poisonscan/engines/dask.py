@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
+import uuid
 import warnings
 
 import numpy as np
@@ -51,8 +51,11 @@ from .pieces import PASS2_FILE, Layout, add_tally, profile_piece, require_rows, 
     route_piece, score_piece, sorted_tally
 
 
-#: How long to try reaching a scheduler given by address.
+#: How long to try reaching a scheduler given by address, and to wait for its first worker.
 CONNECT_TIMEOUT = "30s"
+#: This process's token: a Dask worker in another process has its own (a process id can
+#: repeat across machines and containers).
+_PROCESS = uuid.uuid4().hex
 
 
 @contextlib.contextmanager
@@ -64,7 +67,7 @@ def connect(scheduler: str | None, *, in_process: bool = False):
     Raises
     ------
     UsageError
-        Dask is not installed, or the scheduler cannot be reached.
+        Dask is not installed, the scheduler cannot be reached, or no worker joined it.
     """
     try:
         from distributed import Client, LocalCluster
@@ -79,6 +82,11 @@ def connect(scheduler: str | None, *, in_process: bool = False):
                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
                              ) from None
         with client:
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise UsageError(f"the Dask cluster at {scheduler} has no worker (none "
+                                 f"joined within {CONNECT_TIMEOUT})") from None
             yield client
         return
     # the workers' own logs stay quiet: a task's error reaches the client, which reports it
@@ -122,6 +130,11 @@ def part_name(index: int, count: int) -> str:
     return f"part-{index:0{max(5, len(str(count - 1)))}d}.parquet"
 
 
+def _process_token() -> str:
+    """The token of the process this runs in (:data:`_PROCESS`)."""
+    return _PROCESS
+
+
 def require_workers_here(client, scheduler: str) -> None:
     """Refuse a cluster whose workers run in other processes: they cannot see a
     ``memory://`` store, which lives in this process (they failed on their first read).
@@ -131,8 +144,11 @@ def require_workers_here(client, scheduler: str) -> None:
     UsageError
         A worker of the cluster at ``scheduler`` is another process.
     """
-    here = os.getpid()
-    elsewhere = sorted(w for w, pid in client.run(os.getpid).items() if pid != here)
+    try:
+        tokens = client.run(_process_token)
+    except ImportError:  # a worker without poisonscan is not this process
+        tokens = {None: None}
+    elsewhere = [w for w, token in tokens.items() if token != _PROCESS]
     if elsewhere:
         raise UsageError(
             f"a memory:// URL lives in this process, and the Dask workers at {scheduler} "
