@@ -507,22 +507,33 @@ def test_a_spread_of_values_beyond_the_reach_that_meet_by_chance_stays_set_apart
     assert res.scores().set_index("row").loc[lone, "score"].min() >= 1.5  # hard, set apart
 
 
-def test_inserted_values_do_not_widen_the_range_of_a_sparse_count(tmp_path):
-    """caravan's ABESAUT with gross outliers inserted: 0 in almost every row, a few 1s,
-    2s and 3s, and five inserted values. The range of a column one value dominates is
-    learned from its other values; the inserted ones, three of the wrong sign and two far
-    above, were most of the few values beyond the 1s and fenced the column up to 44."""
-    counts = {-11: 1, -10: 1, -8: 1, 0: 2950, 1: 40, 2: 6, 3: 2, 14: 1, 16: 1}
+def test_values_of_the_wrong_sign_do_not_widen_the_range_of_a_sparse_count(tmp_path):
+    """caravan's PVRAAUT with gross outliers inserted: 0 in almost every row, a 4 and two
+    6s, and three inserted values, two of them negative. The range of a column one value
+    dominates is learned from its other values; the negative ones made five of them, and
+    the range they gave reached 33, past the inserted 15."""
+    counts = {-25: 1, -11: 1, 0: 3024, 4: 1, 6: 2, 15: 1}
     df = make_frame(sum(counts.values()))
     values = np.repeat(list(counts), list(counts.values()))
     np.random.default_rng(1).shuffle(values)
     df["count"] = values
     res = _scan(tmp_path, df, checks=["bounds"])
     scores = res.scores().set_index("row")["score"]
-    inserted = np.flatnonzero(np.isin(values, [-11, -10, -8, 14, 16]))
-    assert (scores.loc[inserted] >= 1.5).all()  # hard findings, set apart
-    assert set(res.suspects["row"]) == set(inserted.tolist())  # the 1s, 2s and 3s are not
-    assert int(res.summary["checks"]["bounds"]["learned"]["ranges"]["count"]["max"]) < 14
+    assert int(res.summary["checks"]["bounds"]["learned"]["ranges"]["count"]["max"]) < 15
+    assert (scores.loc[np.flatnonzero(values < 0)] >= 1.5).all()  # the wrong sign: hard
+    assert 0.5 < scores.loc[int(np.flatnonzero(values == 15)[0])] < 1.5   # now evidence
+
+
+def test_the_heavy_tail_of_a_sparse_count_is_its_own(tmp_path):
+    """Zero in 99% of rows, and a Zipf-like tail in the others (1s, 2s, 3s, then 4 to 52):
+    its far values are the column's own, not set apart (a gap test among the few values
+    beside the zeros quarantined the 31 and the 52)."""
+    values = np.zeros(3000, dtype=np.int64)
+    values[np.random.default_rng(3).choice(3000, 27, replace=False)] = \
+        [1] * 14 + [2] * 4 + [3] * 3 + [4, 5, 6, 9, 31, 52]
+    res = poisonscan.scan(pd.DataFrame({"count": values}), out=tmp_path / "o", quiet=True,
+                          checks=["bounds"])
+    assert res.summary["rows"]["quarantined"] == 0
 
 
 def test_a_small_fraction_of_a_never_negative_column_is_set_apart(tmp_path):
@@ -539,6 +550,18 @@ def test_a_small_fraction_of_a_never_negative_column_is_set_apart(tmp_path):
     scores = res.scores().set_index("row")["score"]
     assert scores.loc[5] >= 1.5 and set(res.suspects["row"]) == {5}   # hard, set apart
     assert scores.loc[9] < 1.0
+
+
+def test_a_left_tail_running_towards_zero_is_not_set_apart_by_ratio(tmp_path):
+    """A battery level: 100 in most rows, a long tail down to 0 in the others. Its low
+    side is its long side, so rows beyond the sampled ones' reach (a sample of 1,000 of
+    5,000 rows) are judged on its linear scale alone, not as small fractions of it."""
+    rng = np.random.default_rng(2)
+    level = np.where(rng.random(5000) < 0.95, 100.0, np.clip(100 - rng.exponential(15, 5000),
+                                                            0, 100))
+    res = poisonscan.scan(pd.DataFrame({"battery": level}), out=tmp_path / "o",
+                          sample_rows=1000, quiet=True, checks=["bounds"])
+    assert res.summary["rows"]["quarantined"] == 0
 
 
 def test_a_code_spanning_less_than_a_decade_is_fenced_linearly(tmp_path):

@@ -20,12 +20,12 @@ label) and categories or labels seen almost never in an otherwise well-populated
 hard findings too. A **learned** bound that is broken is *evidence*, scored by how far
 outside the value lies, unless it is gross: set apart from every value of the column by a
 gap of more than ``gross`` inner widths (see :func:`_reach`; below a never-negative column
-fenced linearly, on the ratio scale as well: a bill length of 4 mm where the column starts
-at 32), or of a sign that the column never has. A value set apart that at least two sampled
-rows share, within ten steps of the column's reach (a sparse count's rare 6), is a
-property of the column, not an isolated value: it stays evidence, and so do the few lone
-values short of it (a 4 below that 6: fewer lone values than rows that share the recurring
-one; see :func:`_recurring_floor`).
+fenced linearly whose low side is not its long side, on the ratio scale as well: a bill
+length of 4 mm where the column starts at 32), or of a sign that the column never has. A
+value set apart that at least two sampled rows share, within ten steps of the column's
+reach (a sparse count's rare 6), is a property of the column, not an isolated value: it
+stays evidence, and so do the few lone values short of it (a 4 below that 6: fewer lone
+values than rows that share the recurring one; see :func:`_recurring_floor`).
 
 Learned ranges
 --------------
@@ -54,14 +54,11 @@ with no sampled value just beyond it and few far beyond (:func:`_pile_walls`). A
 beyond a wall is a hard finding, inside the fence or not: a skewed scale's fence reaches
 far past its end, and inserted values spread beyond the end bridge each other's gaps. When
 one value covers the inner quantiles (a flag, a sparse count), the range is learned from
-the other values, or is that single value when fewer than five others were seen; other
-values of a sign the column never has, or set apart from the rest of them by a gap (a step
-of at least one unit in an integer column; at most 5% of the column's values), are left out:
-a few inserted values are a large share of a sparse count's few 1s, 2s and 3s. Integer
-columns get integer bounds. Classes with at least ``min_class_rows`` sampled rows also get
-their own ranges; a value inside the column's range but outside its class's range is
-evidence. Rows with no finding get a soft score below 0.5: how far the most extreme value
-sits from the median towards the fence.
+the other values (not from values of a sign the column never has), or is that single value
+when fewer than five others were seen. Integer columns get integer bounds. Classes with at
+least ``min_class_rows`` sampled rows also get their own ranges; a value inside the
+column's range but outside its class's range is evidence. Rows with no finding get a soft
+score below 0.5: how far the most extreme value sits from the median towards the fence.
 
 Quantiles come from the keyed row sample (every row below ``sample_rows``, a uniform
 chunk-invariant sample above); whether a column is integral or ever negative is counted
@@ -651,9 +648,8 @@ class BoundsCheck(Check):
         if dominated:
             # one value covers the inner quantiles (a flag, a sparse count): learn the range
             # from the other values; with too few of them, only the mode is normal
-            # (values of a sign the column never has are set apart by it already)
-            others = values[(values != mode) & ((values >= 0) | (not never_negative))]
-            basis = _bulk(others, self.gross, unit=1.0 if integer else 0.0, of=values.size)
+            # (not from values of a sign the column never has: they are set apart by it)
+            basis = values[(values != mode) & ((values >= 0) | (not never_negative))]
             if basis.size >= MIN_TAIL_VALUES:
                 t_low, t_high, width = self._fence(_on_scale(basis, log))
                 t_low, t_high = min(t_low, t_mode), max(t_high, t_mode)
@@ -1068,9 +1064,12 @@ class BoundsCheck(Check):
                 t = fence.t(v)
                 apart = (t < fence.reach_low - self.gross * fence.low_step) if op == "<" \
                     else (t > fence.reach_high + self.gross * fence.high_step)
-                if op == "<" and fence.g_log and not fence.log:
-                    # a never-negative column fenced linearly: a positive value that is a
-                    # small fraction of its reach is set apart on the ratio scale as well
+                if op == "<" and fence.g_log and not fence.log \
+                        and fence.t_median - fence.t_low <= fence.t_high - fence.t_median:
+                    # a never-negative column fenced linearly, whose low side is not its
+                    # long side (a left tail running towards 0 is the column's own): a
+                    # positive value that is a small fraction of its reach is set apart on
+                    # the ratio scale as well
                     g_reach = math.log1p(max(fence.reach_low, 0.0))
                     apart |= (v >= 0) & (g < g_reach - self.gross * fence.g_width)
                 if fence.repeated:  # a value several sampled rows share is no isolated one
@@ -1359,8 +1358,7 @@ def _reach(t: np.ndarray, t_low: float, t_high: float, width: float,
     return low, high
 
 
-def _bulk(values: np.ndarray, gross: float, *, unit: float = 0.0,
-          of: int | None = None) -> np.ndarray:
+def _bulk(values: np.ndarray, gross: float) -> np.ndarray:
     """The values of a column that are not set apart from its bulk.
 
     Walk outwards from each quartile over the sorted distinct values; a step longer than
@@ -1372,16 +1370,9 @@ def _bulk(values: np.ndarray, gross: float, *, unit: float = 0.0,
     beyond the maximum put ``Q(0.99)`` among them), and the range grows to admit them.
     The distance walked tolerates a long, thinning natural tail; a natural extreme value
     left out changes nothing, since it lies beyond the inner quantiles anyway.
-
-    ``unit`` is the shortest step (an integer column's resolution); ``of`` the count the
-    share set apart is taken of (default: ``values.size``). Both serve the values beside
-    the mode of a column one value dominates (a sparse count's 1s, 2s and 3s), where a few
-    inserted values make a large share of the few values there are.
     """
-    if not values.size:
-        return values
     q25, q75 = (float(v) for v in np.quantile(values, [0.25, 0.75]))
-    step = max(q75 - q25, unit)
+    step = q75 - q25
     if step <= 0:
         return values
     uniques = np.unique(values)
@@ -1392,7 +1383,7 @@ def _bulk(values: np.ndarray, gross: float, *, unit: float = 0.0,
         gaps = np.flatnonzero(beyond - previous > gross * np.maximum(step, previous - start))
         if gaps.size:
             apart = sign * values > previous[gaps[0]]
-            if apart.sum() <= MAX_DETACHED * (values.size if of is None else of):
+            if apart.sum() <= MAX_DETACHED * values.size:
                 keep &= ~apart
     return values if keep.all() else values[keep]
 
