@@ -682,6 +682,19 @@ def test_a_value_far_beyond_a_zero_width_range_scores_without_a_warning(tmp_path
     assert np.isfinite(bounds).all() and bounds[far].min() >= bounds[~far].max()
 
 
+def test_negative_values_near_the_float_limit_learn_without_a_warning(tmp_path):
+    """The median of two negative values near -1.8e308 overflowed while the check asked
+    whether the column is never negative (a RuntimeWarning under --quiet)."""
+    import warnings
+
+    x = [0.0] * 300 + [-1.7e308, 1.7e308, -1e308, 1e308, 5, 6, 7, 8, 9, 10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = poisonscan.scan(pd.DataFrame({"x": x}), out=tmp_path / "o", quiet=True,
+                              checks=["bounds"])
+    assert set(res.suspects["row"]) == {300, 301, 302, 303}  # the four extreme values
+
+
 @pytest.mark.parametrize("kind", ["codes", "text"])
 def test_one_common_value_among_one_off_values_makes_no_value_rare(tmp_path, kind):
     """Identifiers or free text beside a common default (87% one-off values): no value of
