@@ -674,3 +674,24 @@ def test_fingerprints_are_ordered_by_key_then_row_like_lexsort(n, distinct):
     rows = rng.permutation(10 * n)[:n].astype(np.int64)  # distinct, in no order
     order = duplicates._key_then_row_order(keys, rows)
     assert np.array_equal(order, np.lexsort((rows, keys)))
+
+
+def test_many_labels_are_asked_about_in_blocks_with_the_same_answer(monkeypatch):
+    """The neighbour counts hold one cell per row asked about and label: with tens of
+    thousands of labels they ran out of memory. Rows are asked about in blocks, and a
+    row's answer does not depend on its block."""
+    frame = two_classes(600)
+    frame["y"] = [f"{y}{i % 150}" for i, y in enumerate(frame["y"])]  # 300 labels
+    copies = frame.iloc[[3, 3, 3, 9, 9]].copy()
+    copies["y"] = ["fox7", "owl8", "owl8", "fox9", "owl1"]
+    data, mask = insert(frame, copies)
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    check, _, source, schema = fit_on(table)
+    whole = score_all(check, source, schema)
+    monkeypatch.setattr(duplicates, "NEIGHBOUR_CELLS", 3 * (len(check.labels_) + 1))
+    blocked = score_all(check, source, schema)   # three rows at a time
+    assert np.isfinite(whole.disagreement).sum() == 7  # the two groups' rows, in 3 blocks
+    assert np.array_equal(whole.scores, blocked.scores)
+    assert np.array_equal(whole.disagreement, blocked.disagreement, equal_nan=True)
+    assert list(whole.reasons) == list(blocked.reasons)
+    assert whole.scores[mask].min() > np.median(whole.scores)  # the copies stand out

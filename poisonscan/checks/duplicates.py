@@ -126,6 +126,9 @@ ASK_ALL_ROWS = 200_000
 MIN_SLICE_ROWS = 65_536
 #: Characters of a label quoted in a reason.
 MAX_LABEL_CHARS = 30
+#: Most cells (rows asked about × labels) of the neighbour counts held at once: with many
+#: labels the rows are asked about in blocks (70,000 labels ran out of memory).
+NEIGHBOUR_CELLS = 1 << 22
 
 _U64 = np.uint64
 # tokens have the top bit set: number codes never do
@@ -1161,10 +1164,13 @@ class DuplicatesCheck(Check):
         disagreement = np.full(n, np.nan)
         asked = inside & (conflict | (size > baseline) | self.ask_all_)
         if self.tree_ is not None and asked.any():
-            rows = np.flatnonzero(asked)
-            disagreement[rows], local = self._neighbourhood(chunk, rows, near, codes, reported,
-                                                            which, kinds, conflict)
-            baseline[rows] = np.where(np.isnan(local), baseline[rows], local)
+            asked_rows = np.flatnonzero(asked)
+            block = max(1, NEIGHBOUR_CELLS // (len(self.labels_) + 1))
+            for start in range(0, len(asked_rows), block):  # a row's answer is its own
+                rows = asked_rows[start:start + block]
+                disagreement[rows], local = self._neighbourhood(
+                    chunk, rows, near, codes, reported, which, kinds, conflict)
+                baseline[rows] = np.where(np.isnan(local), baseline[rows], local)
         # a repeated point is a finding when it is larger than the usual group of its label
         # and much larger than the groups around it -- sooner where the label's rows never
         # repeat -- or when the neighbourhood outside the group disfavours its label. Each
