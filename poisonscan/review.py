@@ -314,7 +314,7 @@ def apply_decisions(scan_dir: str | os.PathLike, decisions: str | os.PathLike,
     if target is None:  # another store: written through fsspec
         target, in_place = str(out), False
     else:
-        in_place = target.resolve() == scan_dir.resolve()
+        in_place = target == scan_dir  # both resolved by storage.local_path
     with OutputDir(target, overwrite=overwrite or in_place) as outdir:
         clean_schema = _Blocks(clean_path, fmt).schema
         with TableWriter(outdir.file(clean_path.name), clean_schema, fmt) as clean_w:

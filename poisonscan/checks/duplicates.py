@@ -32,10 +32,10 @@ group, or with its near group where that holds more rows. Questions asked of eac
   evidence ranks them. Where the data's distinct points meet at near precision by nature
   (at least ``RARE_REPEAT_SHARE`` of the near fingerprints are pairs of distinct points
   with one label: one or two continuous columns, whose natural neighbours round alike; or
-  the rounding merges most points: values with a large offset), a
-  near group no larger than the data's usual near groups is such a meeting: neither its
-  conflict nor its neighbourhood makes a finding (a flood of copies is larger; exact
-  conflicts stay findings), and near repeats count as usual for the size test below;
+  the rounding merges most points: values with a large offset), a near group no larger
+  than the data's usual near groups is such a meeting: neither its conflict nor its
+  neighbourhood makes a finding (a flood of copies is larger; exact conflicts stay
+  findings), and near repeats count as usual for the size test below;
 * **neighbourhood** — what do the ``neighbors`` nearest *distinct points* of the row
   sample (in the shared encoding) say, the group itself excluded? Copies vouch for each
   other in every neighbour test (Koh, Steinhardt & Liang 2018), so a repeated point
@@ -909,9 +909,9 @@ class DuplicatesCheck(Check):
         ``RARE_REPEAT_SHARE`` of the distinct near fingerprints are pairs of two distinct
         exact points with one label (natural neighbours that round alike; inserted copies
         are exact, or come in larger groups), or there are at most :data:`NEAR_MERGED`
-        times as many near fingerprints as distinct points. A near group no larger than the usual is
-        then no finding by its labels or its neighbourhood, and near repeats are usual
-        for the size test.
+        times as many near fingerprints as distinct points. A near group no larger than
+        the usual is then no finding by its labels or its neighbourhood, and near repeats
+        are usual for the size test.
     """
 
     name = "duplicates"
