@@ -163,7 +163,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_on", "list", None,
            "exit 1 when any quarantined row was flagged by one of these check families "
            "(outputs are still written)", nullable=True, metavar="FAMILY,FAMILY"),
-    Option("detectors", "list", None, "outlier detectors to run (default subspace,ellipsoid; also iforest,hbos,pca,ecod,copod,knn,sphere,slab)",
+    Option("detectors", "list", None, "outlier detectors to run (default subspace,ellipsoid,pairs; also iforest,hbos,pca,ecod,copod,knn,sphere,slab)",
            nullable=True, metavar="A,B", family="outliers"),
     Option("reference", "str", None, "trusted reference profile (JSON) to check bounds against",
            nullable=True, metavar="FILE", family="bounds"),

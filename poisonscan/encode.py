@@ -483,6 +483,27 @@ class FeatureEncoder:
             self._levels.append(pd.Index(list(lv), dtype=object))
             self._targets.append(target)
 
+    def sources(self) -> list[str]:
+        """The input column each output column (:attr:`feature_names_`) encodes: a
+        missing-value indicator its numeric column, a one-hot level its categorical
+        column, a component its vector or text column."""
+        out: list[str | None] = [None] * len(self.feature_names_)
+        at = 0
+        if self.numeric_:
+            indicator = self.imputer_.indicator_
+            extra = [] if indicator is None else [self.numeric_[i] for i in indicator.features_]
+            for column in list(self.numeric_) + extra:
+                out[at] = column
+                at += 1
+        for column, block in self._blocks():
+            for _ in block.names(column):
+                out[at] = column
+                at += 1
+        for column, target in zip(self.categorical_, self._targets):
+            for j in target[target >= 0].tolist():
+                out[j] = column
+        return [str(s) for s in out]
+
     def block_columns(self, column: str) -> slice:
         """The output columns of the vector or text column ``column``.
 

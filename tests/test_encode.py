@@ -289,3 +289,19 @@ def test_log_encoder_built_on_the_linear_matrix_gives_the_same_numbers():
         assert np.array_equal(fresh, expected) and fresh is not shared.transform(chunk)
     with pytest.raises(ValueError, match="linear encoder"):
         FeatureEncoder(log_skewed=True).fit(sample).share(alone)
+
+
+def test_every_output_column_names_the_input_column_it_encodes():
+    data = mixed().to_pandas()
+    data.loc[::7, "f"] = np.nan  # a missing-value indicator for "f"
+    data["note"] = [f"row {k} says word{k % 5} and more" for k in range(len(data))]
+    chunk = one_chunk(pa.Table.from_pandas(data, preserve_index=False), label="y")
+    enc = FeatureEncoder(text_components=2).fit(chunk)
+    sources = enc.sources()
+    assert len(sources) == len(enc.feature_names_)
+    named = dict(zip(enc.feature_names_, sources))
+    assert named["f__missing"] == "f" and named["i"] == "i"
+    assert {named[n] for n in ("s_a", "s_b", "s_c")} == {"s"}
+    assert {named[n] for n in ("b_false", "b_true")} == {"b"}
+    assert {s for n, s in named.items() if n.startswith("note__")} == {"note"}
+    assert set(sources) == set(enc.numeric_) | set(enc.categorical_) | set(enc.text_)

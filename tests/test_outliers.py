@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import subprocess
 import sys
@@ -12,8 +13,8 @@ import pandas as pd
 import pytest
 
 import poisonscan
-from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, OutlierCheck, \
-    TailCalibration
+from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, PAIR_KEEP, \
+    PAIRS_BEYOND, OutlierCheck, TailCalibration
 from poisonscan.cli import main
 from poisonscan.errors import ConfigError
 from poisonscan.io.sources import TableSource
@@ -74,7 +75,9 @@ def test_planted_rows_rank_first_with_readable_reasons():
     scores, violation, reasons = scored(check, source, schema)
     assert sorted(np.argsort(-scores)[:2]) == [JOINT, GROSS]
     assert not violation.any()  # soft evidence only
-    assert reasons[JOINT].startswith("outliers:subspace ")
+    # the joint row breaks the correlations, so both the subspace and a pair of them see it
+    assert reasons[JOINT].startswith("outliers:") and "subspace top " in reasons[JOINT]
+    assert "pairs top " in reasons[JOINT] and " other sampled rows, " in reasons[JOINT]
     assert reasons[GROSS].startswith("outliers:ellipsoid ")
     for row in (JOINT, GROSS):
         assert "% of rows" in reasons[row] or "beyond all 1000 sampled rows" in reasons[row]
@@ -97,8 +100,93 @@ def test_every_detector_is_pure_chunk_invariant_and_finds_the_gross_outlier(name
     assert np.array_equal(whole, parts)
     assert list(reasons) == list(part_reasons)
     assert whole.dtype == np.float64 and np.isfinite(whole).all()
-    if name not in ("slab", "subspace"):  # these look along other directions (tests below)
+    if name not in ("slab", "subspace", "pairs"):  # these look elsewhere (tests below)
         assert rank_of(whole, GROSS) < 3, f"{name} ranks a 40-sigma row {rank_of(whole, GROSS)}th"
+
+
+#: The planted row of :func:`tenure`.
+IMPOSSIBLE = 40
+
+
+def tenure(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Age and months of tenure (at most twelve per year past 17), two unrelated columns,
+    a categorical with missing values and a label. Row ``IMPOSSIBLE`` is a 19-year-old
+    with 200 months of tenure: each value is common, the combination impossible."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 70, rows)
+    df = pd.DataFrame({"age": age, "tenure_months": rng.integers(0, 12 * (age - 17) + 1),
+                       "load": rng.normal(size=rows), "spend": rng.lognormal(3, 1, rows),
+                       "region": rng.choice(["north", "south", "east", None], rows),
+                       "y": rng.choice(["a", "b"], rows)})
+    df.loc[IMPOSSIBLE, ["age", "tenure_months"]] = [19, 200]
+    return df
+
+
+def test_pairs_finds_a_combination_of_two_common_values_that_no_sampled_row_holds():
+    df = tenure()
+    assert (df["tenure_months"] >= 200).mean() > 0.15 and (df["age"] <= 19).mean() > 0.02
+    check, source, schema = fitted(df, detectors=["pairs"])
+    scores, violation, reasons = scored(check, source, schema, chunk_rows=700)
+    assert rank_of(scores, IMPOSSIBLE) == 0 and not violation.any()
+    assert reasons[IMPOSSIBLE].startswith("outliers:pairs ")
+    assert "'age' at percentiles 0-" in reasons[IMPOSSIBLE]
+    assert "'tenure_months' at percentiles " in reasons[IMPOSSIBLE]
+    assert ": 0 other sampled rows, " in reasons[IMPOSSIBLE]
+    assert check.describe()["detector_details"]["pairs"]["pairs"][0] == ["age", "tenure_months"]
+    # the linear detectors see a mild disagreement only; the default mean keeps the pair's
+    linear, source, schema = fitted(df, detectors=["subspace", "ellipsoid"])
+    assert rank_of(scored(linear, source, schema)[0], IMPOSSIBLE) > 10
+    default, source, schema = fitted(df)
+    assert rank_of(scored(default, source, schema)[0], IMPOSSIBLE) < 3
+
+
+def test_pairs_never_pairs_two_outputs_of_one_input_column():
+    """One-hot levels of one column never occur together, nor does a missing-value
+    indicator with any value but the imputed one: such empty cells say nothing."""
+    df = tenure()
+    df.loc[::9, "spend"] = np.nan
+    check, _, _ = fitted(df, detectors=["pairs"])
+    pairs = check.detectors_["pairs"]
+    sources = dict(zip(check.encoder_.feature_names_, check.encoder_.sources()))
+    assert sources["region_north"] == sources["region_south"] == "region"
+    assert sources["spend__missing"] == "spend"
+    names = check.encoder_.feature_names_
+    eligible = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                if sources[a] != sources[b]]
+    assert len(eligible) < len(names) * (len(names) - 1) // 2
+    assert len(pairs.pairs_) == min(PAIR_KEEP, len(eligible))
+    for a, b in pairs.pairs_:
+        assert sources[names[a]] != sources[names[b]], (names[a], names[b])
+
+
+def test_pairs_does_not_count_a_sampled_row_in_its_own_cell():
+    """A sampled row is not counted in its own cell: its evidence is what the other
+    sampled rows say, as for a row the sample does not hold."""
+    df = tenure()
+    check, source, schema = fitted(df, detectors=["pairs"])
+    chunk = next(iter(source.chunks(len(df), schema)))
+    pairs = check.detectors_["pairs"]
+    Z = check._standardise(check.encoder_.transform(chunk, owned=True), in_place=True)
+    codes = check._codes(chunk, Z)
+    inside = pairs.score(Z, codes, chunk.rows)
+    outside = pairs.score(Z, codes, chunk.rows + len(df))  # ids the sample never held
+    assert np.array_equal(pairs._sampled(chunk.rows), np.ones(len(df), dtype=bool))
+    assert not pairs._sampled(chunk.rows + len(df)).any()
+    # alone in its cell: no other sampled row as itself, one (itself) for a new row
+    assert inside[IMPOSSIBLE] == inside.max()
+    assert math.isclose(inside[IMPOSSIBLE] - outside[IMPOSSIBLE], math.log(2.0))
+    # a new row with a sampled row's values meets that row in its cell: never less common
+    assert (outside <= inside).all() and (outside < inside).mean() > 0.9
+
+
+def test_pairs_evidence_adds_to_the_family_only_beyond_its_threshold():
+    """A cell of two columns says nothing for most rows: the mean of the other detectors
+    stays the family score there, and a depleted cell adds what it holds beyond it."""
+    per = {"subspace": np.array([1.0, 1.0, 4.0]), "ellipsoid": np.array([1.0, 3.0, 2.0]),
+           "pairs": np.array([PAIRS_BEYOND + 3.0, PAIRS_BEYOND - 1.0, 0.0])}
+    assert np.allclose(OutlierCheck._combine(per), [1.0 + 3.0, 2.0, 3.0])
+    alone = {"pairs": per["pairs"]}  # chosen alone, it ranks by its own evidence
+    assert np.array_equal(OutlierCheck._combine(alone), per["pairs"])
 
 
 @pytest.mark.parametrize("log_skewed", [False, True])
@@ -323,7 +411,9 @@ def test_log_scale_finds_the_broken_relation_of_skewed_columns():
     """Two sizes that span decades and grow together (hpc's compounds and input fields):
     a row holding a small one and a large one, each in range, breaks their relation on
     the log scale, where the linear encoding sees two ordinary magnitudes. (Beyond their
-    99th percentiles the sizes turn linear again: the largest of them rank with it.)"""
+    99th percentiles the sizes turn linear again: the largest of them rank with it.) The
+    ``pairs`` detector cuts columns at quantiles, which no monotone scale moves: it sees
+    the row on both scales."""
     rng = np.random.default_rng(4)
     rows = 2000
     t = rng.normal(size=rows)
@@ -333,11 +423,14 @@ def test_log_scale_finds_the_broken_relation_of_skewed_columns():
                        "y": rng.choice(["a", "b"], rows)})
     planted = 33
     df.loc[planted, ["compounds", "fields"]] = [np.exp(5 - 1.0), np.exp(7 + 1.0)]
-    ranks = {}
+    ranks, paired = {}, {}
     for log in (True, False):
-        check, source, schema = fitted(df, log_skewed=log)
+        check, source, schema = fitted(df, log_skewed=log, detectors=["subspace", "ellipsoid"])
         assert check.log_columns_ == (["compounds", "fields"] if log else [])
         assert check.describe()["log_scaled_columns"] == check.log_columns_
         ranks[log] = rank_of(scored(check, source, schema)[0], planted)
+        check, source, schema = fitted(df, log_skewed=log, detectors=["pairs"])
+        paired[log] = rank_of(scored(check, source, schema)[0], planted)
     assert ranks[True] < rows // 100, ranks  # in the top 1%
     assert ranks[False] > 100, ranks  # among the rows with one large size
+    assert paired[True] == paired[False] < rows // 100, paired
