@@ -179,6 +179,25 @@ def test_pairs_does_not_count_a_sampled_row_in_its_own_cell():
     assert (outside <= inside).all() and (outside < inside).mean() > 0.9
 
 
+def test_pairs_compiled_scores_are_the_plain_numpy_ones():
+    """The compiled kernel bins as ``searchsorted`` does (NaN past every edge) and takes
+    the largest depletion over the pairs, the row itself not counted where sampled."""
+    df = tenure()
+    check, source, schema = fitted(df, detectors=["pairs"], sample_rows=1500)
+    pairs = check.detectors_["pairs"]
+    chunk = next(iter(source.chunks(len(df), schema)))
+    Z = check._standardise(check.encoder_.transform(chunk, owned=True), in_place=True)
+    own = pairs._sampled(chunk.rows)
+    assert 0 < own.sum() < len(df)
+    Z[np.flatnonzero(~own)[::7], pairs.columns_[0]] = np.nan
+    expected = np.full(len(Z), -np.inf)
+    for (a, b), (count, mean) in zip(pairs.pairs_, pairs.tables_):
+        cell = pairs._bin(Z, a) * (len(pairs.edges_[b]) + 1) + pairs._bin(Z, b)
+        np.maximum(expected, np.log((mean[cell] + 1.0) / (count[cell] - own + 1.0)),
+                   out=expected)
+    assert np.array_equal(pairs.score(Z, None, chunk.rows), expected)
+
+
 def test_pairs_evidence_adds_to_the_family_only_beyond_its_threshold():
     """A cell of two columns says nothing for most rows: the mean of the other detectors
     stays the family score there, and a depleted cell adds what it holds beyond it."""
