@@ -466,9 +466,12 @@ class _Pairs(_Detector):
         bins = min(PAIR_BINS, max(2, int(math.sqrt(n / PAIR_CELL_ROWS))))
         quantiles = np.arange(1, bins) / bins
         edges, columns = {}, []
+        low, high = Z.min(axis=0), Z.max(axis=0)
         for j in range(Z.shape[1]):
             cut = np.unique(np.quantile(Z[:, j], quantiles))
-            if len(np.unique(np.searchsorted(cut, Z[:, j], side="right"))) > 1:
+            # a column whose smallest and largest values share a bin has one bin
+            if np.searchsorted(cut, low[j], side="right") \
+                    != np.searchsorted(cut, high[j], side="right"):
                 edges[j] = cut
                 columns.append(j)
             if len(columns) == PAIR_COLUMNS:
