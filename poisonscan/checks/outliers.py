@@ -35,15 +35,18 @@ its tail probability against the detector's scores on the sample (the empirical 
 or a power-law tail fitted robustly on the sample where that says more: see
 :class:`TailCalibration`). The family score is the mean evidence of the detectors
 (Fisher's combination; ``pairs`` adds its evidence beyond :data:`PAIRS_BEYOND`),
-comparable across rows and chunks. Outliers are soft evidence: ``violation`` is always false. Rows whose family
-score lies in the top ``reason_tail`` of the sample get a reason naming the detectors
-that fired and, with a label, the distance to the class centroid in class radii.
+comparable across rows and chunks. Outliers are soft evidence: ``violation`` is always
+false. Rows whose family score lies in the top ``reason_tail`` of the sample get a reason
+naming the detectors that fired and, with a label, the distance to the class centroid in
+class radii.
 
-The defaults (``subspace`` and ``ellipsoid``) were chosen on the detection-quality
-benchmark (``benchmarks/quality.py``): on rows whose every value is in range but whose
-combination is not, ``subspace`` is the strongest linear-cost detector by far, and the
-mean with ``ellipsoid`` adds the label's view and the gross outliers; adding a third
-detector (``sphere``, ``iforest``, ``hbos``, ``ecod``) dilutes the agreement of the two.
+The defaults (``subspace``, ``ellipsoid`` and ``pairs``) were chosen on the
+detection-quality benchmark (``benchmarks/quality.py``): on rows whose every value is in
+range but whose combination is not, ``subspace`` is the strongest linear-cost detector
+of every column at once by far, and the mean with ``ellipsoid`` adds the label's view and
+the gross outliers; adding a third detector to the mean (``sphere``, ``iforest``,
+``hbos``, ``ecod``) dilutes the agreement of the two. ``pairs`` sees what they dilute, a
+relation of two columns broken, and adds only where it is sure (:data:`PAIRS_BEYOND`).
 The covariances are fitted on all sampled rows of a class: trimmed or reweighted
 (MCD-like) estimates ranked worse there, heavy-tailed real columns being the norm.
 
@@ -106,9 +109,9 @@ PAIR_COLUMNS = 128
 #: score: a relation of two columns is one among many, which a mean with the detectors
 #: of every column at once would dilute, and most rows' cells say nothing either way,
 #: which a mean would add as noise (gross outliers lost most). On the quality benchmark
-#: (241 seed-0 cases) the family's mean AP rose 0.7534 -> 0.762 with this threshold
-#: against 0.758 for a plain sum and 0.754 for a maximum; on jointly impossible rows 0.41
-#: -> 0.50 (``benchmarks/RESULTS.md``, session 17).
+#: (241 seed-0 cases) the fused mean AP rose 0.7534 -> 0.762 with this threshold, against
+#: 0.758 for a plain sum and 0.754 for a maximum; on jointly impossible rows 0.41 -> 0.50
+#: (``benchmarks/RESULTS.md``, session 17).
 PAIRS_BEYOND = 2.5
 #: Largest evidence of one detector (``-log p``): keeps every score finite.
 MAX_EVIDENCE = 1000.0
