@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import poisonscan
-from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, PAIR_KEEP, \
-    PAIRS_BEYOND, OutlierCheck, TailCalibration
+from poisonscan.checks.outliers import DEFAULT_DETECTORS, DETECTORS, PAIR_COMMON_SHARE, \
+    PAIR_KEEP, PAIRS_BEYOND, OutlierCheck, TailCalibration
 from poisonscan.cli import main
 from poisonscan.errors import ConfigError
 from poisonscan.io.sources import TableSource
@@ -179,9 +179,58 @@ def test_pairs_does_not_count_a_sampled_row_in_its_own_cell():
     assert (outside <= inside).all() and (outside < inside).mean() > 0.9
 
 
+def test_pairs_reasons_speak_of_levels_flags_and_missing_values():
+    """A rare 0/1 flag (its cuts all at 0) still gets a bin of its own; one-hot levels and
+    missing values are named as such, not as percentiles of their encoded columns."""
+    rng = np.random.default_rng(2)
+    rows = 4000
+    age = rng.integers(18, 70, rows)
+    married = (age > 25) & (rng.random(rows) < 0.7)
+    df = pd.DataFrame({
+        "age": age,
+        "flag": ((age >= 30) & (rng.random(rows) < 0.08)).astype(int),  # never below 30
+        "status": np.where(married, "married", np.where(age < 22, "student", "single")),
+        "pension": np.where(age > 50, np.nan, rng.normal(size=rows)),  # only the old lack one
+        "y": rng.choice(["a", "b"], rows)})
+    ordinary = {"flag": 0, "status": "student", "pension": 0.0}  # for a 19-20-year-old
+    planted = {5: {**ordinary, "age": 19, "flag": 1},
+               6: {**ordinary, "age": 19, "status": "married"},
+               7: {**ordinary, "age": 20, "pension": np.nan}}
+    for row, values in planted.items():
+        for column, value in values.items():
+            df.loc[row, column] = value
+    check, source, schema = fitted(df, detectors=["pairs"])
+    scores, _, reasons = scored(check, source, schema)
+    assert all(rank_of(scores, row) < 30 for row in planted), [rank_of(scores, r) for r in planted]
+    assert "'age' at percentiles 0-" in reasons[5] and "'flag' at percentiles 9" in reasons[5]
+    assert "'status' is 'married'" in reasons[6], reasons[6]
+    assert "'pension' missing" in reasons[7], reasons[7]
+    assert "__missing" not in " ".join(r for r in reasons if r)
+
+
+def test_pairs_says_nothing_of_common_cells_and_skips_without_two_columns():
+    """A cell holding what independence predicts, or more than a small share of the
+    sample however depleted (a sub-population), is no evidence; with no two input
+    columns to pair, the detector is skipped, not run on nothing."""
+    rng = np.random.default_rng(3)
+    rows = 3000
+    df = pd.DataFrame({"colour": rng.choice(["red", "green", "blue"], rows),
+                       "size": rng.choice(["s", "m", "l"], rows),
+                       "y": rng.choice(["a", "b"], rows)})
+    check, source, schema = fitted(df, detectors=["pairs"])
+    scores, _, reasons = scored(check, source, schema)
+    assert (scores == scores[0]).all()  # independent levels: every cell ordinary
+    assert all(r is None for r in reasons)
+    single, _, _ = fitted(df[["colour", "y"]], detectors=["pairs"])
+    assert single.skipped_detectors_ == {"pairs": "no two input columns with two bins each"}
+    assert single.inactive_ == "no detector could run"
+
+
 def test_pairs_compiled_scores_are_the_plain_numpy_ones():
     """The compiled kernel bins as ``searchsorted`` does (NaN past every edge) and takes
-    the largest depletion over the pairs, the row itself not counted where sampled."""
+    the largest depletion over the pairs (0 at least: a cell holding what independence
+    predicts, or a share of the sample, says nothing), the row itself not counted where
+    sampled."""
     df = tenure()
     check, source, schema = fitted(df, detectors=["pairs"], sample_rows=1500)
     pairs = check.detectors_["pairs"]
@@ -190,11 +239,12 @@ def test_pairs_compiled_scores_are_the_plain_numpy_ones():
     own = pairs._sampled(chunk.rows)
     assert 0 < own.sum() < len(df)
     Z[np.flatnonzero(~own)[::7], pairs.columns_[0]] = np.nan
-    expected = np.full(len(Z), -np.inf)
+    expected = np.zeros(len(Z))
     for (a, b), (count, mean) in zip(pairs.pairs_, pairs.tables_):
         cell = pairs._bin(Z, a) * (len(pairs.edges_[b]) + 1) + pairs._bin(Z, b)
-        np.maximum(expected, np.log((mean[cell] + 1.0) / (count[cell] - own + 1.0)),
-                   out=expected)
+        depletion = np.log((mean[cell] + 1.0) / (count[cell] - own + 1.0))
+        common = count[cell] > PAIR_COMMON_SHARE * len(pairs.rows_)  # a sub-population
+        np.maximum(expected, np.where(common, 0.0, depletion), out=expected)
     assert np.array_equal(pairs.score(Z, None, chunk.rows), expected)
 
 

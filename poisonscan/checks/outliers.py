@@ -105,6 +105,9 @@ PAIR_CELL_ROWS = 20
 PAIR_KEEP = 32
 PAIR_SELECT_ROWS = 20_000
 PAIR_COLUMNS = 128
+#: Share of the sampled rows a cell may hold and still be evidence: one holding more is a
+#: sub-population of the data (wives among the married), however depleted.
+PAIR_COMMON_SHARE = 0.01
 #: Evidence (``-log p``) of the ``pairs`` detector beyond which it adds to the family
 #: score: a relation of two columns is one among many, which a mean with the detectors
 #: of every column at once would dilute, and most rows' cells say nothing either way,
@@ -205,6 +208,14 @@ class _Detector:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def unusable(self) -> str | None:
+        """Why the fitted detector has nothing to score (it is then skipped), else None."""
+        return None
+
+    def silent(self, raw: float) -> bool:
+        """Whether a raw score says nothing about its row (the detector is not named)."""
+        return False
 
     def detail(self, Z: np.ndarray, rows: np.ndarray) -> str | None:
         """What set the score of the one row ``Z`` (shape ``(1, d)``) apart, in words;
@@ -472,9 +483,11 @@ class _Pairs(_Detector):
         low, high = Z.min(axis=0), Z.max(axis=0)
         for j in range(Z.shape[1]):
             cut = np.unique(np.quantile(Z[:, j], quantiles))
-            # a column whose smallest and largest values share a bin has one bin
-            if np.searchsorted(cut, low[j], side="right") \
-                    != np.searchsorted(cut, high[j], side="right"):
+            if _one_bin(cut, low[j], high[j]):
+                # the cuts hold the smallest value (a mass of zeros, a rare 0/1 flag):
+                # cut just above it, so that the mass is a bin of its own
+                cut = np.nextafter(cut, np.inf)
+            if not _one_bin(cut, low[j], high[j]):
                 edges[j] = cut
                 columns.append(j)
             if len(columns) == PAIR_COLUMNS:
@@ -496,6 +509,7 @@ class _Pairs(_Detector):
             for j, counts in ((a, na), (b, nb)):
                 self.shares_[j] = np.concatenate([[0.0], np.cumsum(counts)]) / n
         self.features_ = {j: ctx.features[j] for j in used}
+        self.kinds_ = {j: _column_kind(j, Z, ctx, low, high) for j in used}
         # flat arrays for the compiled kernel: every used column's edges, every pair's
         # columns (positions in ``columns_``) and cells, for a row outside the sample and
         # for a sampled row (itself not counted)
@@ -509,9 +523,17 @@ class _Pairs(_Detector):
             [[0], np.cumsum([len(c) for c, _ in self.tables_])]).astype(np.int64)
         counts = np.concatenate([c for c, _ in self.tables_]) if kept else np.zeros(0)
         expected = np.concatenate([e for _, e in self.tables_]) if kept else np.zeros(0)
-        self.outside_ = np.log((expected + 1.0) / (counts + 1.0))
-        self.inside_ = np.log((expected + 1.0) / np.maximum(counts, 1.0))
+        # a cell holding at least what independence predicts, or a share of the sample
+        # (a sub-population, however depleted), says nothing: 0
+        common = counts > PAIR_COMMON_SHARE * n
+        self.outside_ = np.where(common, 0.0, np.maximum(
+            np.log((expected + 1.0) / (counts + 1.0)), 0.0))
+        self.inside_ = np.where(common, 0.0, np.maximum(
+            np.log((expected + 1.0) / np.maximum(counts, 1.0)), 0.0))
         return self
+
+    def unusable(self) -> str | None:
+        return None if self.pairs_ else "no two input columns with two bins each"
 
     @staticmethod
     def _select(Z, ctx, columns, edges) -> list[tuple[int, int]]:
@@ -564,6 +586,9 @@ class _Pairs(_Detector):
     def score(self, Z, codes, rows):
         return self._depletion(Z, rows)[0]
 
+    def silent(self, raw):
+        return not raw > 0.0
+
     def detail(self, Z, rows):
         if not self.pairs_:
             return None
@@ -572,13 +597,24 @@ class _Pairs(_Detector):
         (a, b), (count, expected) = self.pairs_[k], self.tables_[k]
         first, second = int(self._bin(Z, a)[0]), int(self._bin(Z, b)[0])
         cell = first * (len(self.edges_[b]) + 1) + second
-        return (f"{self._where(a, first)} with {self._where(b, second)}: "
+        return (f"{self._where(Z, a, first)} with {self._where(Z, b, second)}: "
                 f"{count[cell] - own:.0f} other sampled rows, {expected[cell]:.3g} expected")
 
-    def _where(self, j, k) -> str:
-        """``age at percentiles 0-10`` (of the sampled values)."""
-        low, high = 100.0 * self.shares_[j][k], 100.0 * self.shares_[j][k + 1]
-        return f"{quote(self.features_[j])} at percentiles {low:.0f}-{high:.0f}"
+    def _where(self, Z, j, k) -> str:
+        """Where the one row ``Z`` sits in encoded column ``j`` (its bin ``k``), in the
+        input column's terms: ``'age' at percentiles 0-10`` (of the sampled values),
+        ``'tenure' missing``, ``'marital' is 'Married'``."""
+        kind, source, detail = self.kinds_[j]
+        if kind == "range":
+            if detail is not None and Z[0, detail[0]] >= detail[1]:
+                return f"{quote(source)} missing"
+            low, high = 100.0 * self.shares_[j][k], 100.0 * self.shares_[j][k + 1]
+            return f"{quote(source)} at percentiles {low:.0f}-{high:.0f}"
+        on = Z[0, j] >= detail
+        if kind == "missing":
+            return f"{quote(source)} {'missing' if on else 'present'}"
+        level = "a rare level" if kind == "rare" else quote(_level(self.features_[j], source))
+        return f"{quote(source)} {'is' if on else 'is not'} {level}"
 
     def describe(self):
         return {"pairs": [[self.features_[a], self.features_[b]] for a, b in self.pairs_[:10]]}
@@ -613,6 +649,38 @@ def _pairs_depletion(Z, columns, edge_values, edge_start, first, second, table_s
                 arg = p
         out[i] = best
         which[i] = arg
+
+
+def _column_kind(j: int, Z: np.ndarray, ctx: _Context, low: np.ndarray,
+                 high: np.ndarray) -> tuple:
+    """How a reason names encoded column ``j``: ``("missing", source, value)`` for a
+    missing-value indicator, ``("level", source, value)`` or ``("rare", source, value)``
+    for a one-hot level (``value``: the standardised 1), else ``("range", source,
+    indicator)`` with ``indicator`` the ``(column, standardised 1)`` of the source's
+    missing-value indicator, or None."""
+    name, source = ctx.features[j], ctx.sources[j]
+    if name == f"{source}__missing":
+        return "missing", source, float(high[j])
+    if name.startswith(f"{source}_") and not name.startswith(f"{source}__") \
+            and np.all((Z[:, j] == low[j]) | (Z[:, j] == high[j])):
+        level = _level(name, source)
+        return ("rare" if level == "infrequent_sklearn" else "level"), source, float(high[j])
+    indicator = f"{source}__missing"
+    if name == source and indicator in ctx.features:
+        m = ctx.features.index(indicator)
+        return "range", source, (m, float(high[m]))
+    return "range", name, None
+
+
+def _level(name: str, source: str) -> str:
+    """The level of one-hot column ``name`` of categorical column ``source``."""
+    return name[len(source) + 1:]
+
+
+def _one_bin(cut: np.ndarray, low: float, high: float) -> bool:
+    """Whether a column's smallest and largest values fall in one bin of ``cut``."""
+    return bool(np.searchsorted(cut, low, side="right") == np.searchsorted(cut, high,
+                                                                            side="right"))
 
 
 #: The compiled :func:`_pairs_depletion`, built on first use.
@@ -862,6 +930,9 @@ class OutlierCheck(Check):
                 self.skipped_detectors_[name] = "fewer than two modelled classes"
                 continue
             detector = spec.make(self).fit(Z, ctx)
+            if detector.unusable() is not None:
+                self.skipped_detectors_[name] = detector.unusable()
+                continue
             self.detectors_[name] = detector
             raw[name] = detector.score(Z, codes, sample.rows)
             self.calibration_[name] = TailCalibration.fit(raw[name])
@@ -957,11 +1028,14 @@ class OutlierCheck(Check):
         return CheckScores(np.ascontiguousarray(family, dtype=np.float64),
                            np.zeros(n, dtype=bool), reasons)
 
-    def _reason(self, i: int, per, raw, Z, codes, labels, rows) -> str:
+    def _reason(self, i: int, per, raw, Z, codes, labels, rows) -> str | None:
         """``outliers:subspace top 0.05% of rows; ellipsoid top 1.2% of rows; 4.1 radii
         from class 'spam' centroid`` for row ``i`` of a chunk (a detector may add what set
         the row apart: ``pairs top 0.01% of rows ('age' at percentiles 0-10 with ...)``)."""
-        ranked = sorted(per, key=lambda name: (-per[name][i], name))
+        ranked = [name for name in sorted(per, key=lambda name: (-per[name][i], name))
+                  if not self.detectors_[name].silent(raw[name][i])]
+        if not ranked:
+            return None  # no detector holds anything against the row
         shares = {name: self.calibration_[name].share(float(raw[name][i])) for name in ranked}
         named = [name for name in ranked if shares[name] is None
                  or shares[name] <= REASON_DETECTOR_SHARE][:MAX_DETECTORS_IN_REASON]
