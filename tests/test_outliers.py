@@ -133,7 +133,8 @@ def test_pairs_finds_a_combination_of_two_common_values_that_no_sampled_row_hold
     assert "'tenure_months' at percentiles " in reasons[IMPOSSIBLE]
     assert ": 0 other sampled rows, " in reasons[IMPOSSIBLE]
     assert check.describe()["detector_details"]["pairs"]["pairs"][0] == ["age", "tenure_months"]
-    # the linear detectors see a mild disagreement only; the default mean keeps the pair's
+    # the linear detectors see a mild disagreement only; in the default family the pair's
+    # evidence beyond PAIRS_BEYOND lifts the row
     linear, source, schema = fitted(df, detectors=["subspace", "ellipsoid"])
     assert rank_of(scored(linear, source, schema)[0], IMPOSSIBLE) > 10
     default, source, schema = fitted(df)
