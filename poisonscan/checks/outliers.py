@@ -25,8 +25,8 @@ ensemble of detectors is then fitted once on the sample and applied chunk by chu
 * ``pairs`` — combinations of two columns' values that the sample holds far fewer of
   than the two values' own shares predict: each encoded column cut at its sample
   deciles, a cell of two columns' bins holding ``O`` other sampled rows where
-  independence predicts ``E`` scores ``ln((E + 1) / (O + 1))``, over the column pairs
-  with the most depleted cells (see :class:`_Pairs`). Each value of the row is
+  independence predicts ``E`` scores ``ln((E + 1) / (O + 1))`` (at least 0), over the
+  column pairs with the most depleted cells (see :class:`_Pairs`). Each value of the row is
   common, their combination is not (an 18-year-old with 20 years of tenure); the reason
   names both columns, where the row's values sit among the sampled ones, and the counts.
 
@@ -470,7 +470,10 @@ class _Pairs(_Detector):
     ``ln((E + 1) / (O + 1))``, the row itself not counted (``O - 1`` for a sampled row).
     A row whose values are each in range but whose combination the data does not hold
     (an 18-year-old with 20 years of tenure) lands in a cell with ``O`` near 0 and a large
-    ``E``; a row of an ordinary combination scores 0 or less. A row's score is its largest
+    ``E``. A cell holding at least ``E`` scores 0, and so does one holding more than
+    :data:`PAIR_COMMON_SHARE` of the sample (a sub-population, however depleted: the wives
+    among the married). A column whose cuts hold its smallest value (a mass of zeros, a
+    rare 0/1 flag) is cut just above it instead. A row's score is its largest
     over the :data:`PAIR_KEEP` column pairs with the most depleted cells (chosen on
     :data:`PAIR_SELECT_ROWS` sampled rows; the counts are the whole sample's), so the
     cost of scoring is linear in rows.
@@ -656,9 +659,10 @@ def _column_kind(j: int, Z: np.ndarray, ctx: _Context, low: np.ndarray,
                  high: np.ndarray) -> tuple:
     """How a reason names encoded column ``j``: ``("missing", source, value)`` for a
     missing-value indicator, ``("level", source, value)`` or ``("rare", source, value)``
-    for a one-hot level (``value``: the standardised 1), else ``("range", source,
-    indicator)`` with ``indicator`` the ``(column, standardised 1)`` of the source's
-    missing-value indicator, or None."""
+    for a one-hot level (``value``: the standardised 1), else ``("range", name,
+    indicator)``: ``name`` the input column of a numeric column (the encoded column's own
+    name for a text or vector component), ``indicator`` the ``(column, standardised 1)``
+    of its missing-value indicator, or None."""
     name, source = ctx.features[j], ctx.sources[j]
     if name == f"{source}__missing":
         return "missing", source, float(high[j])
