@@ -187,6 +187,11 @@ class _Context:
     features: list[str]         # name of every encoded column
     sources: list[str]          # input column of every encoded column
 
+    def keyed(self, limit: int) -> np.ndarray:
+        """Positions of the ``limit`` sampled rows with the smallest keys, in sample order:
+        a reproducible subset of the sample."""
+        return np.sort(np.argsort(self.keys, kind="stable")[:limit])
+
 
 # --------------------------------------------------------------------------- detectors
 
@@ -218,10 +223,12 @@ class _Detector:
         """Whether a raw score says nothing about its row (the detector is not named)."""
         return False
 
-    def detail(self, Z: np.ndarray, rows: np.ndarray) -> str | None:
-        """What set the score of the one row ``Z`` (shape ``(1, d)``) apart, in words;
-        ``None``: the detector's share of rows says it all."""
-        return None
+    def explainer(self, Z: np.ndarray, rows: np.ndarray) -> Callable[[int], str | None]:
+        """For the rows of a block that get a reason: ``explain(k)`` says in words what set
+        row ``k``'s score apart (``None``: the detector's share of rows says it all). What
+        the words need is worked out once for the block; the words only for rows that name
+        the detector."""
+        return lambda k: None
 
 
 class _Subspace(_Detector):
@@ -434,7 +441,7 @@ class _KNN(_Detector):
     """
 
     def fit(self, Z, ctx):
-        keep = np.sort(np.argsort(ctx.keys, kind="stable")[:KNN_REFERENCE])
+        keep = ctx.keyed(KNN_REFERENCE)
         self.mean_ = Z.mean(axis=0)
         self.rows_ = ctx.rows[keep]
         self.reference_ = self._unit(Z[keep])
@@ -520,13 +527,13 @@ class _Pairs(_Detector):
         cuts = [edges[j] for j in used]
         self.edge_start_ = np.concatenate([[0], np.cumsum([len(c) for c in cuts])]).astype(
             np.int64)
-        self.edge_values_ = np.concatenate(cuts) if cuts else np.zeros(0)
+        self.edge_values_ = np.concatenate(cuts or [np.zeros(0)])
         self.first_ = np.array([at[a] for a, _ in kept], dtype=np.int64)
         self.second_ = np.array([at[b] for _, b in kept], dtype=np.int64)
         self.table_start_ = np.concatenate(
             [[0], np.cumsum([len(c) for c, _ in self.tables_])]).astype(np.int64)
-        counts = np.concatenate([c for c, _ in self.tables_]) if kept else np.zeros(0)
-        expected = np.concatenate([e for _, e in self.tables_]) if kept else np.zeros(0)
+        counts = np.concatenate([c for c, _ in self.tables_] or [np.zeros(0)])
+        expected = np.concatenate([e for _, e in self.tables_] or [np.zeros(0)])
         # a cell holding at least what independence predicts, or a share of the sample
         # (a sub-population, however depleted), says nothing: 0
         common = counts > PAIR_COMMON_SHARE * n
@@ -548,7 +555,7 @@ class _Pairs(_Detector):
 
         if len(columns) < 2:
             return []
-        keep = np.sort(np.argsort(ctx.keys, kind="stable")[:PAIR_SELECT_ROWS])
+        keep = ctx.keyed(PAIR_SELECT_ROWS)
         sizes = np.array([len(edges[j]) + 1 for j in columns])
         start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         codes = np.column_stack([np.searchsorted(edges[j], Z[keep, j], side="right")
@@ -575,34 +582,40 @@ class _Pairs(_Detector):
         at = np.minimum(np.searchsorted(self.rows_, rows), max(len(self.rows_) - 1, 0))
         return self.rows_[at] == rows if len(self.rows_) else np.zeros(len(rows), dtype=bool)
 
-    def _depletion(self, Z, rows) -> tuple[np.ndarray, np.ndarray]:
+    def _depletion(self, Z, own) -> tuple[np.ndarray, np.ndarray]:
         """Every row's largest depletion over the kept pairs, and the first pair that
-        gives it (compiled: one pass over the rows, no per-pair temporaries)."""
+        gives it (compiled: one pass over the rows, no per-pair temporaries); ``own``:
+        which rows are sampled."""
         out = np.zeros(len(Z))
         which = np.zeros(len(Z), dtype=np.int64)
         if self.pairs_:
             _PAIRS_KERNEL.get()(np.ascontiguousarray(Z, dtype=np.float64), self.columns_,
                                 self.edge_values_, self.edge_start_, self.first_,
                                 self.second_, self.table_start_, self.outside_,
-                                self.inside_, self._sampled(rows), out, which)
+                                self.inside_, own, out, which)
         return out, which
 
     def score(self, Z, codes, rows):
-        return self._depletion(Z, rows)[0]
+        return self._depletion(Z, self._sampled(rows))[0]
 
     def silent(self, raw):
         return not raw > 0.0
 
-    def detail(self, Z, rows):
-        if not self.pairs_:
-            return None
-        own = int(self._sampled(rows)[0])
-        k = int(self._depletion(Z, rows)[1][0])
-        (a, b), (count, expected) = self.pairs_[k], self.tables_[k]
-        first, second = int(self._bin(Z, a)[0]), int(self._bin(Z, b)[0])
-        cell = first * (len(self.edges_[b]) + 1) + second
-        return (f"{self._where(Z, a, first)} with {self._where(Z, b, second)}: "
-                f"{count[cell] - own:.0f} other sampled rows, {expected[cell]:.3g} expected")
+    def explainer(self, Z, rows):
+        own = self._sampled(rows)
+        which = self._depletion(Z, own)[1]
+
+        def explain(k: int) -> str | None:
+            if not self.pairs_:
+                return None
+            row = Z[k:k + 1]
+            (a, b), (count, expected) = self.pairs_[which[k]], self.tables_[which[k]]
+            first, second = int(self._bin(row, a)[0]), int(self._bin(row, b)[0])
+            cell = first * (len(self.edges_[b]) + 1) + second
+            return (f"{self._where(row, a, first)} with {self._where(row, b, second)}: "
+                    f"{count[cell] - own[k]:.0f} other sampled rows, "
+                    f"{expected[cell]:.3g} expected")
+        return explain
 
     def _where(self, Z, j, k) -> str:
         """Where the one row ``Z`` sits in encoded column ``j`` (its bin ``k``), in the
@@ -935,8 +948,9 @@ class OutlierCheck(Check):
                 self.skipped_detectors_[name] = "fewer than two modelled classes"
                 continue
             detector = spec.make(self).fit(Z, ctx)
-            if detector.unusable() is not None:
-                self.skipped_detectors_[name] = detector.unusable()
+            unusable = detector.unusable()
+            if unusable is not None:
+                self.skipped_detectors_[name] = unusable
                 continue
             self.detectors_[name] = detector
             raw[name] = detector.score(Z, codes, sample.rows)
@@ -1028,15 +1042,19 @@ class OutlierCheck(Check):
         flagged = np.flatnonzero(family >= self.threshold_)
         if len(flagged):
             labels = chunk.labels()
-            for i in flagged.tolist():
-                reasons[i] = self._reason(i, per, raw, Z, codes, labels, chunk.rows)
+            explain = {name: det.explainer(Z[flagged], chunk.rows[flagged])
+                       for name, det in self.detectors_.items()}
+            for k, i in enumerate(flagged.tolist()):
+                reasons[i] = self._reason(i, per, raw, Z, codes, labels,
+                                          lambda name, k=k: explain[name](k))
         return CheckScores(np.ascontiguousarray(family, dtype=np.float64),
                            np.zeros(n, dtype=bool), reasons)
 
-    def _reason(self, i: int, per, raw, Z, codes, labels, rows) -> str | None:
+    def _reason(self, i: int, per, raw, Z, codes, labels, said) -> str | None:
         """``outliers:subspace top 0.05% of rows; ellipsoid top 1.2% of rows; 4.1 radii
-        from class 'spam' centroid`` for row ``i`` of a chunk (a detector may add what set
-        the row apart: ``pairs top 0.01% of rows ('age' at percentiles 0-10 with ...)``)."""
+        from class 'spam' centroid`` for row ``i`` of a chunk. ``said(name)`` is what the
+        detector says set the row apart, added to its part: ``pairs top 0.01% of rows
+        ('age' at percentiles 0-10 with ...)``."""
         ranked = [name for name in sorted(per, key=lambda name: (-per[name][i], name))
                   if not self.detectors_[name].silent(raw[name][i])]
         if not ranked:
@@ -1046,7 +1064,7 @@ class OutlierCheck(Check):
                  or shares[name] <= REASON_DETECTOR_SHARE][:MAX_DETECTORS_IN_REASON]
         parts = []
         for name in named or ranked[:1]:
-            detail = self.detectors_[name].detail(Z[i:i + 1], rows[i:i + 1])
+            detail = said(name)
             parts.append(f"{name} {_share(self.calibration_[name].n, shares[name])}"
                          + (f" ({detail})" if detail else ""))
         if self.classes_:
