@@ -72,6 +72,7 @@ from ..config import Option
 from ..encode import standard_scale, varies
 from ..io.schema import CATEGORICAL
 from .base import Check, CheckScores, quote
+from .planted import DEPTH, PlantedValues, ValueSketch, floating_columns
 
 #: Fewest sampled rows of a class for it to be modelled.
 MIN_CLASS_ROWS = 10
@@ -118,6 +119,11 @@ class BackdoorScores(CheckScores):
     """:class:`CheckScores` plus the finding strength of trigger carriers (0 = none)."""
 
     finding: np.ndarray | None = None
+
+
+def finding_strength(evidence):
+    """The finding strength of trigger carriers whose evidence is ``-log10 p``."""
+    return FINDING_BASE + FINDING_SPAN * np.minimum(1.0, np.asarray(evidence) / FULL_EVIDENCE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +200,7 @@ class Trigger:
 
     @property
     def strength(self) -> float:
-        evidence = -math.log10(max(self.pvalue, 1e-300))
-        return FINDING_BASE + FINDING_SPAN * min(1.0, evidence / FULL_EVIDENCE)
+        return float(finding_strength(-math.log10(max(self.pvalue, 1e-300))))
 
     def describe(self, complete: bool) -> str:
         what = " & ".join(_item_text(c, v) for c, v in self.named)
@@ -223,6 +228,13 @@ class BackdoorCheck(Check):
         random flips (0.620 → 0.605 at 3%).
     reason_tail : float, default 0.01
         Rows whose spectral score is in this top share of the sample's get a reason.
+    planted : bool, default True
+        Also count the values of floating columns over the whole data in pass 1 and find
+        planted values (:mod:`poisonscan.checks.planted`): a one-value trigger, or the
+        values a cluster of near copies keeps, on rows the sample barely holds.
+    sketch_mb : float, default 64
+        Memory of the pass-1 counters of planted values (two count-min sketches); more
+        counters, less noise, so rarer planted values pass on larger data.
 
     Attributes
     ----------
@@ -251,6 +263,8 @@ class BackdoorCheck(Check):
         Per class: centre, top principal direction and standard deviation along it.
     threshold_ : float
         Spectral score from which a row gets a reason.
+    planted_ : PlantedValues or None
+        The planted-value tests (``None`` when off, or without a floating column).
     """
 
     name = "backdoor"
@@ -268,7 +282,27 @@ class BackdoorCheck(Check):
                "signature (soft evidence)"),
         Option("reason_tail", "float", 0.01, "top share of spectral scores that get a reason",
                low=0.0, high=0.5),
+        Option("planted", "bool", True, "count the values of floating columns over the "
+               "whole data and find values planted on many rows of one label"),
+        Option("sketch_mb", "float", 64.0, "memory of the pass-1 counters of planted values",
+               low=1.0, high=4096.0),
     )
+
+    # ---------------------------------------------------------------------------- pass 1
+    def _bits(self) -> int:
+        """Counters per sketch row: ``2 ** bits`` bytes, two sketches of ``DEPTH`` rows."""
+        return max(10, int(math.log2(self.sketch_mb * 2 ** 20 / (2 * DEPTH))))
+
+    def summarize(self, chunk) -> ValueSketch | None:
+        """The chunk's counts of planted-value candidates (``None`` when off, or
+        without a label or a floating column)."""
+        columns = floating_columns(chunk.schema)
+        if not self.planted or chunk.schema.label is None or not columns:
+            return None
+        return ValueSketch.of(chunk, columns, self._bits())
+
+    def _merge(self, a: ValueSketch, b: ValueSketch) -> ValueSketch:
+        return a.merge(b)
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, state, profile) -> "BackdoorCheck":
@@ -279,6 +313,7 @@ class BackdoorCheck(Check):
         self.patterns_tested_ = 0
         self.encoder_ = None
         self.threshold_ = math.inf
+        self.planted_ = None
         self.note_ = ""
         labels = sample.labels()
         present = pd.Series(labels[labels != None]).value_counts()  # noqa: E711
@@ -288,6 +323,8 @@ class BackdoorCheck(Check):
         self._class_index = pd.Index(self.classes_, dtype=object)
         if len(self.classes_) < 2:
             return self
+        if state is not None:
+            self.planted_ = PlantedValues(self.alpha, self.min_support).fit(state, sample)
         codes = self._class_index.get_indexer(labels)
         encoder = profile.encoder()
         X = encoder.transform(sample) if encoder.feature_names_ else None
@@ -613,8 +650,15 @@ class BackdoorCheck(Check):
                 continue
             carried |= hit
             finding[hit] = trigger.strength
-            scores[hit] = TRIGGER_SCORE + trigger.strength + scores[hit] / (1.0 + scores[hit])
             reasons[hit] = trigger.describe(self.complete_)
+        if self.planted_ is not None:
+            evidence, why = self.planted_.carriers(chunk, labels)
+            hit = (evidence > 0) & ~carried
+            carried |= hit
+            finding[hit] = finding_strength(evidence[hit])
+            reasons[hit] = why[hit]
+        scores[carried] = TRIGGER_SCORE + finding[carried] \
+            + scores[carried] / (1.0 + scores[carried])
         return BackdoorScores(np.ascontiguousarray(scores, dtype=np.float64),
                               np.zeros(n, dtype=bool), reasons, finding=finding)
 
@@ -628,6 +672,8 @@ class BackdoorCheck(Check):
                             "sampled_rows": t.rows, "elsewhere": round(t.elsewhere, 6),
                             "pvalue": float(f"{t.pvalue:.3g}")} for t in triggers[:20]]
         out["spectral"] = getattr(self, "encoder_", None) is not None
+        if getattr(self, "planted_", None) is not None:
+            out["planted_values"] = self.planted_.describe()
         if getattr(self, "note_", ""):
             out["note"] = self.note_
         return out
