@@ -141,8 +141,7 @@ class ValueSketch:
     items : numpy.ndarray of int64, shape (2,)
         Keys counted in the ``ALL`` and ``LABELLED`` sketches.
     index : numpy.ndarray of uint32 or None
-        Sparse state: counter indices, in no order and possibly repeated (``None`` when
-        dense).
+        Sparse state: the sorted indices of the counters in use (``None`` when dense).
     counts : numpy.ndarray
         Sparse: the count at each index (uint16); dense: every counter (uint8).
     """
@@ -165,48 +164,61 @@ class ValueSketch:
                                        LABELLED, bits))
                 items += (len(keys), int(keep.sum()))
         index = np.concatenate(parts).astype(np.uint32) if parts else np.zeros(0, np.uint32)
-        empty = cls(bits, items, np.zeros(0, np.uint32), np.zeros(0, np.uint16))
-        return empty._plus(index, np.ones(len(index), dtype=np.uint16))
+        return cls._canonical(bits, items, index, np.ones(len(index), dtype=np.uint16))
 
     @property
     def size(self) -> int:
         """Counters of both sketches, all rows."""
         return 2 * DEPTH << self.bits
 
-    def _plus(self, index: np.ndarray, counts: np.ndarray) -> "ValueSketch":
-        """This state's counts with the sparse counts ``(index, counts)`` added: sparse
-        while few, else a new dense table (this state is not changed)."""
-        if self.index is None:
-            table = self.counts.copy()
-        else:
-            index = np.concatenate([self.index, index])
-            counts = np.concatenate([self.counts, counts])
-            if len(index) <= DENSE_SHARE * self.size:
-                return ValueSketch(self.bits, self.items, index, counts)
-            table = np.zeros(self.size, dtype=np.uint8)
+    @classmethod
+    def _canonical(cls, bits: int, items: np.ndarray, index: np.ndarray,
+                   counts: np.ndarray) -> "ValueSketch":
+        """The state of the counts ``(index, counts)`` (indices in any order, repeated):
+        sparse (sorted distinct indices) with at most ``DENSE_SHARE`` of the counters in
+        use, else dense. The form depends only on the counts, so equal counts pickle alike
+        whatever the order of the merges."""
+        limit = DENSE_SHARE * (2 * DEPTH << bits)
+        if len(index) <= 4 * limit:  # cheap enough to sort
+            index, inverse = np.unique(index, return_inverse=True)
+            if len(index) <= limit:
+                total = np.bincount(inverse, weights=counts, minlength=len(index))
+                return cls(bits, items, index.astype(np.uint32),
+                           np.minimum(total, SATURATED).astype(np.uint16))
+            counts = np.bincount(inverse, weights=counts, minlength=len(index))
+        table = np.zeros(2 * DEPTH << bits, dtype=np.uint8)
         _ADD_COUNTS.get()(table, index, counts)
-        return ValueSketch(self.bits, self.items, None, table)
+        return cls._of_table(bits, items, table)
+
+    @classmethod
+    def _of_table(cls, bits: int, items: np.ndarray, table: np.ndarray) -> "ValueSketch":
+        """The state of a dense table of counts (sparse when few counters are in use)."""
+        if np.count_nonzero(table) <= DENSE_SHARE * len(table):
+            index = np.flatnonzero(table)
+            return cls(bits, items, index.astype(np.uint32), table[index].astype(np.uint16))
+        return cls(bits, items, None, table)
 
     def merge(self, other: "ValueSketch") -> "ValueSketch":
         """The counts of both, saturating at :data:`SATURATED`; neither input changes."""
         if other.bits != self.bits:
             raise ValueError("sketches of different sizes cannot be merged")
-        if self.index is None and other.index is None:  # two dense tables
+        items = self.items + other.items
+        if self.index is not None and other.index is not None:
+            return self._canonical(self.bits, items, np.concatenate([self.index, other.index]),
+                                   np.concatenate([self.counts, other.counts]))
+        if self.index is None and other.index is None:
             table = np.add(self.counts, other.counts)  # uint8: wraps on overflow
             np.putmask(table, table < self.counts, SATURATED)
-            merged = ValueSketch(self.bits, self.items + other.items, None, table)
-        else:
-            base, rest = (self, other) if other.index is not None else (other, self)
-            merged = base._plus(rest.index, rest.counts)
-            merged.items = self.items + other.items
-        return merged
+        else:  # a dense table (more counters in use than a sparse state holds) and a sparse one
+            dense, rest = (self, other) if self.index is None else (other, self)
+            table = dense.counts.copy()
+            _ADD_COUNTS.get()(table, rest.index, rest.counts)
+        return ValueSketch(self.bits, items, None, table)
 
     def at_least(self, threshold: int) -> tuple[np.ndarray, np.ndarray]:
         """Sorted indices and counts of the counters holding ``threshold`` or more."""
         if self.index is not None:
-            index, inverse = np.unique(self.index, return_inverse=True)
-            counts = np.minimum(np.bincount(inverse, weights=self.counts,
-                                            minlength=len(index)), SATURATED)
+            index, counts = self.index, self.counts
         else:
             index = np.flatnonzero(self.counts >= threshold)
             counts = self.counts[index]
