@@ -178,14 +178,11 @@ class ValueSketch:
         sparse (sorted distinct indices) with at most ``DENSE_SHARE`` of the counters in
         use, else dense. The form depends only on the counts, so equal counts pickle alike
         whatever the order of the merges."""
-        limit = DENSE_SHARE * (2 * DEPTH << bits)
-        if len(index) <= 4 * limit:  # cheap enough to sort
+        if len(index) <= DENSE_SHARE * (2 * DEPTH << bits):  # few: sorted
             index, inverse = np.unique(index, return_inverse=True)
-            if len(index) <= limit:
-                total = np.bincount(inverse, weights=counts, minlength=len(index))
-                return cls(bits, items, index.astype(np.uint32),
-                           np.minimum(total, SATURATED).astype(np.uint16))
-            counts = np.bincount(inverse, weights=counts, minlength=len(index))
+            total = np.bincount(inverse, weights=counts, minlength=len(index))
+            return cls(bits, items, index.astype(np.uint32),
+                       np.minimum(total, SATURATED).astype(np.uint16))
         table = np.zeros(2 * DEPTH << bits, dtype=np.uint8)
         _ADD_COUNTS.get()(table, index, counts)
         return cls._of_table(bits, items, table)
