@@ -26,7 +26,8 @@ class LazyKernel:
     name : str
         The kernel's name in ``namespace``.
     helpers : tuple of str
-        Names in ``namespace`` of the functions the kernel calls.
+        Names in ``namespace`` of the functions the kernel calls (kernels of one module
+        may share them: each is compiled once).
     """
 
     def __init__(self, namespace: MutableMapping[str, Any], name: str,
@@ -41,8 +42,9 @@ class LazyKernel:
         """The compiled kernel (compiled now if this is the first use)."""
         with self._lock:
             if self._compiled is None:
-                for helper in self._helpers:
-                    self._namespace[helper] = _jit(self._namespace[helper])
+                for helper in self._helpers:  # another kernel may have compiled it
+                    if not hasattr(self._namespace[helper], "py_func"):
+                        self._namespace[helper] = _jit(self._namespace[helper])
                 self._compiled = _jit(self._namespace[self._name])
         return self._compiled
 

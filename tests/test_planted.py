@@ -3,12 +3,14 @@ counted over the whole data in pass 1 (the backdoor family's ``planted`` option)
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from poisonscan.checks.backdoor import BackdoorCheck
-from poisonscan.checks.planted import SATURATED, ValueSketch, floating_columns
+from poisonscan.checks.planted import SATURATED, ValueSketch, floating_columns, label_hashes
 from poisonscan.errors import ConfigError
 
 from conftest import fit_check
@@ -112,45 +114,48 @@ def test_a_planted_value_needs_more_rows_than_the_noise_explains():
     df, mask = plant(measurements(), 20, x3=2.5)
     # a small sketch: the counters' noise grows, and with it the count a value needs
     check, (finding, _) = scored(df, sketch_mb=1.0)
-    small = check.planted_.min_count_
+    small = check.planted_.min_count_[3]  # x3
     big, _ = scored(df)
-    assert big.planted_.min_count_ < small
-    assert check.planted_.noise_[1] > big.planted_.noise_[1]
-    assert np.array_equal(finding > 0, mask) == (small <= 20)
+    assert big.planted_.min_count_[3] < small
+    assert (check.planted_.noise_ > big.planted_.noise_).all()
+    assert small <= 20 and np.array_equal(finding > 0, mask)  # still found
     _, (finding, _) = scored(df, min_support=21)
     assert not finding.any()
 
 
-def sketch_of(df, bits, chunk_rows):
+def sketch_of(df, size, chunk_rows):
     from poisonscan.io.schema import ScanSchema
     from poisonscan.io.sources import open_source
 
     source = open_source(df)
     schema = ScanSchema.build(source.arrow_schema, label="y", id_column=None)
     columns = floating_columns(schema)
-    return [ValueSketch.of(c, columns, bits) for c in source.chunks(chunk_rows, schema)]
+    return [ValueSketch.of(c, columns, size) for c in source.chunks(chunk_rows, schema)]
 
 
-@pytest.mark.parametrize("bits", [12, 20])  # dense and sparse states
-def test_counts_do_not_depend_on_chunking_or_merge_order(bits):
-    df, _ = plant(measurements(4_000), 300, x3=2.5)
-    parts = sketch_of(df, bits, 700)
+@pytest.mark.parametrize("size", [2 ** 13, 2 ** 21])  # dense and sparse states
+def test_counts_do_not_depend_on_chunking_or_merge_order(size):
+    df, mask = plant(measurements(4_000), 300, x3=2.5)
+    parts = sketch_of(df, size, 700)
     forward = parts[0]
     for part in parts[1:]:
         forward = forward.merge(part)
     backward = parts[-1]
     for part in parts[-2::-1]:
         backward = part.merge(backward)
-    whole = sketch_of(df, bits, 10_000)[0]
-    assert (forward.index is None) == (bits == 12)
-    for other in (backward, whole):
-        for got, want in zip(other.at_least(1), forward.at_least(1)):
-            assert np.array_equal(got, want)
-    assert forward.items.tolist() == [5 * 4_000, 5 * 4_000]
+    whole = sketch_of(df, size, 10_000)[0]
+    assert (forward.index is None) == (size == 2 ** 13)
+    assert pickle.dumps(backward) == pickle.dumps(forward) == pickle.dumps(whole)
+    assert forward.items.tolist() == [4_000] * 5
     # a count-min count never undercounts, and saturates: 300 carriers count 255
-    index, counts = forward.at_least(SATURATED)
-    assert len(index) >= 2 * 2  # the value's counters in both rows of both sketches
-    assert (counts == SATURATED).all()
+    hashes = label_hashes(df["y"])
+    labelled = np.ones(len(df), dtype=bool)
+    counts = [forward.count(df[c].to_numpy(), hashes, labelled, j)
+              for j, c in enumerate(("x0", "x1", "x2", "x3", "x4"))]
+    assert (np.array(counts) >= 1).all()
+    assert (counts[3][mask] == SATURATED).all() and (counts[3][~mask] < SATURATED).all()
+    # integers are not counted
+    assert (forward.count(np.array([1.0, -3.0, np.nan]), hashes[:3], labelled[:3], 0) == 0).all()
 
 
 def test_off_or_without_floating_columns_there_is_no_state():
@@ -176,7 +181,7 @@ def test_scan_quarantines_the_planted_rows_and_describes_the_test(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     learned = summary["checks"]["backdoor"]["learned"]["planted_values"]
     assert learned["columns"] == ["x0", "x1", "x2", "x3", "x4"]
-    assert learned["min_count"] <= 20
+    assert learned["min_count"]["x3"] <= 20 and set(learned["noise"]) == set(learned["columns"])
 
 
 @pytest.mark.parametrize("params", [{"sketch_mb": 0.5}, {"sketch_mb": 10_000},

@@ -72,7 +72,7 @@ from ..config import Option
 from ..encode import standard_scale, varies
 from ..io.schema import CATEGORICAL
 from .base import Check, CheckScores, quote
-from .planted import DEPTH, PlantedValues, ValueSketch, floating_columns
+from .planted import PlantedValues, ValueSketch, floating_columns
 
 #: Fewest sampled rows of a class for it to be modelled.
 MIN_CLASS_ROWS = 10
@@ -232,9 +232,9 @@ class BackdoorCheck(Check):
         Also count the values of floating columns over the whole data in pass 1 and find
         planted values (:mod:`poisonscan.checks.planted`): a one-value trigger, or the
         values a cluster of near copies keeps, on rows the sample barely holds.
-    sketch_mb : float, default 64
-        Memory of the pass-1 counters of planted values (two count-min sketches); more
-        counters, less noise, so rarer planted values pass on larger data.
+    sketch_mb : float, default 32
+        Memory of the pass-1 counters of planted values (a count-min sketch, kept for
+        pass 2); more counters, less noise, so rarer planted values pass on larger data.
 
     Attributes
     ----------
@@ -284,14 +284,11 @@ class BackdoorCheck(Check):
                low=0.0, high=0.5),
         Option("planted", "bool", True, "count the values of floating columns over the "
                "whole data and find values planted on many rows of one label"),
-        Option("sketch_mb", "float", 64.0, "memory of the pass-1 counters of planted values",
+        Option("sketch_mb", "float", 32.0, "memory of the counters of planted values",
                low=1.0, high=4096.0),
     )
 
     # ---------------------------------------------------------------------------- pass 1
-    def _bits(self) -> int:
-        """Counters per sketch row: ``2 ** bits`` bytes, two sketches of ``DEPTH`` rows."""
-        return max(10, int(math.log2(self.sketch_mb * 2 ** 20 / (2 * DEPTH))))
 
     def summarize(self, chunk) -> ValueSketch | None:
         """The chunk's counts of planted-value candidates (``None`` when off, or
@@ -299,7 +296,7 @@ class BackdoorCheck(Check):
         columns = floating_columns(chunk.schema)
         if not self.planted or chunk.schema.label is None or not columns:
             return None
-        return ValueSketch.of(chunk, columns, self._bits())
+        return ValueSketch.of(chunk, columns, int(self.sketch_mb * 2 ** 20))
 
     def _merge(self, a: ValueSketch, b: ValueSketch) -> ValueSketch:
         return a.merge(b)

@@ -14,19 +14,22 @@ label. Such a value is told from a natural one by two tests, both over the whole
 
 The sample cannot tell: at 1M rows and the default sample of 100,000, a value on 15 rows
 has one or two sampled carriers. So pass 1 counts every non-integer value of every
-floating feature column, keyed by ``(column, value)`` and by ``(column, value, label)``,
-in two count-min sketches (Cormode & Muthukrishnan 2005) of fixed size: two rows of
-``2 ** bits`` one-byte counters each, a value's count the smaller of its two counters. A
-counter only overcounts, by the other items hashed to it: ``Poisson(items / 2 ** bits)``,
-known exactly at fit. So the repeat test is exact in its level whatever the data's size;
-its power falls as the items outgrow the counters (with the default 64 MB, a value on 10
-rows of 1M rows x 14 continuous columns passes it, one on 20 rows of 10M does not).
+floating feature column, keyed by ``(column, value, label)``, in a count-min sketch
+(Cormode & Muthukrishnan 2005) of fixed size: per column, two rows of ``width`` one-byte
+counters, a key's count the smaller of its two counters. A counter only overcounts, by
+the other keys of its column hashed to it: ``Poisson(keys / width)``, known exactly at
+fit. (A column of its own keeps the values another column repeats by nature from lending
+their counts: a key both of whose counters meet such a value would count as planted.)
+So the repeat test is exact in its level whatever the data's size; its power falls as
+the keys outgrow the counters (with the default 32 MB and 14 floating columns, a value
+on 10 rows of 1M rows passes it, one on 20 rows of 10M does not). A value's count over
+all labels, for the purity test, is the sum of its counts under every label of the
+sample: an overcount, which only makes the test more cautious.
 
-A chunk's state is its counters (sparse while few: sorted counter indices and counts;
-dense beyond :data:`DENSE_SHARE` of the counters); ``merge`` adds them, saturating at 255,
-so it is associative and commutative and the counts depend neither on chunking nor on
-the engine. Fit keeps only the counters at or above the count the repeat test can pass
-at all (:attr:`PlantedValues.min_count_`), so pass 2 holds a few small sorted arrays.
+A chunk's state is its counters (sparse while few are in use: sorted counter indices and
+counts; else a dense table); ``merge`` adds them, saturating at 255, so it is associative
+and commutative and the counts depend neither on chunking nor on the engine. The fitted
+test keeps the merged table for pass 2.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import pyarrow as pa
 from scipy import stats
 
 from ..compiled import LazyKernel
-from ..hashing import splitmix64
 from ..io.schema import NUMERIC
 from .base import quote
 from .duplicates import hash_strings
@@ -63,10 +65,10 @@ POINT_MASS_SHARE = 0.01
 #: whose values do not repeat, and 10 carriers of a label a third of the rows hold reach
 #: ``3.5 ** -10 = 3.6e-6`` at most before the correction.
 PURITY_ALPHA = 0.01
-#: Rows of each count-min sketch.
+#: Counters per key of the count-min sketch (rows).
 DEPTH = 2
-#: The two sketches: keyed by (column, value), and by (column, value, label).
-ALL, LABELLED = 0, 1
+#: Floating columns counted at most (the first, in file order).
+MAX_COLUMNS = 64
 #: A sparse state becomes dense when it holds more than this share of the counters.
 DENSE_SHARE = 1 / 32
 #: Largest count a counter holds (one byte); a value whose count reaches it is not judged
@@ -76,151 +78,236 @@ SATURATED = 255
 MAX_TEXT = 30
 
 _U64 = np.uint64
-#: Salt of a column's index, and of a label's hash.
-_COLUMN_SALT = _U64(0x706C616E74656463)
+#: Salt of a label's hash.
 _LABEL_SALT = _U64(0x6C6162656C6C6564)
 
 
 def floating_columns(schema) -> tuple[str, ...]:
-    """The feature columns whose values pass 1 counts: numeric with a floating type."""
-    return tuple(c for c in schema.features
-                 if schema.kinds[c] == NUMERIC and pa.types.is_floating(schema.types[c]))
+    """The feature columns whose values pass 1 counts: numeric with a floating type (the
+    first :data:`MAX_COLUMNS`)."""
+    return tuple(c for c in schema.features if schema.kinds[c] == NUMERIC
+                 and pa.types.is_floating(schema.types[c]))[:MAX_COLUMNS]
 
 
-def _value_keys(chunk, columns) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per column: the rows holding a finite non-integer value, and the 64-bit key of
-    ``(column, value)`` of each (exact: the float's bits)."""
-    rows, keys = [], []
-    with np.errstate(over="ignore", invalid="ignore"):
-        for j, column in enumerate(columns):
-            values = chunk.numeric(column)
-            held = np.flatnonzero(np.isfinite(values) & (values != np.floor(values)))
-            salt = splitmix64(np.array([j], dtype=_U64) ^ _COLUMN_SALT)
-            rows.append(held)
-            keys.append(splitmix64(values[held].view(_U64) ^ salt))
-    return rows, keys
+def _column_salt(j: int) -> int:
+    """The salt of the ``j``-th floating column's keys."""
+    return (0x706C616E74656463 + j * 0x9E3779B97F4A7C15) % (1 << 64)
 
 
-def _label_keys(chunk) -> tuple[np.ndarray, np.ndarray]:
-    """The 64-bit hash of every row's label and whether the row has one."""
-    column = chunk.table.column(chunk.schema.label)
-    labelled = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return hash_strings(column) ^ _LABEL_SALT, labelled
+def label_hashes(labels) -> np.ndarray:
+    """The 64-bit hash of each label's text (a pyarrow array or a sequence of ``str``)."""
+    if not isinstance(labels, (pa.Array, pa.ChunkedArray)):
+        labels = pa.array(list(labels), pa.string())
+    return hash_strings(labels) ^ _LABEL_SALT
 
 
-def _counters(keys: np.ndarray, kind: int, bits: int) -> np.ndarray:
-    """The counter index of every key in each row of sketch ``kind`` (``DEPTH`` rows of
-    ``2 ** bits`` counters, laid out kind by kind, row by row), row after row."""
-    mask = _U64((1 << bits) - 1)
-    width = 1 << bits
-    out = []
-    for r in range(DEPTH):
-        bucket = (keys >> _U64(64 - bits * (r + 1))) & mask
-        out.append(bucket.astype(np.int64) + (kind * DEPTH + r) * width)
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+# ------------------------------------------------------------------------ compiled kernels
+def _mix(z):
+    """The SplitMix64 finaliser of one uint64 (:func:`poisonscan.hashing.splitmix64`)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _pair(key, base, width):
+    """The two counters of ``key``: one in each of the two rows of ``width`` counters
+    from ``base``, by independent mixes (multiply-shift onto the row)."""
+    w = np.uint64(width)
+    first = np.int64(((_mix(key) >> np.uint64(32)) * w) >> np.uint64(32))
+    second = np.int64(((_mix(key + np.uint64(1)) >> np.uint64(32)) * w) >> np.uint64(32))
+    return base + first, base + width + second
+
+
+def _counters(values, raw, label_hash, labelled, salt, base, width, out):
+    """Write the ``DEPTH`` counters of every counted value (a finite non-integer value of
+    a labelled row) to ``out``, value after value; return how many values were counted."""
+    n = 0
+    for i in range(len(values)):
+        v = values[i]
+        if not labelled[i] or not np.isfinite(v) or v == np.floor(v):
+            continue
+        key = _mix(_mix(raw[i] ^ np.uint64(salt)) ^ label_hash[i])
+        out[2 * n], out[2 * n + 1] = _pair(key, base, width)
+        n += 1
+    return n
 
 
 def _add_counts(table, index, counts):
     """Add ``counts`` at ``index`` into the one-byte ``table``, saturating."""
     for i in range(len(index)):
         total = table[index[i]] + counts[i]
-        table[index[i]] = SATURATED if total > SATURATED else total
+        table[index[i]] = 255 if total > 255 else total  # SATURATED
 
 
+def _add_tables(a, b, out):
+    """``out = a + b``, saturating."""
+    for i in range(len(a)):
+        total = np.int64(a[i]) + np.int64(b[i])
+        out[i] = 255 if total > 255 else total  # SATURATED
+
+
+def _counts(table, index, heavy, values, raw, label_hash, labelled, salt, base, width, out):
+    """The sketch's count of every row's value under its label (0 for a row without a
+    counted value): the smaller of its counters, read from the dense ``table``, or from
+    the sparse ``(index, table)`` when ``index`` is not empty. With a ``heavy`` bitmap
+    (one bit per counter: at least some count), a value whose first counter's bit is
+    clear counts 0 without reading the table."""
+    for i in range(len(values)):
+        v = values[i]
+        out[i] = 0
+        if not labelled[i] or not np.isfinite(v) or v == np.floor(v):
+            continue
+        key = _mix(_mix(raw[i] ^ np.uint64(salt)) ^ label_hash[i])
+        first, second = _pair(key, base, width)
+        if len(heavy) and not (heavy[first >> 3] >> (first & 7)) & 1:
+            continue
+        least = 255
+        for j in (first, second):
+            if len(index):
+                at = np.searchsorted(index, j)
+                c = table[at] if at < len(index) and index[at] == j else 0
+            else:
+                c = table[j]
+            least = min(least, np.int64(c))
+        out[i] = least
+
+
+_COUNTERS = LazyKernel(globals(), "_counters", helpers=("_mix", "_pair"))
 _ADD_COUNTS = LazyKernel(globals(), "_add_counts")
+_ADD_TABLES = LazyKernel(globals(), "_add_tables")
+_COUNTS = LazyKernel(globals(), "_counts", helpers=("_mix", "_pair"))
+
+
+def _row_labels(chunk) -> tuple[np.ndarray, np.ndarray]:
+    """The label hash of every row of ``chunk``, and whether it has a label."""
+    column = chunk.table.column(chunk.schema.label)
+    labelled = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return label_hashes(column), labelled
 
 
 @dataclasses.dataclass
 class ValueSketch:
     """Pass-1 counts of the values of floating columns (see the module docstring).
 
+    Each column has its own ``DEPTH`` rows of :attr:`width` counters, so that the values
+    a column repeats by nature (a column of two decimals, a value joined onto an entity's
+    rows) cannot lend their counts to another column's.
+
     Attributes
     ----------
-    bits : int
-        Each sketch row has ``2 ** bits`` counters.
-    items : numpy.ndarray of int64, shape (2,)
-        Keys counted in the ``ALL`` and ``LABELLED`` sketches.
-    index : numpy.ndarray of uint32 or None
+    size : int
+        Counters in all.
+    items : numpy.ndarray of int64
+        Values counted, per column.
+    index : numpy.ndarray of int64 or None
         Sparse state: the sorted indices of the counters in use (``None`` when dense).
     counts : numpy.ndarray
         Sparse: the count at each index (uint16); dense: every counter (uint8).
     """
 
-    bits: int
+    size: int
     items: np.ndarray
     index: np.ndarray | None
     counts: np.ndarray
 
-    @classmethod
-    def of(cls, chunk, columns: tuple[str, ...], bits: int) -> "ValueSketch":
-        """The counts of one chunk's values of ``columns`` (its rows with a label)."""
-        label_hash, labelled = _label_keys(chunk)
-        parts, items = [], np.zeros(2, dtype=np.int64)
-        with np.errstate(over="ignore"):
-            for rows, keys in zip(*_value_keys(chunk, columns)):
-                keep = labelled[rows]
-                parts.append(_counters(keys, ALL, bits))
-                parts.append(_counters(splitmix64(keys[keep] ^ label_hash[rows[keep]]),
-                                       LABELLED, bits))
-                items += (len(keys), int(keep.sum()))
-        index = np.concatenate(parts).astype(np.uint32) if parts else np.zeros(0, np.uint32)
-        return cls._canonical(bits, items, index, np.ones(len(index), dtype=np.uint16))
-
     @property
-    def size(self) -> int:
-        """Counters of both sketches, all rows."""
-        return 2 * DEPTH << self.bits
+    def width(self) -> int:
+        """Counters of one row of one column."""
+        return self.size // (DEPTH * max(len(self.items), 1))
+
+    def _base(self, j: int) -> int:
+        return j * DEPTH * self.width
 
     @classmethod
-    def _canonical(cls, bits: int, items: np.ndarray, index: np.ndarray,
+    def of(cls, chunk, columns: tuple[str, ...], size: int) -> "ValueSketch":
+        """The counts of one chunk's values of ``columns`` (its rows with a label) in
+        ``size`` counters."""
+        label_hash, labelled = _row_labels(chunk)
+        empty = cls(size, np.zeros(len(columns), dtype=np.int64), None, np.zeros(0, np.uint8))
+        parts, items = [], empty.items
+        counters = _COUNTERS.get()
+        for j, column in enumerate(columns):
+            values = np.ascontiguousarray(chunk.numeric(column))
+            out = np.empty(DEPTH * len(chunk), dtype=np.int64)
+            n = counters(values, values.view(_U64), label_hash, labelled,
+                         _U64(_column_salt(j)), empty._base(j), empty.width, out)
+            parts.append(out[:DEPTH * n])
+            items[j] = n
+        index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return cls._canonical(size, items, index, np.ones(len(index), dtype=np.uint16))
+
+    @classmethod
+    def _canonical(cls, size: int, items: np.ndarray, index: np.ndarray,
                    counts: np.ndarray) -> "ValueSketch":
         """The state of the counts ``(index, counts)`` (indices in any order, repeated):
         sparse (sorted distinct indices) with at most ``DENSE_SHARE`` of the counters in
         use, else dense. The form depends only on the counts, so equal counts pickle alike
         whatever the order of the merges."""
-        if len(index) <= DENSE_SHARE * (2 * DEPTH << bits):  # few: sorted
+        if len(index) <= DENSE_SHARE * size:  # few: sorted
             index, inverse = np.unique(index, return_inverse=True)
             total = np.bincount(inverse, weights=counts, minlength=len(index))
-            return cls(bits, items, index.astype(np.uint32),
+            return cls(size, items, index.astype(np.int64),
                        np.minimum(total, SATURATED).astype(np.uint16))
-        table = np.zeros(2 * DEPTH << bits, dtype=np.uint8)
+        table = np.zeros(size, dtype=np.uint8)
         _ADD_COUNTS.get()(table, index, counts)
-        return cls._of_table(bits, items, table)
-
-    @classmethod
-    def _of_table(cls, bits: int, items: np.ndarray, table: np.ndarray) -> "ValueSketch":
-        """The state of a dense table of counts (sparse when few counters are in use)."""
-        if np.count_nonzero(table) <= DENSE_SHARE * len(table):
+        if np.count_nonzero(table) <= DENSE_SHARE * size:
             index = np.flatnonzero(table)
-            return cls(bits, items, index.astype(np.uint32), table[index].astype(np.uint16))
-        return cls(bits, items, None, table)
+            return cls(size, items, index, table[index].astype(np.uint16))
+        return cls(size, items, None, table)
 
     def merge(self, other: "ValueSketch") -> "ValueSketch":
         """The counts of both, saturating at :data:`SATURATED`; neither input changes."""
-        if other.bits != self.bits:
-            raise ValueError("sketches of different sizes cannot be merged")
+        if other.size != self.size or len(other.items) != len(self.items):
+            raise ValueError("sketches of different shapes cannot be merged")
         items = self.items + other.items
         if self.index is not None and other.index is not None:
-            return self._canonical(self.bits, items, np.concatenate([self.index, other.index]),
+            return self._canonical(self.size, items, np.concatenate([self.index, other.index]),
                                    np.concatenate([self.counts, other.counts]))
         if self.index is None and other.index is None:
-            table = np.add(self.counts, other.counts)  # uint8: wraps on overflow
-            np.putmask(table, table < self.counts, SATURATED)
+            table = np.empty_like(self.counts)
+            _ADD_TABLES.get()(self.counts, other.counts, table)
         else:  # a dense table (more counters in use than a sparse state holds) and a sparse one
             dense, rest = (self, other) if self.index is None else (other, self)
             table = dense.counts.copy()
             _ADD_COUNTS.get()(table, rest.index, rest.counts)
-        return ValueSketch(self.bits, items, None, table)
+        return ValueSketch(self.size, items, None, table)
 
-    def at_least(self, threshold: int) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted indices and counts of the counters holding ``threshold`` or more."""
+    def count(self, values: np.ndarray, label_hash: np.ndarray, labelled: np.ndarray,
+              j: int, heavy: np.ndarray | None = None) -> np.ndarray:
+        """The count of each of ``values`` of the ``j``-th counted column under the label
+        of its ``label_hash`` (0 for a value not counted: integer, not finite, or
+        without a label; and, with the bitmap ``heavy`` of :meth:`heavy`, for a value
+        whose count is below its threshold)."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        out = np.empty(len(values), dtype=np.int64)
+        index = self.index if self.index is not None else np.zeros(0, np.int64)
+        heavy = heavy if heavy is not None else np.zeros(0, np.uint8)
+        _COUNTS.get()(self.counts, index, heavy, values, values.view(_U64),
+                      np.ascontiguousarray(label_hash, dtype=_U64), labelled,
+                      _U64(_column_salt(j)), self._base(j), self.width, out)
+        return out
+
+    def in_use(self, j: int, threshold: int) -> int:
+        """Keys of the ``j``-th column that may count ``threshold`` or more: its
+        counters that do, over ``DEPTH``."""
+        lo, hi = self._base(j), self._base(j + 1)
         if self.index is not None:
-            index, counts = self.index, self.counts
+            at = (self.index >= lo) & (self.index < hi)
+            used = int(np.count_nonzero(self.counts[at] >= threshold))
         else:
-            index = np.flatnonzero(self.counts >= threshold)
-            counts = self.counts[index]
-        keep = counts >= threshold
-        return index[keep].astype(np.int64), counts[keep].astype(np.int64)
+            used = int(np.count_nonzero(self.counts[lo:hi] >= threshold))
+        return -(-used // DEPTH)
+
+    def heavy(self, thresholds: np.ndarray) -> np.ndarray:
+        """A bitmap of the counters holding their column's threshold or more, for
+        :meth:`count` (empty for a sparse state, whose few counters are searched
+        directly)."""
+        if self.index is not None:
+            return np.zeros(0, np.uint8)
+        limit = np.repeat(np.asarray(thresholds, dtype=np.int64), DEPTH * self.width)
+        limit = np.concatenate([limit, np.full(self.size - len(limit), SATURATED + 1)])
+        return np.packbits(self.counts >= limit, bitorder="little")
 
 
 def continuous(values: np.ndarray) -> bool:
@@ -245,7 +332,7 @@ class PlantedValues:
     Parameters
     ----------
     alpha : float
-        Family-wise level of each test (Bonferroni over the values tested).
+        Family-wise level of the repeat test (Bonferroni over the values counted).
     min_support : int
         Fewest rows of one label a planted value must be on.
 
@@ -253,16 +340,19 @@ class PlantedValues:
     ----------
     columns_ : tuple of str
         The continuous columns tested (the floating columns counted in pass 1 whose
-        sampled values are at full precision).
-    noise_ : numpy.ndarray, shape (2,)
-        Mean overcount of a counter of the ``ALL`` and ``LABELLED`` sketches.
-    min_count_ : int
-        Fewest rows of one label on a value for the repeat test to pass.
+        sampled values are at full precision and do not repeat).
+    noise_ : numpy.ndarray
+        Mean overcount of a counter, per counted column.
+    min_count_ : numpy.ndarray of int64
+        Fewest rows of one label on a value for the repeat test to pass, per counted
+        column (above :data:`SATURATED` for a column not tested).
     candidates_ : int
-        Counters of the labelled sketch's first row at or above :attr:`min_count_` (the
+        Values of the tested columns that may count :attr:`min_count_` or more (the
         Bonferroni factor of the purity test).
-    tested_items_ : int
-        Values of one label counted (the Bonferroni factor of the repeat test).
+    items_ : int
+        Values counted (the Bonferroni factor of the repeat test).
+    sketch_ : ValueSketch
+        The merged pass-1 counts.
     """
 
     def __init__(self, alpha: float, min_support: int):
@@ -270,44 +360,36 @@ class PlantedValues:
         self.min_support = min_support
 
     def fit(self, sketch: ValueSketch, sample) -> "PlantedValues":
-        """Learn the tested columns, the label shares, the noise and the counters kept
-        from the pass-1 ``sketch`` and the row ``sample`` (a label unseen in the sample
-        has the share of one row more)."""
-        counted = floating_columns(sample.schema)
-        self._index = {c: j for j, c in enumerate(counted)}
-        self.columns_ = tuple(c for c in counted if continuous(sample.numeric(c)))
-        self._bits = sketch.bits
-        self.noise_ = sketch.items / float(1 << sketch.bits)
-        self.tested_items_ = int(sketch.items[LABELLED])
+        """Learn the tested columns, the label shares, the noise and the counts from the
+        pass-1 ``sketch`` and the row ``sample`` (a label unseen in the sample has the
+        share of one row more)."""
+        self._counted = floating_columns(sample.schema)
+        self.columns_ = tuple(c for c in self._counted if continuous(sample.numeric(c)))
         labels = sample.labels()
-        labels = labels[labels != None]  # noqa: E711
-        values, counts = np.unique(labels.astype(str), return_counts=True)
+        labels = labels[labels != None].astype(str)  # noqa: E711
+        values, counts = np.unique(labels, return_counts=True)
         self._shares = dict(zip(values.tolist(), (counts / (len(labels) + 1.0)).tolist()))
         self._unseen_share = 1.0 / (len(labels) + 1.0)
-        self.min_count_ = self._min_count()
-        self._kept = sketch.at_least(self.min_count_ if self.columns_ else SATURATED + 1)
-        first = (self._kept[0] >= LABELLED * DEPTH << self._bits) \
-            & (self._kept[0] < (LABELLED * DEPTH + 1) << self._bits)
-        self.candidates_ = int(first.sum())
+        self._label_hashes = label_hashes(values.tolist())
+        self.sketch_ = sketch
+        self.items_ = int(sketch.items.sum())
+        self.noise_ = sketch.items / float(sketch.width)
+        self.min_count_ = np.array([self._min_count(lam) if c in self.columns_
+                                    else SATURATED + 1
+                                    for c, lam in zip(self._counted, self.noise_)])
+        self.candidates_ = sum(sketch.in_use(j, int(k)) for j, k in enumerate(self.min_count_)
+                               if k <= SATURATED)
+        self._heavy = sketch.heavy(self.min_count_)
         return self
 
-    def _min_count(self) -> int:
-        """The fewest rows of one label the repeat test can pass with."""
-        bound = -math.log(self.alpha / max(self.tested_items_, 1)) / DEPTH
-        lam = float(self.noise_[LABELLED])
+    def _min_count(self, noise: float) -> int:
+        """The fewest rows of one label the repeat test can pass with, at a counter's
+        mean overcount ``noise``."""
+        bound = -math.log(self.alpha / max(self.items_, 1)) / DEPTH
         extra = 0
-        while -stats.poisson.logsf(extra - 1, lam) < bound and extra < SATURATED:
+        while -stats.poisson.logsf(extra - 1, noise) < bound and extra < SATURATED:
             extra += 1  # P(overcount >= extra)
         return max(self.min_support, extra + 1)
-
-    def _count(self, keys: np.ndarray, kind: int) -> np.ndarray:
-        """The sketch's count of each key (0 where a row's counter was not kept)."""
-        index, counts = self._kept
-        flat = _counters(keys, kind, self._bits).reshape(DEPTH, len(keys))
-        at = np.searchsorted(index, flat)
-        at = np.minimum(at, max(len(index) - 1, 0))
-        found = (index[at] == flat) if len(index) else np.zeros(flat.shape, bool)
-        return np.where(found, counts[at] if len(index) else 0, 0).min(axis=0)
 
     def carriers(self, chunk, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The evidence ``-log10 p`` (0 for none) of the rows of ``chunk`` that carry a
@@ -315,40 +397,44 @@ class PlantedValues:
         n = len(chunk)
         evidence = np.zeros(n)
         reasons = np.full(n, None, dtype=object)
-        if not self.columns_ or not len(self._kept[0]):
+        if self.candidates_ == 0:
             return evidence, reasons
-        label_hash, labelled = _label_keys(chunk)
-        columns = floating_columns(chunk.schema)
-        with np.errstate(over="ignore"):
-            for column, rows, keys in zip(columns, *_value_keys(chunk, columns)):
-                if column not in self.columns_:
-                    continue
-                keep = labelled[rows]
-                rows, keys = rows[keep], keys[keep]
-                mine = self._count(splitmix64(keys ^ label_hash[rows]), LABELLED)
-                hit = (mine >= self.min_count_) & (mine < SATURATED)
-                if not hit.any():
-                    continue
-                rows, keys, mine = rows[hit], keys[hit], mine[hit]
-                total = np.maximum(self._count(keys, ALL), mine)
-                strength = self._evidence(mine, total, labels[rows])
-                values = chunk.numeric(column)[rows]
-                for row, e, c, t, value in zip(rows.tolist(), strength.tolist(),
-                                               mine.tolist(), total.tolist(), values.tolist()):
-                    if e > evidence[row]:
-                        evidence[row] = e
-                        reasons[row] = (f"backdoor: planted value {column}={value:.10g} on "
-                                        f"about {c} rows labelled "
-                                        f"{quote(labels[row], MAX_TEXT)} of about {t} "
-                                        "(the column's values do not repeat)")
+        label_hash, labelled = _row_labels(chunk)
+        for j, column in enumerate(self._counted):
+            if column not in self.columns_:
+                continue
+            values = chunk.numeric(column)
+            mine = self.sketch_.count(values, label_hash, labelled, j, self._heavy)
+            rows = np.flatnonzero((mine >= self.min_count_[j]) & (mine < SATURATED))
+            if not len(rows):
+                continue
+            mine, values = mine[rows], values[rows]
+            total = self._total(values, j, mine)
+            strength = self._evidence(mine, total, labels[rows], self.noise_[j])
+            for row, e, c, t, value in zip(rows.tolist(), strength.tolist(), mine.tolist(),
+                                           total.tolist(), values.tolist()):
+                if e > evidence[row]:
+                    evidence[row] = e
+                    reasons[row] = (f"backdoor: planted value {column}={value:.10g} on "
+                                    f"about {c} rows labelled {quote(labels[row], MAX_TEXT)} "
+                                    f"of about {t} (the column's values do not repeat)")
         return evidence, reasons
 
-    def _evidence(self, mine: np.ndarray, total: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def _total(self, values: np.ndarray, j: int, mine: np.ndarray) -> np.ndarray:
+        """The purity test's total: the count of each of ``values`` (of the ``j``-th
+        counted column) under every label of the sample, at least ``mine``."""
+        total = np.zeros(len(values), dtype=np.int64)
+        every = np.ones(len(values), dtype=bool)
+        for h in self._label_hashes:
+            total += self.sketch_.count(values, np.full(len(values), h, dtype=_U64), every, j)
+        return np.maximum(total, mine)
+
+    def _evidence(self, mine: np.ndarray, total: np.ndarray, labels: np.ndarray,
+                  noise: float) -> np.ndarray:
         """The evidence ``-log10 p`` of a planted value: the weaker of the two tests'
         (Bonferroni-corrected), 0 unless both pass their levels."""
-        lam = float(self.noise_[LABELLED])
-        repeat = -(DEPTH * stats.poisson.logsf(mine - 2, lam)
-                   + math.log(self.tested_items_)) / math.log(10)
+        repeat = -(DEPTH * stats.poisson.logsf(mine - 2, noise)
+                   + math.log(max(self.items_, 1))) / math.log(10)
         share = np.array([self._shares.get(label, self._unseen_share) for label in labels])
         purity = -(stats.binom.logsf(mine - 1, total, share)
                    + math.log(max(self.candidates_, 1))) / math.log(10)
@@ -357,5 +443,7 @@ class PlantedValues:
         return np.where(passed, np.minimum(repeat, purity), 0.0)
 
     def describe(self) -> dict:
-        return {"columns": list(self.columns_), "min_count": int(self.min_count_),
-                "noise": [round(float(x), 4) for x in self.noise_]}
+        tested = [j for j, c in enumerate(self._counted) if c in self.columns_]
+        return {"columns": list(self.columns_),
+                "min_count": {self._counted[j]: int(self.min_count_[j]) for j in tested},
+                "noise": {self._counted[j]: round(float(self.noise_[j]), 4) for j in tested}}
