@@ -119,24 +119,26 @@ def _pair(key, base, width):
     return base + first, base + width + second
 
 
-def _counters(values, raw, label_hash, labelled, salt, base, width, out):
+def _counters(values, raw, label_hash, labelled, salt, base, width, out, start):
     """Write the ``DEPTH`` counters of every counted value (a finite non-integer value of
-    a labelled row) to ``out``, value after value; return how many values were counted."""
+    a labelled row) to ``out`` from ``start``, value after value; return how many values
+    were counted."""
     n = 0
     for i in range(len(values)):
         v = values[i]
         if not labelled[i] or not np.isfinite(v) or v == np.floor(v):
             continue
         key = _mix(_mix(raw[i] ^ np.uint64(salt)) ^ label_hash[i])
-        out[2 * n], out[2 * n + 1] = _pair(key, base, width)
+        out[start + 2 * n], out[start + 2 * n + 1] = _pair(key, base, width)
         n += 1
     return n
 
 
 def _add_counts(table, index, counts):
-    """Add ``counts`` at ``index`` into the one-byte ``table``, saturating."""
+    """Add ``counts`` (one each when empty) at ``index`` into the one-byte ``table``,
+    saturating."""
     for i in range(len(index)):
-        total = table[index[i]] + counts[i]
+        total = table[index[i]] + (counts[i] if len(counts) else 1)
         table[index[i]] = 255 if total > 255 else total  # SATURATED
 
 
@@ -200,16 +202,18 @@ class ValueSketch:
         Counters in all.
     items : numpy.ndarray of int64
         Values counted, per column.
-    index : numpy.ndarray of int64 or None
-        Sparse state: the sorted indices of the counters in use (``None`` when dense).
-    counts : numpy.ndarray
-        Sparse: the count at each index (uint16); dense: every counter (uint8).
+    index : numpy.ndarray or None
+        Sparse state: the sorted indices of the counters in use (int64); or a chunk's
+        many counters as they come (uint32, repeated); ``None`` when dense.
+    counts : numpy.ndarray or None
+        Sparse: the count at each index (uint16; ``None`` for one each, as they come);
+        dense: every counter (uint8).
     """
 
     size: int
     items: np.ndarray
     index: np.ndarray | None
-    counts: np.ndarray
+    counts: np.ndarray | None
 
     @property
     def width(self) -> int:
@@ -222,56 +226,69 @@ class ValueSketch:
     @classmethod
     def of(cls, chunk, columns: tuple[str, ...], size: int) -> "ValueSketch":
         """The counts of one chunk's values of ``columns`` (its rows with a label) in
-        ``size`` counters."""
+        ``size`` counters: sorted when few, else the counter of every value as it comes
+        (4 bytes a counter; the merge adds them up)."""
         label_hash, labelled = _row_labels(chunk)
-        empty = cls(size, np.zeros(len(columns), dtype=np.int64), None, np.zeros(0, np.uint8))
-        parts, items = [], empty.items
-        counters = _COUNTERS.get()
+        state = cls(size, np.zeros(len(columns), dtype=np.int64), None, np.zeros(0, np.uint8))
+        index = np.empty(DEPTH * len(columns) * len(chunk), dtype=np.uint32)
+        counters, used = _COUNTERS.get(), 0
         for j, column in enumerate(columns):
             values = np.ascontiguousarray(chunk.numeric(column))
-            out = np.empty(DEPTH * len(chunk), dtype=np.int64)
             n = counters(values, values.view(_U64), label_hash, labelled,
-                         _U64(_column_salt(j)), empty._base(j), empty.width, out)
-            parts.append(out[:DEPTH * n])
-            items[j] = n
-        index = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        return cls._canonical(size, items, index, np.ones(len(index), dtype=np.uint16))
+                         _U64(_column_salt(j)), state._base(j), state.width, index, used)
+            state.items[j] = n
+            used += DEPTH * n
+        return cls._combine(size, state.items, None, [(index[:used], None)], canonical=False)
 
     @classmethod
-    def _canonical(cls, size: int, items: np.ndarray, index: np.ndarray,
-                   counts: np.ndarray) -> "ValueSketch":
-        """The state of the counts ``(index, counts)`` (indices in any order, repeated):
-        sparse (sorted distinct indices) with at most ``DENSE_SHARE`` of the counters in
-        use, else dense. The form depends only on the counts, so equal counts pickle alike
-        whatever the order of the merges."""
-        if len(index) <= DENSE_SHARE * size:  # few: sorted
+    def _combine(cls, size: int, items: np.ndarray, table: np.ndarray | None,
+                 parts: list, canonical: bool = True) -> "ValueSketch":
+        """The state of a dense ``table`` (or none) plus sparse ``parts`` (``(index,
+        counts)``, indices in any order and repeated, ``counts`` ``None`` for one each).
+
+        The canonical form depends only on the counts, so that equal counts pickle alike
+        whatever the order of the merges: sparse (sorted distinct indices) with at most
+        ``DENSE_SHARE`` of the counters in use, else dense. Without ``canonical``, many
+        counters stay as they come (a chunk's summary; every merge is canonical)."""
+        limit = DENSE_SHARE * size
+        if table is None and sum(len(index) for index, _ in parts) <= limit:
+            index = np.concatenate([index for index, _ in parts]).astype(np.int64)
+            counts = np.concatenate([np.ones(len(i), np.uint16) if c is None else c
+                                     for i, c in parts])
             index, inverse = np.unique(index, return_inverse=True)
             total = np.bincount(inverse, weights=counts, minlength=len(index))
-            return cls(size, items, index.astype(np.int64),
-                       np.minimum(total, SATURATED).astype(np.uint16))
-        table = np.zeros(size, dtype=np.uint8)
-        _ADD_COUNTS.get()(table, index, counts)
-        if np.count_nonzero(table) <= DENSE_SHARE * size:
+            return cls(size, items, index, np.minimum(total, SATURATED).astype(np.uint16))
+        if not canonical:
+            (index, counts), = parts
+            return cls(size, items, index, counts)
+        fresh = table is None
+        table = np.zeros(size, dtype=np.uint8) if fresh else table.copy()
+        for index, counts in parts:
+            _ADD_COUNTS.get()(table, index, np.zeros(0, np.uint16) if counts is None else counts)
+        if fresh and np.count_nonzero(table) <= limit:  # a dense table stays dense
             index = np.flatnonzero(table)
             return cls(size, items, index, table[index].astype(np.uint16))
         return cls(size, items, None, table)
+
+    def canonical(self) -> "ValueSketch":
+        """This state in its canonical form (a chunk's summary may not be)."""
+        if self.index is not None and self.counts is None:
+            return self._combine(self.size, self.items, None, [(self.index, None)])
+        return self
 
     def merge(self, other: "ValueSketch") -> "ValueSketch":
         """The counts of both, saturating at :data:`SATURATED`; neither input changes."""
         if other.size != self.size or len(other.items) != len(self.items):
             raise ValueError("sketches of different shapes cannot be merged")
         items = self.items + other.items
-        if self.index is not None and other.index is not None:
-            return self._canonical(self.size, items, np.concatenate([self.index, other.index]),
-                                   np.concatenate([self.counts, other.counts]))
-        if self.index is None and other.index is None:
+        if self.index is None and other.index is None:  # two dense tables
             table = np.empty_like(self.counts)
             _ADD_TABLES.get()(self.counts, other.counts, table)
-        else:  # a dense table (more counters in use than a sparse state holds) and a sparse one
-            dense, rest = (self, other) if self.index is None else (other, self)
-            table = dense.counts.copy()
-            _ADD_COUNTS.get()(table, rest.index, rest.counts)
-        return ValueSketch(self.size, items, None, table)
+            return ValueSketch(self.size, items, None, table)
+        dense = next((s.counts for s in (self, other) if s.index is None), None)
+        return self._combine(self.size, items, dense, [(s.index, s.counts)
+                                                        for s in (self, other)
+                                                        if s.index is not None])
 
     def count(self, values: np.ndarray, label_hash: np.ndarray, labelled: np.ndarray,
               j: int, heavy: np.ndarray | None = None) -> np.ndarray:
@@ -371,7 +388,7 @@ class PlantedValues:
         self._shares = dict(zip(values.tolist(), (counts / (len(labels) + 1.0)).tolist()))
         self._unseen_share = 1.0 / (len(labels) + 1.0)
         self._label_hashes = label_hashes(values.tolist())
-        self.sketch_ = sketch
+        self.sketch_ = sketch = sketch.canonical()
         self.items_ = int(sketch.items.sum())
         self.noise_ = sketch.items / float(sketch.width)
         self.min_count_ = np.array([self._min_count(lam) if c in self.columns_
