@@ -322,9 +322,12 @@ class ValueSketch:
         directly)."""
         if self.index is not None:
             return np.zeros(0, np.uint8)
-        limit = np.repeat(np.asarray(thresholds, dtype=np.int64), DEPTH * self.width)
-        limit = np.concatenate([limit, np.full(self.size - len(limit), SATURATED + 1)])
-        return np.packbits(self.counts >= limit, bitorder="little")
+        mask = np.zeros(self.size, dtype=bool)
+        for j, threshold in enumerate(thresholds):
+            if threshold <= SATURATED:
+                lo, hi = self._base(j), self._base(j + 1)
+                np.greater_equal(self.counts[lo:hi], threshold, out=mask[lo:hi])
+        return np.packbits(mask, bitorder="little")
 
 
 def continuous(values: np.ndarray) -> bool:
