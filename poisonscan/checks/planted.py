@@ -21,8 +21,8 @@ the other keys of its column hashed to it: ``Poisson(keys / width)``, known exac
 fit. (A column of its own keeps the values another column repeats by nature from lending
 their counts: a key both of whose counters meet such a value would count as planted.)
 So the repeat test is exact in its level whatever the data's size; its power falls as
-the keys outgrow the counters (with the default 32 MB and 14 floating columns, a value
-on 10 rows of 1M rows passes it, one on 20 rows of 10M does not). A value's count over
+the keys outgrow the counters (with the default 32 MB and the scale benchmark's 14
+floating columns, a value needs 9 rows of one label at 1M rows, 26 at 10M). A value's count over
 all labels, for the purity test, is the sum of its counts under every label of the
 sample: an overcount, which only makes the test more cautious.
 
@@ -63,7 +63,7 @@ POINT_MASS_SHARE = 0.01
 #: Level of the purity test (Bonferroni over the candidate values). Laxer than the repeat
 #: test's ``alpha``: it only tells a planted value from a natural point mass in columns
 #: whose values do not repeat, and 10 carriers of a label a third of the rows hold reach
-#: ``3.5 ** -10 = 3.6e-6`` at most before the correction.
+#: ``3 ** -10 = 1.7e-5`` at best before the correction.
 PURITY_ALPHA = 0.01
 #: Counters per key of the count-min sketch (rows).
 DEPTH = 2
