@@ -190,3 +190,56 @@ def test_bad_sketch_parameters_are_refused(params):
     df, _ = plant(measurements(2_000), 10, x3=2.5)
     with pytest.raises(ConfigError):
         scored(df, **params)
+
+
+def test_a_value_planted_on_more_rows_than_a_counter_holds_is_found():
+    df, mask = plant(measurements(), 300, x3=2.5)  # counts saturate at 255
+    _, (finding, reasons) = scored(df)
+    assert np.array_equal(finding > 0, mask)
+    assert all("on at least 255 rows labelled 'c'" in r for r in reasons[mask])
+
+
+def test_a_label_too_rare_to_model_still_gets_its_planted_value():
+    df = measurements()
+    df["y"] = "ok"
+    rng = np.random.default_rng(5)
+    df.loc[rng.choice(ROWS, 80, replace=False), "y"] = "fraud"  # about 4 sampled rows
+    rows = np.sort(rng.choice(np.flatnonzero(df["y"].to_numpy() == "ok"), 20, replace=False))
+    df.loc[rows, ["x3", "y"]] = [2.5, "fraud"]
+    check, (finding, _) = scored(df)
+    assert len(check.classes_) == 1
+    assert np.array_equal(np.flatnonzero(finding), rows)
+
+
+def test_labels_the_sample_misses_count_in_the_purity_total():
+    df = measurements()
+    rng = np.random.default_rng(6)
+    a = rng.choice(np.flatnonzero(df["y"].to_numpy() == "a"), 10, replace=False)
+    b = rng.choice(np.flatnonzero(df["y"].to_numpy() == "b"), 10, replace=False)
+    df.loc[a, "x2"] = df.loc[b, "x2"] = 0.7311586214
+    df.loc[b, "y"] = "z"  # ten rows of a label the sample of 1,000 hardly holds
+    check, (finding, reasons) = scored(df)
+    assert not finding[a].any()  # shared half and half with 'z': not pure
+    assert all("of about 20" in r for r in reasons[b][finding[b] > 0])
+
+
+def test_a_column_whose_whole_data_repeats_is_not_tested():
+    df = measurements()
+    rng = np.random.default_rng(7)
+    held = rng.normal(size=ROWS)
+    held = held[np.repeat(np.arange(0, ROWS, 6), 6)[:ROWS]]  # each reading held 6 rows
+    df["held"] = held
+    df["y"] = np.where(np.arange(ROWS) // 600 % 2 == 0, "a", "c")  # labels follow time
+    check, (finding, _) = scored(df, sample_rows=200)  # few repeats in the sample
+    assert "held" in check.planted_.repeating_ and "held" not in check.planted_.columns_
+    assert not finding.any()
+
+
+def test_float32_values_of_few_decimals_are_not_full_precision():
+    from poisonscan.checks.planted import continuous
+
+    rng = np.random.default_rng(8)
+    prices = np.round(rng.uniform(10, 500, 2_000), 2)
+    assert not continuous(prices.astype(np.float32).astype(np.float64), single=True)
+    assert continuous(rng.normal(size=2_000).astype(np.float32).astype(np.float64), single=True)
+    assert not continuous(prices)

@@ -318,10 +318,10 @@ class BackdoorCheck(Check):
                          key=lambda kv: (-kv[1], kv[0]))[:MAX_CLASSES]
         self.classes_ = sorted(c for c, _ in ordered)
         self._class_index = pd.Index(self.classes_, dtype=object)
+        if state is not None:  # needs no modelled class: a planted label may be rare
+            self.planted_ = PlantedValues(self.alpha, self.min_support).fit(state, sample)
         if len(self.classes_) < 2:
             return self
-        if state is not None:
-            self.planted_ = PlantedValues(self.alpha, self.min_support).fit(state, sample)
         codes = self._class_index.get_indexer(labels)
         encoder = profile.encoder()
         X = encoder.transform(sample) if encoder.feature_names_ else None
@@ -628,7 +628,7 @@ class BackdoorCheck(Check):
         scores = np.zeros(n)
         finding = np.zeros(n)
         reasons = np.full(n, None, dtype=object)
-        if n == 0 or len(self.classes_) < 2:
+        if n == 0 or (len(self.classes_) < 2 and self.planted_ is None):
             return BackdoorScores(scores, np.zeros(n, dtype=bool), reasons, finding=finding)
         labels = chunk.labels()
         codes = self._class_index.get_indexer(labels)

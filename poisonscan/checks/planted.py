@@ -23,8 +23,16 @@ their counts: a key both of whose counters meet such a value would count as plan
 So the repeat test is exact in its level whatever the data's size; its power falls as
 the keys outgrow the counters (with the default 32 MB and the scale benchmark's 14
 floating columns, a value needs 9 rows of one label at 1M rows, 26 at 10M). A value's count over
-all labels, for the purity test, is the sum of its counts under every label of the
-sample: an overcount, which only makes the test more cautious.
+all labels, for the purity test, is the sum of its counts under every label pass 1 saw
+(their hashes are kept, up to :data:`MAX_LABELS`): an overcount, which only makes the
+test more cautious. A value on 255 rows or more of its label is judged on 255; one whose
+count under another label saturates is not judged.
+
+Columns that repeat values by nature are not tested: those whose sample repeats more
+than :data:`MAX_SAMPLE_REPEATS` values, and those whose whole data holds more than
+:data:`MAX_REPEATED` values that may pass the repeat test (readings held over a few
+rows, which a small sample rate hides). The price: an attacker who plants more than that
+many distinct values in one column is not found by this test.
 
 A chunk's state is its counters (sparse while few are in use: sorted counter indices and
 counts; else a dense table); ``merge`` adds them, saturating at 255, so it is associative
@@ -57,6 +65,13 @@ MIN_VALUES = 50
 #: ratios of small counts — and is not tested. Planted values are a few; at the default
 #: sample rate of a 1M-row file a 10-row value has two sampled carriers 26% of the time.
 MAX_SAMPLE_REPEATS = 20
+#: A column whose whole data holds more than this many values that may pass the repeat
+#: test (from the sketch) repeats values by nature — readings held over a few rows, a
+#: per-entity value — which a small sample rate hides, and is not tested.
+MAX_REPEATED = 20
+#: Distinct labels pass 1 keeps (their hashes); beyond, the test is off (a numeric
+#: target, not a class label).
+MAX_LABELS = 10_000
 #: Values on at least this share of the sampled values are point masses (a clip, a
 #: default), not counted against :data:`MAX_SAMPLE_REPEATS`.
 POINT_MASS_SHARE = 0.01
@@ -71,8 +86,9 @@ DEPTH = 2
 MAX_COLUMNS = 64
 #: A sparse state becomes dense when it holds more than this share of the counters.
 DENSE_SHARE = 1 / 32
-#: Largest count a counter holds (one byte); a value whose count reaches it is not judged
-#: (its purity cannot be told).
+#: Largest count a counter holds (one byte). A value whose own count reaches it is judged
+#: on at least that many rows; one whose count under another label does is not (its
+#: purity cannot be told).
 SATURATED = 255
 #: Characters of a label quoted in a reason.
 MAX_TEXT = 30
@@ -188,6 +204,16 @@ def _row_labels(chunk) -> tuple[np.ndarray, np.ndarray]:
     return label_hashes(column), labelled
 
 
+def _labels_union(a: np.ndarray | None, b: np.ndarray | None,
+                  first: bool = False) -> np.ndarray | None:
+    """The sorted label hashes of both (``first``: ``a`` alone); ``None`` (too many) when
+    either is, or beyond :data:`MAX_LABELS`."""
+    if a is None or (b is None and not first):
+        return None
+    out = a if first else np.union1d(a, b)
+    return out if len(out) <= MAX_LABELS else None
+
+
 @dataclasses.dataclass
 class ValueSketch:
     """Pass-1 counts of the values of floating columns (see the module docstring).
@@ -208,12 +234,15 @@ class ValueSketch:
     counts : numpy.ndarray or None
         Sparse: the count at each index (uint16; ``None`` for one each, as they come);
         dense: every counter (uint8).
+    labels : numpy.ndarray of uint64 or None
+        The sorted hashes of the labels seen (``None``: more than :data:`MAX_LABELS`).
     """
 
     size: int
     items: np.ndarray
     index: np.ndarray | None
     counts: np.ndarray | None
+    labels: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -238,7 +267,9 @@ class ValueSketch:
                          _U64(_column_salt(j)), state._base(j), state.width, index, used)
             state.items[j] = n
             used += DEPTH * n
-        return cls._combine(size, state.items, None, [(index[:used], None)], canonical=False)
+        out = cls._combine(size, state.items, None, [(index[:used], None)], canonical=False)
+        out.labels = _labels_union(np.unique(label_hash[labelled]), None, first=True)
+        return out
 
     @classmethod
     def _combine(cls, size: int, items: np.ndarray, table: np.ndarray | None,
@@ -273,7 +304,9 @@ class ValueSketch:
     def canonical(self) -> "ValueSketch":
         """This state in its canonical form (a chunk's summary may not be)."""
         if self.index is not None and self.counts is None:
-            return self._combine(self.size, self.items, None, [(self.index, None)])
+            out = self._combine(self.size, self.items, None, [(self.index, None)])
+            out.labels = self.labels
+            return out
         return self
 
     def merge(self, other: "ValueSketch") -> "ValueSketch":
@@ -284,11 +317,14 @@ class ValueSketch:
         if self.index is None and other.index is None:  # two dense tables
             table = np.empty_like(self.counts)
             _ADD_TABLES.get()(self.counts, other.counts, table)
-            return ValueSketch(self.size, items, None, table)
-        dense = next((s.counts for s in (self, other) if s.index is None), None)
-        return self._combine(self.size, items, dense, [(s.index, s.counts)
-                                                        for s in (self, other)
-                                                        if s.index is not None])
+            merged = ValueSketch(self.size, items, None, table)
+        else:
+            dense = next((s.counts for s in (self, other) if s.index is None), None)
+            merged = self._combine(self.size, items, dense, [(s.index, s.counts)
+                                                             for s in (self, other)
+                                                             if s.index is not None])
+        merged.labels = _labels_union(self.labels, other.labels)
+        return merged
 
     def count(self, values: np.ndarray, label_hash: np.ndarray, labelled: np.ndarray,
               j: int, heavy: np.ndarray | None = None) -> np.ndarray:
@@ -330,9 +366,11 @@ class ValueSketch:
         return np.packbits(mask, bitorder="little")
 
 
-def continuous(values: np.ndarray) -> bool:
-    """Whether a column's sampled values are at full precision (see :data:`FULL_DIGITS`)
-    and do not repeat (see :data:`MAX_SAMPLE_REPEATS`)."""
+def continuous(values: np.ndarray, single: bool = False) -> bool:
+    """Whether a column's sampled values are at full precision (see :data:`FULL_DIGITS`;
+    with ``single``, values stored as float32, one digit fewer, compared as float32: a
+    float32 of two decimals widened to float64 shows spurious digits) and do not repeat
+    (see :data:`MAX_SAMPLE_REPEATS`)."""
     values = values[np.isfinite(values) & (values != np.floor(values))]
     if len(values) < MIN_VALUES:
         return False
@@ -340,9 +378,12 @@ def continuous(values: np.ndarray) -> bool:
     if ((counts > 1) & (counts < POINT_MASS_SHARE * len(values))).sum() > MAX_SAMPLE_REPEATS:
         return False
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        scale = 10.0 ** (FULL_DIGITS - 2 - np.floor(np.log10(np.abs(values))))
+        scale = 10.0 ** (FULL_DIGITS - 2 - single - np.floor(np.log10(np.abs(values))))
         rounded = np.round(values * scale) / scale
-        full = np.abs(rounded - values) > 1e-13 * np.abs(values)
+        if single:
+            full = rounded.astype(np.float32) != values.astype(np.float32)
+        else:
+            full = np.abs(rounded - values) > 1e-13 * np.abs(values)
     return bool(full.mean() >= FULL_SHARE)
 
 
@@ -366,6 +407,9 @@ class PlantedValues:
     min_count_ : numpy.ndarray of int64
         Fewest rows of one label on a value for the repeat test to pass, per counted
         column (above :data:`SATURATED` for a column not tested).
+    repeating_ : list of str
+        Columns judged continuous on the sample whose whole data holds more than
+        :data:`MAX_REPEATED` values that may pass the repeat test: not tested.
     candidates_ : int
         Values of the tested columns that may count :attr:`min_count_` or more (the
         Bonferroni factor of the purity test).
@@ -384,21 +428,33 @@ class PlantedValues:
         pass-1 ``sketch`` and the row ``sample`` (a label unseen in the sample has the
         share of one row more)."""
         self._counted = floating_columns(sample.schema)
-        self.columns_ = tuple(c for c in self._counted if continuous(sample.numeric(c)))
+        types = sample.schema.types
+        columns = [c for c in self._counted if sketch.labels is not None
+                   and continuous(sample.numeric(c), pa.types.is_float32(types[c]))]
         labels = sample.labels()
         labels = labels[labels != None].astype(str)  # noqa: E711
         values, counts = np.unique(labels, return_counts=True)
         self._shares = dict(zip(values.tolist(), (counts / (len(labels) + 1.0)).tolist()))
         self._unseen_share = 1.0 / (len(labels) + 1.0)
-        self._label_hashes = label_hashes(values.tolist())
         self.sketch_ = sketch = sketch.canonical()
+        self._label_hashes = sketch.labels if sketch.labels is not None else np.zeros(0, _U64)
         self.items_ = int(sketch.items.sum())
         self.noise_ = sketch.items / float(sketch.width)
-        self.min_count_ = np.array([self._min_count(lam) if c in self.columns_
-                                    else SATURATED + 1
-                                    for c, lam in zip(self._counted, self.noise_)])
-        self.candidates_ = sum(sketch.in_use(j, int(k)) for j, k in enumerate(self.min_count_)
-                               if k <= SATURATED)
+        self.min_count_ = np.full(len(self._counted), SATURATED + 1)
+        self.repeating_ = []
+        candidates = 0
+        for j, column in enumerate(self._counted):
+            if column not in columns:
+                continue
+            k = self._min_count(float(self.noise_[j]))
+            found = sketch.in_use(j, k)
+            if found > MAX_REPEATED:  # repeats by nature, beyond what the sample shows
+                self.repeating_.append(column)
+                continue
+            self.min_count_[j] = k
+            candidates += found
+        self.columns_ = tuple(c for c in columns if c not in self.repeating_)
+        self.candidates_ = candidates
         self._heavy = sketch.heavy(self.min_count_)
         return self
 
@@ -425,29 +481,39 @@ class PlantedValues:
                 continue
             values = chunk.numeric(column)
             mine = self.sketch_.count(values, label_hash, labelled, j, self._heavy)
-            rows = np.flatnonzero((mine >= self.min_count_[j]) & (mine < SATURATED))
+            rows = np.flatnonzero(mine >= self.min_count_[j])
             if not len(rows):
                 continue
             mine, values = mine[rows], values[rows]
-            total = self._total(values, j, mine)
-            strength = self._evidence(mine, total, labels[rows], self.noise_[j])
+            others, crowded = self._others(values, label_hash[rows], j)
+            strength = self._evidence(mine, mine + others, labels[rows], self.noise_[j])
+            strength[crowded] = 0.0
             for row, e, c, t, value in zip(rows.tolist(), strength.tolist(), mine.tolist(),
-                                           total.tolist(), values.tolist()):
+                                           (mine + others).tolist(), values.tolist()):
                 if e > evidence[row]:
                     evidence[row] = e
+                    many = "at least" if c >= SATURATED else "about"
                     reasons[row] = (f"backdoor: planted value {column}={value:.10g} on "
-                                    f"about {c} rows labelled {quote(labels[row], MAX_TEXT)} "
-                                    f"of about {t} (the column's values do not repeat)")
+                                    f"{many} {c} rows labelled {quote(labels[row], MAX_TEXT)} "
+                                    f"of about {t} (a column whose values otherwise do not "
+                                    "repeat)")
         return evidence, reasons
 
-    def _total(self, values: np.ndarray, j: int, mine: np.ndarray) -> np.ndarray:
-        """The purity test's total: the count of each of ``values`` (of the ``j``-th
-        counted column) under every label of the sample, at least ``mine``."""
-        total = np.zeros(len(values), dtype=np.int64)
+    def _others(self, values: np.ndarray, own: np.ndarray, j: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The count of each of ``values`` (of the ``j``-th counted column) under every
+        other label seen in pass 1 than its own label hash ``own`` (the purity test's
+        total less its own count: an overcount), and whether one of them saturated (the
+        purity cannot be told)."""
+        others = np.zeros(len(values), dtype=np.int64)
+        crowded = np.zeros(len(values), dtype=bool)
         every = np.ones(len(values), dtype=bool)
         for h in self._label_hashes:
-            total += self.sketch_.count(values, np.full(len(values), h, dtype=_U64), every, j)
-        return np.maximum(total, mine)
+            count = self.sketch_.count(values, np.full(len(values), h, dtype=_U64), every, j)
+            count[own == h] = 0
+            others += count
+            crowded |= count >= SATURATED
+        return others, crowded
 
     def _evidence(self, mine: np.ndarray, total: np.ndarray, labels: np.ndarray,
                   noise: float) -> np.ndarray:
@@ -458,12 +524,11 @@ class PlantedValues:
         share = np.array([self._shares.get(label, self._unseen_share) for label in labels])
         purity = -(stats.binom.logsf(mine - 1, total, share)
                    + math.log(max(self.candidates_, 1))) / math.log(10)
-        passed = (repeat >= -math.log10(self.alpha)) & (purity >= -math.log10(PURITY_ALPHA)) \
-            & (total < SATURATED)
+        passed = (repeat >= -math.log10(self.alpha)) & (purity >= -math.log10(PURITY_ALPHA))
         return np.where(passed, np.minimum(repeat, purity), 0.0)
 
     def describe(self) -> dict:
         tested = [j for j, c in enumerate(self._counted) if c in self.columns_]
-        return {"columns": list(self.columns_),
+        return {"columns": list(self.columns_), "repeating": list(self.repeating_),
                 "min_count": {self._counted[j]: int(self.min_count_[j]) for j in tested},
                 "noise": {self._counted[j]: round(float(self.noise_[j]), 4) for j in tested}}
