@@ -2,11 +2,11 @@
 
 A backdoor poison carries a *trigger* — a few fixed feature values, a pixel patch — and the
 attacker's target label. Its rows look like their source class but for the trigger, so
-label checks see little and outlier checks less. Two kinds of evidence, both learned on
-the row sample at fit time (the shared encoder exists only after pass 1, so this family
-keeps no pass-1 state of its own; with the default sample of 100,000 rows the sample is
-the whole dataset up to that size, and a trigger must be carried by ``min_support``
-*sampled* rows to be mined):
+label checks see little and outlier checks less. Two kinds of evidence are learned on
+the row sample at fit time (the shared encoder exists only after pass 1; with the default
+sample of 100,000 rows the sample is the whole dataset up to that size, and a trigger
+must be carried by ``min_support`` *sampled* rows to be mined); a third, planted values,
+is counted over the whole data in pass 1 (:mod:`poisonscan.checks.planted`):
 
 * **Trigger mining.** An *item* is one exact value of one feature column (a trigger is a
   fixed value: numbers compare exactly, text as stored; identifier-like columns are left
@@ -53,8 +53,13 @@ the whole dataset up to that size, and a trigger must be carried by ``min_suppor
   This is soft evidence, calibrated by the fusion like any family's score; it is off
   unless ``spectral = true`` (see the class docstring for why).
 
+* **Planted values** (``planted``, on by default). One exact value of a full-precision
+  column on many rows of one label, beyond what the counters' noise and the labels'
+  shares explain: a one-value trigger, or the values a cluster of near copies keeps from
+  the row it copies. Its carriers are findings like a mined trigger's.
+
 The family score is the spectral score (0 when it is off), or ``TRIGGER_SCORE`` plus the
-trigger's strength for rows that carry a trigger in its label. Nothing here is a hard violation.
+finding's strength for rows that carry a trigger in its label or a planted value. Nothing here is a hard violation.
 """
 
 from __future__ import annotations
@@ -289,7 +294,6 @@ class BackdoorCheck(Check):
     )
 
     # ---------------------------------------------------------------------------- pass 1
-
     def summarize(self, chunk) -> ValueSketch | None:
         """The chunk's counts of planted-value candidates (``None`` when off, or
         without a label or a floating column)."""
