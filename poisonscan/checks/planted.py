@@ -204,14 +204,14 @@ def _row_labels(chunk) -> tuple[np.ndarray, np.ndarray]:
     return label_hashes(column), labelled
 
 
-def _labels_union(a: np.ndarray | None, b: np.ndarray | None,
-                  first: bool = False) -> np.ndarray | None:
-    """The sorted label hashes of both (``first``: ``a`` alone); ``None`` (too many) when
-    either is, or beyond :data:`MAX_LABELS`."""
-    if a is None or (b is None and not first):
-        return None
-    out = a if first else np.union1d(a, b)
-    return out if len(out) <= MAX_LABELS else None
+def _capped(labels: np.ndarray | None) -> np.ndarray | None:
+    """Sorted label hashes, or ``None`` (too many) beyond :data:`MAX_LABELS`."""
+    return labels if labels is not None and len(labels) <= MAX_LABELS else None
+
+
+def _width(size: int, columns: int) -> int:
+    """Counters of one row of one column, of ``size`` over ``columns`` columns."""
+    return size // (DEPTH * max(columns, 1))
 
 
 @dataclasses.dataclass
@@ -242,12 +242,12 @@ class ValueSketch:
     items: np.ndarray
     index: np.ndarray | None
     counts: np.ndarray | None
-    labels: np.ndarray | None = None
+    labels: np.ndarray | None
 
     @property
     def width(self) -> int:
         """Counters of one row of one column."""
-        return self.size // (DEPTH * max(len(self.items), 1))
+        return _width(self.size, len(self.items))
 
     def _base(self, j: int) -> int:
         return j * DEPTH * self.width
@@ -258,24 +258,25 @@ class ValueSketch:
         ``size`` counters: sorted when few, else the counter of every value as it comes
         (4 bytes a counter; the merge adds them up)."""
         label_hash, labelled = _row_labels(chunk)
-        state = cls(size, np.zeros(len(columns), dtype=np.int64), None, np.zeros(0, np.uint8))
+        items = np.zeros(len(columns), dtype=np.int64)
+        width = _width(size, len(columns))
         index = np.empty(DEPTH * len(columns) * len(chunk), dtype=np.uint32)
         counters, used = _COUNTERS.get(), 0
         for j, column in enumerate(columns):
             values = np.ascontiguousarray(chunk.numeric(column))
-            n = counters(values, values.view(_U64), label_hash, labelled,
-                         _U64(_column_salt(j)), state._base(j), state.width, index, used)
-            state.items[j] = n
-            used += DEPTH * n
-        out = cls._combine(size, state.items, None, [(index[:used], None)], canonical=False)
-        out.labels = _labels_union(np.unique(label_hash[labelled]), None, first=True)
-        return out
+            items[j] = counters(values, values.view(_U64), label_hash, labelled,
+                                _U64(_column_salt(j)), j * DEPTH * width, width, index, used)
+            used += DEPTH * items[j]
+        return cls(size, items, *cls._combine(size, None, [(index[:used], None)],
+                                              canonical=False),
+                   _capped(np.unique(label_hash[labelled])))
 
-    @classmethod
-    def _combine(cls, size: int, items: np.ndarray, table: np.ndarray | None,
-                 parts: list, canonical: bool = True) -> "ValueSketch":
-        """The state of a dense ``table`` (or none) plus sparse ``parts`` (``(index,
-        counts)``, indices in any order and repeated, ``counts`` ``None`` for one each).
+    @staticmethod
+    def _combine(size: int, table: np.ndarray | None, parts: list,
+                 canonical: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The ``(index, counts)`` of a dense ``table`` (or none) plus sparse ``parts``
+        (``(index, counts)``, indices in any order and repeated, ``counts`` ``None`` for
+        one each).
 
         The canonical form depends only on the counts, so that equal counts pickle alike
         whatever the order of the merges: sparse (sorted distinct indices) with at most
@@ -288,43 +289,43 @@ class ValueSketch:
                                      for i, c in parts])
             index, inverse = np.unique(index, return_inverse=True)
             total = np.bincount(inverse, weights=counts, minlength=len(index))
-            return cls(size, items, index, np.minimum(total, SATURATED).astype(np.uint16))
+            return index, np.minimum(total, SATURATED).astype(np.uint16)
         if not canonical:
             (index, counts), = parts
-            return cls(size, items, index, counts)
+            return index, counts
         fresh = table is None
         table = np.zeros(size, dtype=np.uint8) if fresh else table.copy()
         for index, counts in parts:
             _ADD_COUNTS.get()(table, index, np.zeros(0, np.uint16) if counts is None else counts)
         if fresh and np.count_nonzero(table) <= limit:  # a dense table stays dense
             index = np.flatnonzero(table)
-            return cls(size, items, index, table[index].astype(np.uint16))
-        return cls(size, items, None, table)
+            return index, table[index].astype(np.uint16)
+        return None, table
 
     def canonical(self) -> "ValueSketch":
         """This state in its canonical form (a chunk's summary may not be)."""
         if self.index is not None and self.counts is None:
-            out = self._combine(self.size, self.items, None, [(self.index, None)])
-            out.labels = self.labels
-            return out
+            return ValueSketch(self.size, self.items,
+                               *self._combine(self.size, None, [(self.index, None)]),
+                               self.labels)
         return self
 
     def merge(self, other: "ValueSketch") -> "ValueSketch":
         """The counts of both, saturating at :data:`SATURATED`; neither input changes."""
         if other.size != self.size or len(other.items) != len(self.items):
             raise ValueError("sketches of different shapes cannot be merged")
-        items = self.items + other.items
         if self.index is None and other.index is None:  # two dense tables
             table = np.empty_like(self.counts)
             _ADD_TABLES.get()(self.counts, other.counts, table)
-            merged = ValueSketch(self.size, items, None, table)
+            index, counts = None, table
         else:
             dense = next((s.counts for s in (self, other) if s.index is None), None)
-            merged = self._combine(self.size, items, dense, [(s.index, s.counts)
+            index, counts = self._combine(self.size, dense, [(s.index, s.counts)
                                                              for s in (self, other)
                                                              if s.index is not None])
-        merged.labels = _labels_union(self.labels, other.labels)
-        return merged
+        labels = None if self.labels is None or other.labels is None \
+            else _capped(np.union1d(self.labels, other.labels))
+        return ValueSketch(self.size, self.items + other.items, index, counts, labels)
 
     def count(self, values: np.ndarray, label_hash: np.ndarray, labelled: np.ndarray,
               j: int, heavy: np.ndarray | None = None) -> np.ndarray:
@@ -505,15 +506,13 @@ class PlantedValues:
         other label seen in pass 1 than its own label hash ``own`` (the purity test's
         total less its own count: an overcount), and whether one of them saturated (the
         purity cannot be told)."""
-        others = np.zeros(len(values), dtype=np.int64)
-        crowded = np.zeros(len(values), dtype=bool)
-        every = np.ones(len(values), dtype=bool)
-        for h in self._label_hashes:
-            count = self.sketch_.count(values, np.full(len(values), h, dtype=_U64), every, j)
-            count[own == h] = 0
-            others += count
-            crowded |= count >= SATURATED
-        return others, crowded
+        n, hashes = len(values), self._label_hashes
+        # one look-up of every value under every label (label by label)
+        count = self.sketch_.count(np.tile(values, len(hashes)), np.repeat(hashes, n),
+                                   np.ones(n * len(hashes), dtype=bool), j)
+        count = count.reshape(len(hashes), n)
+        count[hashes[:, None] == own[None, :]] = 0
+        return count.sum(axis=0), (count >= SATURATED).any(axis=0)
 
     def _evidence(self, mine: np.ndarray, total: np.ndarray, labels: np.ndarray,
                   noise: float) -> np.ndarray:
