@@ -102,7 +102,7 @@ def consistent_tail(factor: float):
 
     The fusion fits each family's exponential tail to its bulk (the median to the 75th
     percentile). Where that bulk is squeezed against 0 and the upper tail is long (the
-    labels family: most rows' posterior of a wrong label is about 0), the fitted tail
+    labels family: most rows' label surprise is about 0), the fitted tail
     gives the sample's own top rows p-values of 1e-100 and less. This variant widens the
     scale ``beta`` until the fitted tail probability at each quantile ``q`` is at least
     ``(1 - q) / factor``; it never narrows it. A study, not an option of the scanner.

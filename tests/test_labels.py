@@ -77,7 +77,7 @@ def test_binary_flips_rank_on_top_with_readable_reasons(binary):
         assert f"/10 neighbours '{other}'" in reasons[row]
     clean = np.setdiff1d(np.arange(len(df)), PLANTED)
     assert (reasons[clean] == None).mean() > 0.97  # noqa: E711 - reasons only for the tail
-    assert scores.min() >= 0 and scores.max() <= 1
+    assert scores.min() >= 0 and np.isfinite(scores).all()  # -ln P(label right)
 
 
 def test_binary_estimate_of_wrong_labels_is_reported(binary):
@@ -241,7 +241,7 @@ def test_many_classes_fall_back_to_the_linear_model():
     assert len(learned["classes"]) == 25
     assert all(len(fold) == 1 for fold in check.models_)
     scores = scored(check, source, schema)[0]
-    assert np.isfinite(scores).all() and 0 <= scores.min() and scores.max() <= 1
+    assert np.isfinite(scores).all() and 0 <= scores.min()  # -ln P(label right)
 
 
 @pytest.mark.parametrize("reentrant", [True, False])

@@ -2,10 +2,10 @@
 
 A row whose label disagrees with what the rest of the data says about its neighbourhood
 is suspect. Two estimates of ``P(label | features)`` are learned from the row sample and
-combined; the family score is the probability that the given label is wrong.
+pooled; the family score is the surprise of the given label, ``-ln P(label right)``.
 
 * **Model.** A classifier (``model``: HistGradientBoosting, logistic regression, or
-  a weighted average of both, the default) is cross-validated on the encoded sample with
+  a weighted pool of both, the default) is cross-validated on the encoded sample with
   ``folds`` folds, stratified by class and assigned by a keyed hash of the row id. Every
   training row gets its out-of-fold probabilities (stored with its row id, so that it
   gets the same honest values when pass 2 meets it again, in whatever chunk). Every
@@ -14,24 +14,36 @@ combined; the family score is the probability that the given label is wrong.
   distribution as the ones the fusion calibrates against.
 * **Neighbours.** A class-balanced vote of the ``k``, ``2k`` and ``5k`` nearest rows of
   an index of the sample (at most ``knn_rows`` rows, searched along their ``knn_dims``
-  principal axes; a row never votes for itself: sampled rows are excluded by row id). Each neighbour's vote is weighted by how much the model believes *its* label
-  (its out-of-fold probability), so a tight cluster of flipped rows does not vouch for
+  principal axes; a row never votes for itself: sampled rows are excluded by row id).
+  Each neighbour's vote is weighted by how much the model believes *its* label (its
+  out-of-fold probability), so a tight cluster of flipped rows does not vouch for
   itself, and votes of a skewed class are weighted by the inverse square root of the
-  class share.
+  class share. Each scale's vote shares out one vote's weight evenly besides, so that no
+  class is ever ruled out by a vote alone.
+* **Pooling.** The two models of ``hgb+logreg``, and then the model and the neighbours,
+  are pooled log-linearly (a weighted geometric mean of their probabilities,
+  renormalised), not averaged: an average floors a class's probability at its weighted
+  least source (a model's ``1e-6`` averaged with a vote's ``0.05`` is about ``0.01``),
+  and in a million rows the rows that matter lie beyond such a floor (the scale
+  benchmark's needle: ``benchmarks/RESULTS.md``, "Session 19").
 * **Confident learning** (Northcutt, Jiang & Chuang, 2021) on the combined
   probabilities of the training rows: per-class thresholds ``t_j`` (the mean
   probability of class ``j`` among rows labelled ``j``), the confident joint of given
   and likely true labels, calibrated to the class counts, and from it the estimated
   number of wrong labels in the whole dataset (see :meth:`LabelsCheck.describe`) and
   the noise transition matrix ``T[i, j] = P(given i | true j)``.
-* **Score.** The posterior probability that the given label ``i`` is wrong,
-  ``sum_{j != i} p_j T[i, j] / sum_j p_j T[i, j]``: self-confidence re-weighted by the
-  flips the data actually shows, so that a row labelled ``b`` that looks like an ``a``
-  counts more when ``a -> b`` flips are common (class-conditional and targeted flips).
-  ``T`` is tempered to ``T ** kappa``, ``kappa`` the agreement (Cohen's) of the
-  combined predictions with the given labels: a weak model's confident joint maps its
-  own confusion more than the flips, and with ``kappa = 0`` the score is plain
-  self-confidence.
+* **Score.** The surprise of the given label ``i``, ``-ln`` of its posterior
+  probability ``p_i T[i, i] / sum_j p_j T[i, j]`` (in nats: 0 = surely right, 4.6 = a 1%
+  chance): self-confidence re-weighted by the flips the data actually shows, so that a
+  row labelled ``b`` that looks like an ``a`` counts more when ``a -> b`` flips are
+  common (class-conditional and targeted flips). ``T`` is tempered to ``T ** kappa``,
+  ``kappa`` the agreement (Cohen's) of the combined predictions with the given labels: a
+  weak model's confident joint maps its own confusion more than the flips, and with
+  ``kappa = 0`` the score is plain self-confidence. A logarithm, not the probability
+  that the label is wrong, because the fusion calibrates each family's tail by how far
+  beyond its bulk a score lies (:mod:`poisonscan.fusion`): a probability of being wrong
+  is bounded by 1, and every row whose label is almost surely wrong would get one tail
+  probability, however much more surely wrong one is than another.
 
 Rows without a label (reported by the ``bounds`` family), and rows whose class has
 fewer than ``min_class_rows`` sampled rows (too small to cross-validate; listed in the
@@ -75,6 +87,8 @@ MODELS = ("hgb+logreg", "hgb", "logreg")
 SCALES = (1, 2, 5)
 #: Floor of the noise transition matrix (no flip is deemed impossible).
 _TRANSITION_FLOOR = 1e-3
+#: Smallest class probability taken (its logarithm, about -690, stays finite).
+_PROBA_FLOOR = 1e-300
 #: Parameters of the boosting model: half of scikit-learn's 100 iterations at twice its
 #: learning rate (0.1). The fit is the largest fixed cost of a scan: this halves its
 #: iterations at the benchmark's 3,000 rows (no early stopping there) and cuts its CPU by
@@ -86,8 +100,8 @@ BOOSTING = {"learning_rate": 0.2, "max_iter": 50}
 BOOSTING_PROBE_ROWS = 256
 #: Most classes the check handles (beyond, the label is not a class label).
 MAX_CLASSES = 200
-#: Most classes for boosting in the "hgb+logreg" average (it grows one tree per class and
-#: iteration); with more, the average is the logistic regression alone.
+#: Most classes for boosting in the "hgb+logreg" pool (it grows one tree per class and
+#: iteration); with more, the pool is the logistic regression alone.
 BLEND_MAX_CLASSES = 20
 
 
@@ -98,7 +112,7 @@ class LabelsCheck(Check):
     ----------
     model : {"hgb+logreg", "hgb", "logreg"}, default "hgb+logreg"
         Classifier behind the out-of-fold probabilities: scikit-learn's
-        HistGradientBoostingClassifier, a logistic regression, or a weighted average of
+        HistGradientBoostingClassifier, a logistic regression, or a weighted pool of
         both. Boosting fits non-linear classes, but it also learns a tight cluster of
         flipped labels and then vouches for it; the linear model cannot fit such a
         cluster, so it keeps seeing its rows as wrong.
@@ -126,8 +140,8 @@ class LabelsCheck(Check):
         Neighbours are searched among the principal axes of the encoded index rows
         (at most this many; 0 keeps every encoded feature).
     knn_weight : float, default 0.25
-        Weight of the neighbour vote in the combined probabilities (the model has
-        ``1 - knn_weight``).
+        Weight (exponent) of the neighbour vote in the pooled probabilities (the model
+        has ``1 - knn_weight``).
     class_balance : float, default 0.5
         Neighbour votes of class ``c`` are weighted by ``share_c ** -class_balance``
         (0: plain vote, 1: fully balanced).
@@ -179,7 +193,7 @@ class LabelsCheck(Check):
     parameters = (
         Option("model", "str", "hgb+logreg", "classifier behind the out-of-fold probabilities",
                choices=MODELS),
-        Option("hgb_weight", "float", 0.15, "weight of boosting in the hgb+logreg average",
+        Option("hgb_weight", "float", 0.15, "weight of boosting in the hgb+logreg pool",
                low=0.0, high=1.0),
         Option("folds", "int", 5, "cross-validation folds", low=2, high=20),
         Option("model_rows", "int", 20_000, "sampled rows the classifier is trained on at most",
@@ -304,7 +318,7 @@ class LabelsCheck(Check):
             counts_all = np.bincount(y_train, minlength=len(self.classes_)) \
                 * (self.n_rows_ / max(len(sample), 1))
         self.estimated_issues_ = int(round(float((counts_all * self.issue_rate_).sum())))
-        scores = _posterior_wrong(proba, y_train, self.transition_)
+        scores = _surprise(proba, y_train, self.transition_)
         self.reason_threshold_ = float(np.quantile(scores, 1.0 - self.tail)) \
             if self.tail > 0 else math.inf
         return self
@@ -360,15 +374,18 @@ class LabelsCheck(Check):
             return LogisticRegression(max_iter=1000).fit(*part)
 
     def _predict(self, fitted: list, X: np.ndarray) -> np.ndarray:
-        """Class probabilities of a fold's models (columns = :attr:`classes_`)."""
-        out = np.zeros((len(X), len(self.classes_)))
+        """Class probabilities of a fold's models (columns = :attr:`classes_`), pooled
+        log-linearly (:func:`_pool`) with weights ``hgb_weight`` and ``1 - hgb_weight``."""
+        parts = []
         for model in fitted:
             linear = hasattr(model, "coef_")
             weight = 1.0 if len(fitted) == 1 else \
                 (1.0 - self.hgb_weight if linear else self.hgb_weight)
-            proba = _linear_proba(model, X) if linear else model.predict_proba(X)
-            out[:, model.classes_] += weight * proba
-        return out
+            proba = np.full((len(X), len(self.classes_)), _PROBA_FLOOR)
+            proba[:, model.classes_] = _linear_proba(model, X) if linear \
+                else model.predict_proba(X)
+            parts.append((proba, weight))
+        return _pool(parts)
 
     # -------------------------------------------------------------------- probabilities
     def _model_proba(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -388,7 +405,7 @@ class LabelsCheck(Check):
 
     def _combined(self, X: np.ndarray, rows: np.ndarray, codes: np.ndarray,
                   model_proba: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Model and neighbour probabilities mixed; also the neighbours (or None)."""
+        """Model and neighbour probabilities pooled; also the neighbours (or None)."""
         if self.k_ <= 0 or self.knn_weight == 0:
             return model_proba, None
         neighbours = self._neighbours(self._project(X), rows)
@@ -396,11 +413,11 @@ class LabelsCheck(Check):
         knn = np.zeros((len(rows), C))
         sums = _VOTE_SUMS.get()(neighbours, self.knn_vote_, self.knn_codes_,
                                 np.asarray(self.scales_, dtype=np.int64), C)
-        for hist in sums:
-            total = hist.sum(axis=1, keepdims=True)
-            knn += np.where(total > 0, hist / np.where(total > 0, total, 1.0), 1.0 / C)
+        for hist in sums:  # one vote's weight spread evenly: no class is ruled out
+            knn += (hist + 1.0 / C) / (hist.sum(axis=1, keepdims=True) + 1.0)
         knn /= len(self.scales_)
-        return (1.0 - self.knn_weight) * model_proba + self.knn_weight * knn, neighbours
+        return _pool([(model_proba, 1.0 - self.knn_weight), (knn, self.knn_weight)]), \
+            neighbours
 
     # ------------------------------------------------------------------------ neighbours
     def _fit_projection(self, X: np.ndarray) -> None:
@@ -440,7 +457,7 @@ class LabelsCheck(Check):
 
     # --------------------------------------------------------------------------- scoring
     def score(self, chunk) -> CheckScores:
-        """Probability that each row's label is wrong (0 without a checkable label)."""
+        """Surprise of each row's label, ``-ln P(label right)`` (0 without a checkable label)."""
         n = len(chunk)
         result = CheckScores.empty(n)
         if not self.active_ or n == 0:
@@ -454,7 +471,7 @@ class LabelsCheck(Check):
         rows, y = chunk.rows[live], codes[live]
         model = self._model_proba(X, rows)
         proba, neighbours = self._combined(X, rows, y, model)
-        scores = _posterior_wrong(proba, y, self.transition_)
+        scores = _surprise(proba, y, self.transition_)
         result.scores[live] = scores
         flagged = np.flatnonzero((scores >= self.reason_threshold_)
                                  & (proba.argmax(axis=1) != y))
@@ -595,12 +612,31 @@ def _vote_sums(neighbours, vote, codes, scales, n_classes):  # pragma: no cover 
 _VOTE_SUMS = LazyKernel(globals(), "_vote_sums")
 
 
-def _posterior_wrong(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> np.ndarray:
-    """``P(given label wrong | x)`` from class probabilities and the noise transition."""
-    lik = proba * transition[codes]
-    mine = lik[np.arange(len(codes)), codes]
-    total = lik.sum(axis=1)
-    return np.where(total > 0, 1.0 - mine / np.where(total > 0, total, 1.0), 0.0)
+def _pool(parts: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Log-linear pooling: ``p_c`` proportional to ``prod_k p_kc ** w_k`` (weights sum to 1).
+
+    Unlike a weighted average, which floors every class's probability at the weighted
+    smallest of its sources (a model's ``1e-6`` averaged with a vote's ``0.05`` is about
+    ``0.01``), the pool keeps how unlikely each source finds a class: the ranking's tail,
+    where one row in ten thousand must stand out, stays resolved.
+    """
+    log = sum(w * np.log(np.maximum(p, _PROBA_FLOOR)) for p, w in parts)
+    log -= log.max(axis=1, keepdims=True)
+    np.exp(log, out=log)
+    return log / log.sum(axis=1, keepdims=True)
+
+
+def _surprise(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> np.ndarray:
+    """``-ln P(given label right | x)`` from class probabilities and the noise transition.
+
+    The posterior of the given label ``i`` is ``p_i T[i, i] / sum_j p_j T[i, j]``; its
+    negative logarithm (in nats, 0 = surely right) is computed from logarithms, so that it
+    stays finite and ordered however small the posterior.
+    """
+    lik = np.log(np.maximum(proba, _PROBA_FLOOR)) + np.log(transition[codes])
+    top = lik.max(axis=1)
+    total = top + np.log(np.exp(lik - top[:, None]).sum(axis=1))
+    return np.maximum(total - lik[np.arange(len(codes)), codes], 0.0)
 
 
 def _r(x: float) -> float:
