@@ -260,3 +260,36 @@ def test_fold_models_do_not_depend_on_how_the_fits_are_scheduled(binary, monkeyp
         assert np.array_equal(ours[1].coef_, theirs[1].coef_)
         assert np.array_equal(ours[1].intercept_, theirs[1].intercept_)
     assert np.array_equal(check.oof_proba_, reference.oof_proba_)
+
+
+def test_surprise_keeps_ordering_labels_far_beyond_a_probability_of_one():
+    """The score is ``-ln P(label right)``: a label the data makes 1e-200 likely scores
+    about ten times one it makes 1e-20 likely, where the probability that the label is
+    wrong would be 1.0 for both (the fusion's tail could not tell them apart)."""
+    from poisonscan.checks.labels import _surprise
+
+    right = np.array([0.5, 0.9, 1e-3, 1e-20, 1e-200])
+    proba = np.column_stack([1.0 - right, right])
+    codes = np.ones(len(right), dtype=np.int64)
+    scores = _surprise(proba, codes, np.ones((2, 2)))  # no flips known: self-confidence
+    np.testing.assert_allclose(scores, -np.log(right), rtol=1e-9)
+    assert np.all(np.diff(scores[[1, 0, 2, 3, 4]]) > 0)
+    # with the flips the data shows, T[given, true]: P(b right) = p_b T[b,b] / sum_j p_j T[b,j]
+    flips = np.array([[0.7, 0.2], [0.3, 0.8]])
+    posterior = right * 0.8 / ((1.0 - right) * 0.3 + right * 0.8)
+    np.testing.assert_allclose(_surprise(proba, codes, flips), -np.log(posterior), rtol=1e-9)
+
+
+def test_pooling_keeps_a_class_that_one_source_all_but_rules_out():
+    """Log-linear pooling: a class one source gives 1e-6 stays near that, where a weighted
+    average would floor it at the other source's share (0.15 * 0.05 = 0.0075)."""
+    from poisonscan.checks.labels import _pool
+
+    model = np.array([[1.0 - 1e-6, 1e-6], [0.3, 0.7]])
+    vote = np.array([[0.95, 0.05], [0.3, 0.7]])
+    pooled = _pool([(model, 0.85), (vote, 0.15)])
+    np.testing.assert_allclose(pooled.sum(axis=1), 1.0)
+    assert pooled[0, 1] < 1e-5
+    np.testing.assert_allclose(pooled[1], [0.3, 0.7])  # sources that agree are kept
+    # a zero from either source is floored, not a NaN or a division by zero
+    assert np.isfinite(_pool([(np.array([[1.0, 0.0]]), 0.5), (vote[:1], 0.5)])).all()
