@@ -43,7 +43,10 @@ pooled; the family score is the surprise of the given label, ``-ln P(label right
   that the label is wrong, because the fusion calibrates each family's tail by how far
   beyond its bulk a score lies (:mod:`poisonscan.fusion`): a probability of being wrong
   is bounded by 1, and every row whose label is almost surely wrong would get one tail
-  probability, however much more surely wrong one is than another.
+  probability, however much more surely wrong one is than another. The price: where the
+  labels are noisy by nature, the rows whose label the model doubts most now outrank
+  moderate evidence of the other families (the quality benchmark's jointly impossible
+  rows on ``attrition``; ``benchmarks/RESULTS.md``, "Session 19").
 
 Rows without a label (reported by the ``bounds`` family), and rows whose class has
 fewer than ``min_class_rows`` sampled rows (too small to cross-validate; listed in the
