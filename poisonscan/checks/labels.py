@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp, softmax
 
 from ..boosting import CompiledBoosting
 from ..compiled import LazyKernel
@@ -623,10 +624,7 @@ def _pool(parts: list[tuple[np.ndarray, float]]) -> np.ndarray:
     ``0.01``), the pool keeps how unlikely each source finds a class: the ranking's tail,
     where one row in ten thousand must stand out, stays resolved.
     """
-    log = sum(w * np.log(np.maximum(p, _PROBA_FLOOR)) for p, w in parts)
-    log -= log.max(axis=1, keepdims=True)
-    np.exp(log, out=log)
-    return log / log.sum(axis=1, keepdims=True)
+    return softmax(sum(w * _log(p) for p, w in parts), axis=1)
 
 
 def _surprise(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> np.ndarray:
@@ -636,10 +634,13 @@ def _surprise(proba: np.ndarray, codes: np.ndarray, transition: np.ndarray) -> n
     negative logarithm (in nats, 0 = surely right) is computed from logarithms, so that it
     stays finite and ordered however small the posterior.
     """
-    lik = np.log(np.maximum(proba, _PROBA_FLOOR)) + np.log(transition[codes])
-    top = lik.max(axis=1)
-    total = top + np.log(np.exp(lik - top[:, None]).sum(axis=1))
-    return np.maximum(total - lik[np.arange(len(codes)), codes], 0.0)
+    lik = _log(proba) + np.log(transition[codes])
+    return np.maximum(logsumexp(lik, axis=1) - lik[np.arange(len(codes)), codes], 0.0)
+
+
+def _log(proba: np.ndarray) -> np.ndarray:
+    """Natural logarithm of probabilities floored at :data:`_PROBA_FLOOR` (finite)."""
+    return np.log(np.maximum(proba, _PROBA_FLOOR))
 
 
 def _r(x: float) -> float:
