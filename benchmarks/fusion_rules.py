@@ -71,9 +71,9 @@ def refuse(scores: pd.DataFrame, rule: str,
            weights: dict[str, float] | None = None) -> np.ndarray:
     """The fused score of every row under ``rule``, from the families' own scores.
 
-    ``weights`` (a study, not an option of the scanner) divides a family's p-values by
-    its weight before the rule, as a weighted Bonferroni correction would: a prior
-    belief that the family's evidence is the one that matters.
+    ``weights`` are the scanner's ``family_weights``: each family's p-values divided by
+    its weight (normalised to a mean of 1) before the rule, a prior belief that the
+    family's evidence is the one that matters.
     """
     from poisonscan import fusion
     from poisonscan.checks.base import CheckScores
@@ -84,9 +84,8 @@ def refuse(scores: pd.DataFrame, rule: str,
         result = CheckScores.empty(len(scores))
         result.scores[:] = scores[family].to_numpy(float)
         sample[family] = result
-    fused = fusion.Fusion(rule=rule).fit(sample)
-    p = np.vstack([np.maximum(fused.pvalue(f, sample[f].scores) / (weights or {}).get(f, 1.0),
-                              fusion.P_FLOOR) for f in families])
+    fused = fusion.Fusion(rule=rule, weights=weights).fit(sample)
+    p = np.vstack([fused.weighted(f, sample[f].scores) for f in families])
     soft = fusion.soft_score(fusion.combine(p, rule))
     stored = scores["score"].to_numpy(float)
     return np.where(stored > fusion.SOFT_MAX, stored, soft)  # the rule tiers as scanned
@@ -144,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-fuse with every family's fitted tail at most FACTOR times "
                              "lighter than its sample (consistent_tail)")
     parser.add_argument("--family-weight", action="append", default=[],
-                        metavar="FAMILY=W", help="divide FAMILY's p-values by W before the "
-                                                 "rule (repeatable; refuse)")
+                        metavar="FAMILY=W", help="re-fuse with the scanner's family_weights "
+                                                 "(repeatable; refuse)")
     parser.add_argument("--by-dataset", nargs="*", default=[], metavar="ATTACK",
                         help="also print these attacks' average precision per dataset")
     args = parser.parse_args(argv)

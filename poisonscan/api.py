@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from . import pipeline
 from .checks.registry import build_checks
-from .config import ScanConfig, located
+from .config import ScanConfig, check_family_names, located
 from .engines.local import PASS2_FILE, ScanRun
 from .errors import ConfigError, InputError, OutputExistsError
 from .io.schema import ScanSchema
@@ -162,11 +162,8 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     if cfg.origins["out"] == "default":  # neither out= nor the config file's out
         tmp = tempfile.TemporaryDirectory(prefix="poisonscan-")
         cfg = ScanConfig.resolve(dict(arguments, out=tmp.name), config_file=config)
-    if cfg.fail_on:
-        from .checks.registry import check_class
-        with located(cfg):
-            for family in cfg.fail_on:
-                check_class(family)  # an unknown family is a ConfigError (exit 2)
+    from .checks.registry import REGISTRY
+    check_family_names(cfg, REGISTRY)
 
     _check_out_outside_inputs(source, cfg.out)
     source, schema = _open(source, cfg)

@@ -19,7 +19,7 @@ import time
 from typing import Sequence
 
 from ._version import __version__
-from .config import OPTIONS, ScanConfig, discover_config_file, located
+from .config import OPTIONS, ScanConfig, check_family_names, discover_config_file, located
 from .errors import PoisonscanError
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -230,6 +230,7 @@ def _config_show(args: argparse.Namespace) -> int:
     cfg = ScanConfig.resolve(options, config_file=config_file)
     with located(cfg):  # the families' tables as a scan would take them (exit 2 if not)
         build_checks(cfg.checks, cfg.families, has_label=True)
+    check_family_names(cfg, REGISTRY)
     defaults = {name: check_class(name)().get_params() for name in REGISTRY}
     doc = cfg.provenance(defaults)
     if args.show_json:

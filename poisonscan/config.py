@@ -37,8 +37,9 @@ class Option:
     name : str
         Key in the config file and keyword of :func:`poisonscan.scan`; the CLI flag is
         ``--name`` with dashes.
-    kind : {"int", "float", "str", "bool", "list"}
-        Value type.
+    kind : {"int", "float", "str", "bool", "list", "weights"}
+        Value type. ``"weights"`` maps names to positive numbers: a table in the config
+        file (``{labels = 0.3}``), ``"labels=0.3,outliers=2"`` on the command line.
     default : object
         Value when nobody sets it.
     help : str
@@ -105,9 +106,36 @@ class Option:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{prefix}{self.name} must be a list of names, not {value!r}")
             value = tuple(value)
+        elif self.kind == "weights":
+            value = self._weights(value, prefix)
         if self.kind in ("int", "float"):
             self._check_range(value, prefix)
         return value
+
+    def _weights(self, value: Any, prefix: str) -> dict[str, float]:
+        """``{name: weight}`` from a mapping or ``"name=w,name=w"``; weights finite, > 0."""
+        if isinstance(value, str):
+            pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ConfigError(f"{prefix}{self.name} takes NAME=WEIGHT pairs separated by "
+                                  f"commas, not {value!r}")
+            try:
+                value = {name.strip(): float(weight) for name, _, weight in pairs}
+            except ValueError:
+                raise ConfigError(f"{prefix}{self.name}: every weight must be a number, "
+                                  f"not {value!r}") from None
+        if not isinstance(value, Mapping) or not value:
+            raise ConfigError(f"{prefix}{self.name} must map names to weights, not {value!r}")
+        weights = {}
+        for name, weight in value.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{prefix}{self.name}: {name!r} is no name")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                    or not (math.isfinite(weight) and weight > 0):
+                raise ConfigError(f"{prefix}{self.name}: the weight of {name} must be a "
+                                  f"finite number > 0, not {weight!r}")
+            weights[name] = float(weight)
+        return weights
 
     def _check_range(self, value: float, prefix: str) -> None:
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
@@ -153,6 +181,11 @@ OPTIONS: tuple[Option, ...] = (
            "smallest (a single family that fired is not diluted), the Cauchy combination "
            "(robust to dependence) or Fisher's method (independent families)",
            choices=("min", "cauchy", "fisher")),
+    Option("family_weights", "weights", None,
+           "prior weight of each family's evidence in the fusion (weighted p-values p / w, "
+           "normalised to a mean of 1, default 1 each): e.g. labels=0.3 when the labels are "
+           "noisy by nature and inserted rows are the threat, labels=10 when flipped labels "
+           "are", nullable=True, metavar="FAMILY=W,..."),
     Option("fdr", "float", None,
            "also quarantine the rows whose soft evidence passes Benjamini-Hochberg at this "
            "false discovery rate (calibrated tail p-values, Bonferroni over families)",
@@ -220,6 +253,7 @@ class ScanConfig:
     max_suspects: int | None = None
     contamination: float | None = None
     fusion: str = "min"
+    family_weights: Mapping[str, float] | None = None
     fdr: float | None = None
     fail_above: float | None = None
     fail_on: tuple[str, ...] | None = None
@@ -267,7 +301,8 @@ class ScanConfig:
         text = path.read_text(encoding="utf-8") if path is not None else ""
         scope = "tool.poisonscan" if path is not None and path.name == "pyproject.toml" else None
         for key, value in table.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and getattr(OPTION_BY_NAME.get(key), "kind", "") \
+                    != "weights":  # a table is a family's parameters, unless an option's
                 families[key] = dict(value)
                 family_origins.update(dict.fromkeys(_leaf_paths(value, (key,)), "config"))
                 continue
@@ -379,6 +414,8 @@ class ScanConfig:
         for option in OPTIONS:
             if option.kind == "list" and out[option.name] is not None:
                 out[option.name] = list(out[option.name])
+            elif option.kind == "weights" and out[option.name] is not None:
+                out[option.name] = dict(out[option.name])
         out["families"] = {k: dict(v) for k, v in self.families.items()}
         out["config_file"] = self.config_file
         return out
@@ -457,6 +494,23 @@ def _line_of(text: str, key: str, table: str | None = None) -> str:
         if in_scope and assign.match(line):
             return f":{number}"
     return ""
+
+
+def check_family_names(cfg: ScanConfig, known) -> None:
+    """Every family that ``fail_on`` or ``family_weights`` names is one of ``known``.
+
+    Raises
+    ------
+    ConfigError
+        ``[FILE:LINE: ]OPTION: unknown check family 'NAME' (known: ...)`` (exit 2).
+    """
+    for option in ("fail_on", "family_weights"):
+        unknown = [family for family in getattr(cfg, option) or () if family not in known]
+        if unknown:
+            source = cfg.source_of(option)
+            where = source[len("config "):] + ": " if source.startswith("config ") else ""
+            raise ConfigError(f"{where}{option}: unknown check family {unknown[0]!r} "
+                              f"(known: {', '.join(known)})")
 
 
 @contextlib.contextmanager

@@ -56,6 +56,14 @@
   strongest first: violations, then by ascending ``p``. A suspect chosen on soft evidence
   that no family put in words gets the family with the smallest ``p`` as its reason
   (:meth:`Fusion.explain`, applied in pass 3), so that no suspect goes unexplained.
+* **Weights** (``family_weights``). A prior belief that one family's evidence matters more
+  than another's divides each family's ``p`` by its weight before the rule (weighted
+  p-values, Genovese, Roeder & Wasserman 2006), the weights normalised to a mean of 1 over
+  the fitted families, so that the Bonferroni factor of the ``"min"`` rule stays valid
+  (weighted Bonferroni: ``F min_f p_f / w_f``). Unweighted by default: every family 1. On
+  the quality benchmark no weight lifts every attack at once; a weight moves the ranking
+  along the trade-off between flipped labels and inserted rows that
+  ``benchmarks/RESULTS.md`` measures ("Family weights").
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
   violation or a finding. ``fdr`` adds the rows whose soft evidence passes the
   Benjamini–Hochberg procedure at that level (on ``min(1, F min_f p_f)``, Bonferroni over
@@ -110,6 +118,10 @@ class Fusion:
     ----------
     rule : {"min", "cauchy", "fisher"}, default "min"
         How a row's per-family p-values become the p of its soft score (:func:`combine`).
+    weights : mapping of str to float, optional
+        Prior weight of each family's evidence (positive; a family not named weighs 1;
+        families not fitted are ignored). Normalised to a mean of 1 over the fitted
+        families; each ``p`` is divided by its family's weight before the rule.
 
     Attributes
     ----------
@@ -119,18 +131,25 @@ class Fusion:
         Per family ``(q_b, beta)`` of the exponential tail beyond the upper
         :data:`TAIL_QUANTILES` quantile ``q_b``; None where the bulk has no spread there
         (e.g. a family that scores most rows 0): its ``p`` is the empirical one.
+    weights_ : dict of str to float
+        The normalised weight of every fitted family (all 1 without ``weights``).
     multiplicity_ : int
         The Bonferroni factor of a soft score's p-value for the FDR decision: the number
         of families under the ``"min"`` rule, 1 under the others (their p is combined).
     """
 
-    def __init__(self, rule: str = "min"):
+    def __init__(self, rule: str = "min", weights: Mapping[str, float] | None = None):
         self.rule = rule
+        self.weights = weights
 
     def fit(self, sample_scores: Mapping[str, CheckScores]) -> "Fusion":
         _check_rule(self.rule)
+        _check_weights(self.weights)
         self.reference_ = {f: np.sort(s.scores) for f, s in sample_scores.items()}
         self.tail_ = {f: _exponential_tail(ref) for f, ref in self.reference_.items()}
+        raw = {f: float((self.weights or {}).get(f, 1.0)) for f in self.reference_}
+        mean = sum(raw.values()) / len(raw) if raw else 1.0
+        self.weights_ = {f: w / mean for f, w in raw.items()}
         self.multiplicity_ = max(len(self.reference_), 1) if self.rule == "min" else 1
         return self
 
@@ -156,6 +175,13 @@ class Fusion:
             p[beyond] = np.minimum(p[beyond], extrapolated)
         return np.maximum(p, P_FLOOR)
 
+    def weighted(self, family: str, scores: np.ndarray) -> np.ndarray:
+        """The family's calibrated ``p`` divided by its weight (at most 1): what the rule
+        fuses and what orders the families of a row's reason."""
+        p = self.pvalue(family, scores)
+        weight = self.weights_[family]
+        return p if weight == 1.0 else np.clip(p / weight, P_FLOOR, 1.0)
+
     def explain(self, scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(checks, reason)`` for rows chosen on soft evidence no family put in words.
 
@@ -174,9 +200,10 @@ class Fusion:
         n = len(next(iter(scores.values()))) if families else 0
         if not n:
             return np.full(0, None, dtype=object), np.full(0, None, dtype=object)
-        p = np.vstack([self.pvalue(f, np.asarray(scores[f], dtype=np.float64))
-                       for f in families])
-        best = np.argmin(p, axis=0)
+        raw = [np.asarray(scores[f], dtype=np.float64) for f in families]
+        p = np.vstack([self.pvalue(f, r) for f, r in zip(families, raw)])
+        best = np.argmin(np.vstack([self.weighted(f, r) for f, r in zip(families, raw)]),
+                         axis=0)
         checks = np.array([families[k] for k in best], dtype=object)
         reason = np.array([f"{families[k]}: score {float(scores[families[k]][i]):.3g}, "
                            f"tail p={p[k, i]:.2g} against the sampled rows (soft evidence: no "
@@ -209,7 +236,7 @@ class Fusion:
         notes: dict[str, np.ndarray] = {}
         for family in families:
             r = results[family]
-            pvalues[family] = self.pvalue(family, r.scores)
+            pvalues[family] = self.weighted(family, r.scores)
             conflict = getattr(r, "conflict", None)
             if conflict is not None and conflict.any():
                 strength, least, notes[family] = self._settle(family, r, results)
@@ -313,6 +340,14 @@ class Fusion:
             else:
                 notes[i] = "; no label evidence either way: whole group flagged"
         return strength, floor, notes
+
+
+def _check_weights(weights: Mapping[str, float] | None) -> None:
+    for family, weight in (weights or {}).items():
+        if isinstance(weight, bool) or not (isinstance(weight, (int, float))
+                                            and math.isfinite(weight) and weight > 0):
+            raise ValueError(f"the weight of {family} must be a finite number > 0, "
+                             f"not {weight!r}")
 
 
 def _exponential_tail(ref: np.ndarray) -> tuple[float, float] | None:

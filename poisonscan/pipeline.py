@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -108,10 +108,11 @@ class Plan:
                          zip(columns, self.pass2_schema().types)], schema=self.pass2_schema())
 
 
-def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min") -> Plan:
+def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min",
+        family_weights: Mapping[str, float] | None = None) -> Plan:
     """Fit every check on the merged pass-1 state, score the row sample with them, then
-    calibrate the fusion on the sample's scores (``fusion_rule``: see
-    :class:`~poisonscan.fusion.Fusion`).
+    calibrate the fusion on the sample's scores (``fusion_rule`` and ``family_weights``:
+    see :class:`~poisonscan.fusion.Fusion`).
 
     Both steps run in threads, one per core, each with its native code (OpenMP, BLAS) on
     one thread (:func:`~poisonscan.threads.map_single_threaded`), so that a fitted check
@@ -135,7 +136,7 @@ def fit(state: PassOneState, checks: Sequence[Check], *, fusion_rule: str = "min
         edges = np.linspace(0, len(sample), n_blocks + 1).astype(np.int64)
         blocks = [sample.slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
     parts = map_single_threaded(lambda block: [c.score(block) for c in checks], blocks)
-    fusion = Fusion(rule=fusion_rule).fit(
+    fusion = Fusion(rule=fusion_rule, weights=family_weights).fit(
         {c.name: CheckScores.concatenate([part[i] for part in parts])
          for i, c in enumerate(checks)})
     return Plan(profile.schema, list(checks), fusion, profile)

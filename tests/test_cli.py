@@ -270,6 +270,24 @@ def _unknown_check_family(tmp):
     return ["ok.csv", "--label", "y", "--checks", "bounds,nosuch"], ["'nosuch'"]
 
 
+def _family_weight_of_an_unknown_family(tmp):
+    small_csv(tmp / "ok.csv")
+    return (["ok.csv", "--label", "y", "--family-weights", "labels=2,label=0.5"],
+            ["family_weights", "'label'"])
+
+
+def _family_weight_not_positive(tmp):
+    small_csv(tmp / "ok.csv")
+    return (["ok.csv", "--label", "y", "--family-weights", "outliers=0"],
+            ["family_weights", "outliers", "> 0"])
+
+
+def _family_weight_without_a_weight(tmp):
+    small_csv(tmp / "ok.csv")
+    return (["ok.csv", "--label", "y", "--family-weights", "labels"],
+            ["family_weights", "NAME=WEIGHT"])
+
+
 def _column_named_like_a_quarantine_column(tmp):
     # a quarantine file scanned again: its _row would be there twice
     lines = ["a,b,y,_row"] + [f"{i},{(i * 7) % 13},{'yes' if i % 3 else 'no'},{i}"
@@ -319,6 +337,9 @@ ERROR_CASES = {
     "--contamination out of range": _contamination_out_of_range,
     "--sample-rows too small": _sample_rows_too_small,
     "unknown check family": _unknown_check_family,
+    "family weight of an unknown family": _family_weight_of_an_unknown_family,
+    "family weight not positive": _family_weight_not_positive,
+    "family weight without a weight": _family_weight_without_a_weight,
     "column named like a quarantine column": _column_named_like_a_quarantine_column,
     "id column named like a results column": _id_column_named_score,
     "only label checks, no label": _only_label_checks_without_a_label,

@@ -377,6 +377,8 @@ def test_every_option_has_a_cli_flag_and_a_config_field():
     ("out", Path("x/y"), "x/y"),
     ("label", None, None),  # nullable
     ("quiet", True, True),
+    ("family_weights", "labels=0.5, outliers=2", {"labels": 0.5, "outliers": 2.0}),
+    ("family_weights", {"labels": 3}, {"labels": 3.0}),  # a TOML table; ints as floats
 ])
 def test_option_validate_accepts(name, value, expected):
     result = OPTION_BY_NAME[name].validate(value)
@@ -399,6 +401,14 @@ def test_option_validate_accepts(name, value, expected):
     ("quiet", 1),
     ("quiet", "true"),
     ("seed", None),  # not nullable
+    ("family_weights", "labels"),  # no weight
+    ("family_weights", "labels=high"),
+    ("family_weights", "labels=0"),
+    ("family_weights", {"labels": -1}),
+    ("family_weights", {"labels": True}),
+    ("family_weights", {"labels": math.inf}),
+    ("family_weights", {}),
+    ("family_weights", ["labels=2"]),
 ])
 def test_option_validate_rejects(name, value):
     with pytest.raises(ConfigError, match=name):

@@ -157,12 +157,17 @@ def test_csv_same_answer_single_file_and_split(tmp_path, cluster, reference):
 
 
 def test_all_families_and_a_budget_same_answer(tmp_path, cluster):
-    kw = dict(checks="bounds,outliers,labels,duplicates", contamination=0.02)
+    kw = dict(checks="bounds,outliers,labels,duplicates", contamination=0.02,
+              family_weights={"labels": 4.0, "outliers": 0.5})
     path = _parquet_in_row_groups(tmp_path, 400)
     local = poisonscan.scan(path, out=tmp_path / "local", **SCAN, **kw)
     dask = _dask(path, tmp_path / "dask", cluster, partition_rows=500, **kw)
     assert_same(local, dask)
     assert local.summary["rows"]["quarantined"] == 40
+    # the weights reach the fusion on both engines: without them the ranking differs
+    plain = poisonscan.scan(path, out=tmp_path / "plain", **SCAN,
+                            **dict(kw, family_weights=None))
+    assert not plain.scores().score.equals(local.scores().score)
 
 
 def test_worker_processes_give_the_same_bytes(tmp_path, reference):

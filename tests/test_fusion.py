@@ -383,6 +383,94 @@ def test_a_scan_takes_the_rule_from_its_options(tmp_path):
     assert not np.allclose(scores["min"].score[soft], scores["fisher"].score[soft])
 
 
+def _two_families_and_a_row_at_the_top_of_each():
+    """Families ``a`` and ``b`` with the same sample distribution; row 0 lies far out in
+    ``a`` and row 1 a little further out in ``b``; rows 2-3 are ordinary."""
+    rng = np.random.default_rng(5)
+    ref = {"a": _scores(rng.exponential(1.0, 3000)), "b": _scores(rng.exponential(1.0, 3000))}
+    chunk = {"a": _scores(np.array([12.0, 0.2, 0.5, 0.1])),
+             "b": _scores(np.array([0.2, 14.0, 0.1, 0.5]))}
+    return ref, chunk
+
+
+def test_family_weights_divide_p_values_after_normalising_to_a_mean_of_one():
+    ref, chunk = _two_families_and_a_row_at_the_top_of_each()
+    plain = Fusion().fit(ref)
+    weighted = Fusion(weights={"a": 30.0, "c": 5.0}).fit(ref)  # c: not fitted, ignored
+    assert plain.weights_ == {"a": 1.0, "b": 1.0}
+    assert weighted.weights_ == pytest.approx({"a": 60 / 31, "b": 2 / 31})
+    assert sum(weighted.weights_.values()) == pytest.approx(2.0)  # Bonferroni stays valid
+    assert weighted.multiplicity_ == 2
+    scores = chunk["a"].scores
+    assert weighted.weighted("a", scores) == pytest.approx(
+        np.minimum(1.0, plain.pvalue("a", scores) / (60 / 31)))
+    assert weighted.weighted("b", chunk["b"].scores) == pytest.approx(
+        np.minimum(1.0, plain.pvalue("b", chunk["b"].scores) / (2 / 31)))
+    # the calibration itself does not move
+    assert np.array_equal(weighted.pvalue("a", scores), plain.pvalue("a", scores))
+
+
+def test_a_family_weight_moves_a_row_of_that_family_up_the_ranking():
+    ref, chunk = _two_families_and_a_row_at_the_top_of_each()
+    plain, *_ = Fusion().fit(ref).fuse(chunk)
+    assert plain[1] > plain[0]  # b's row lies further out
+    trusted, *_ = Fusion(weights={"a": 1e6}).fit(ref).fuse(chunk)
+    assert trusted[0] > trusted[1]  # a prior on a's evidence puts its row first
+    # equal weights are no weights
+    same, *_ = Fusion(weights={"a": 3.0, "b": 3.0}).fit(ref).fuse(chunk)
+    assert np.array_equal(same, plain)
+
+
+def test_a_weighted_family_leads_the_reason_of_a_row_it_shares():
+    ref, _ = _two_families_and_a_row_at_the_top_of_each()
+    both = {"a": np.array([6.0]), "b": np.array([7.0])}
+    assert Fusion().fit(ref).explain(both)[0].tolist() == ["b"]
+    assert Fusion(weights={"a": 1e4}).fit(ref).explain(both)[0].tolist() == ["a"]
+
+
+@pytest.mark.parametrize("weight", [0, -1.0, float("inf"), float("nan"), True])
+def test_a_family_weight_must_be_a_positive_finite_number(weight):
+    with pytest.raises(ValueError, match="weight of a"):
+        Fusion(weights={"a": weight}).fit({"a": _scores(np.arange(10))})
+
+
+def test_a_scan_takes_the_family_weights_from_its_options_and_config_file(tmp_path):
+    import pandas as pd
+
+    import poisonscan
+    from poisonscan.config import ScanConfig
+    from poisonscan.errors import ConfigError
+
+    (tmp_path / "w.toml").write_text("[family_weights]\nlabels = 0.25\n", encoding="utf-8")
+    assert ScanConfig.resolve(config_file=tmp_path / "w.toml").family_weights == {
+        "labels": 0.25}
+    assert ScanConfig.resolve({"family_weights": "labels=4, outliers=0.5"}).family_weights \
+        == {"labels": 4.0, "outliers": 0.5}
+    (tmp_path / "bad.toml").write_text("family_weights = {labels = -2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.toml:1: family_weights: the weight of labels"):
+        ScanConfig.resolve(config_file=tmp_path / "bad.toml")
+    (tmp_path / "typo.toml").write_text("family_weights = {label = 2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"typo.toml:1: family_weights: unknown check "
+                                          r"family 'label'"):
+        poisonscan.scan(pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]}), label="y",
+                        config=tmp_path / "typo.toml", out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400),
+                          "label": np.where(rng.normal(size=400) > 0, "a", "b")})
+    runs = {name: poisonscan.scan(frame, label="label", out=tmp_path / name, quiet=True,
+                                  family_weights=weights)
+            for name, weights in (("plain", None), ("labels", {"labels": 100.0}))}
+    assert runs["labels"].summary["config"]["family_weights"] == {"labels": 100.0}
+    assert runs["plain"].summary["config"]["family_weights"] is None
+    scores = {name: run.scores().sort_values("row") for name, run in runs.items()}
+    soft = (scores["plain"].score < 1.0).to_numpy()
+    # a prior on the label evidence ranks the rows whose label looks wrong higher
+    top = {name: set(s[soft].nlargest(20, "score").row) for name, s in scores.items()}
+    labels_top = set(scores["plain"][soft].nlargest(20, "labels").row)
+    assert len(top["labels"] & labels_top) > len(top["plain"] & labels_top)
+
+
 def test_explain_names_the_family_with_the_smallest_p():
     rng = np.random.default_rng(1)
     fusion = Fusion().fit({"a": _scores(rng.exponential(1.0, 1000)),

@@ -112,6 +112,8 @@ def test_config_show_output_parses_as_toml_with_the_same_values(cwd, capsys):
     ("label = 'y'\n[bounds]\nmargin = 2.0\nnosuch = 1\n", ["ps.toml:4", "bounds.nosuch"]),
     ("[labels]\nfoldz = 3\n", ["ps.toml:2", "labels.foldz"]),
     ("[nosuchfamily]\nx = 1\n", ["'nosuchfamily'"]),
+    ("seed = 1\nfamily_weights = {label = 2}\n", ["ps.toml:2", "family_weights", "'label'"]),
+    ("fail_on = ['bonds']\n", ["ps.toml:1", "fail_on", "'bonds'"]),
 ])
 def test_config_show_bad_file_exits_2_naming_key_and_line(cwd, capsys, text, fragments):
     (cwd / "ps.toml").write_text(text, encoding="utf-8")

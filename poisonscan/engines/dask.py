@@ -223,7 +223,8 @@ class DaskRun(ScanRun):
     def fit(self, state) -> pipeline.Plan:
         client = self.client
         plan = client.submit(_fit, state, self._checks_ref, self.source.names,
-                             self.config.fusion, pure=False).result()
+                             self.config.fusion, self.config.family_weights,
+                             pure=False).result()
         for future in (state, self._checks_ref, *self._pass1):
             future.release()  # pass-1 states (samples, fingerprints) are not needed any more
         self._pass1 = []
@@ -338,11 +339,12 @@ def _tree_merge(client, states: list, checks):
     return states[0], tree
 
 
-def _fit(state, checks, names, fusion_rule) -> pipeline.Plan:
+def _fit(state, checks, names, fusion_rule, family_weights) -> pipeline.Plan:
     """Fit on the worker holding the merged state (:func:`pipeline.fit` spreads the checks
     over the cores of its machine in threads, each with one BLAS/OpenMP thread, as Dask
     starts its workers)."""
-    return pipeline.fit(require_rows(state, names), checks, fusion_rule=fusion_rule)
+    return pipeline.fit(require_rows(state, names), checks, fusion_rule=fusion_rule,
+                        family_weights=family_weights)
 
 
 def _score(part, path, *, plan, chunk_rows):

@@ -129,7 +129,8 @@ class ScanRun:
         return require_rows(state, self.source.names)
 
     def fit(self, state: pipeline.PassOneState) -> pipeline.Plan:
-        return pipeline.fit(state, self.checks, fusion_rule=self.config.fusion)
+        return pipeline.fit(state, self.checks, fusion_rule=self.config.fusion,
+                            family_weights=self.config.family_weights)
 
     def workers(self, n_rows: int) -> int:
         """Processes pass 2 runs in: ``config.workers``, never more than there are chunks."""
