@@ -63,7 +63,7 @@
   (weighted Bonferroni: ``F min_f p_f / w_f``). Unweighted by default: every family 1. On
   the quality benchmark no weight lifts every attack at once; a weight moves the ranking
   along the trade-off between flipped labels and inserted rows that
-  ``benchmarks/RESULTS.md`` measures ("Family weights").
+  ``benchmarks/RESULTS.md`` measures ("Session 21: family weights").
 * **Decision** (:func:`decide`). Default: the suspects are the rows with a hard
   violation or a finding. ``fdr`` adds the rows whose soft evidence passes the
   Benjamini–Hochberg procedure at that level (on ``min(1, F min_f p_f)``, Bonferroni over
