@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from . import pipeline
-from .checks.registry import build_checks
+from .checks.registry import REGISTRY, build_checks
 from .config import ScanConfig, check_family_names, located
 from .engines.local import PASS2_FILE, ScanRun
 from .errors import ConfigError, InputError, OutputExistsError
@@ -162,7 +162,6 @@ def scan(source, label: str | None = None, out: str | Path | None = None, *,
     if cfg.origins["out"] == "default":  # neither out= nor the config file's out
         tmp = tempfile.TemporaryDirectory(prefix="poisonscan-")
         cfg = ScanConfig.resolve(dict(arguments, out=tmp.name), config_file=config)
-    from .checks.registry import REGISTRY
     check_family_names(cfg, REGISTRY)
 
     _check_out_outside_inputs(source, cfg.out)

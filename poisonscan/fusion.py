@@ -178,7 +178,9 @@ class Fusion:
     def weighted(self, family: str, scores: np.ndarray) -> np.ndarray:
         """The family's calibrated ``p`` divided by its weight (at most 1): what the rule
         fuses and what orders the families of a row's reason."""
-        p = self.pvalue(family, scores)
+        return self._weigh(family, self.pvalue(family, scores))
+
+    def _weigh(self, family: str, p: np.ndarray) -> np.ndarray:
         weight = self.weights_[family]
         return p if weight == 1.0 else np.clip(p / weight, P_FLOOR, 1.0)
 
@@ -200,9 +202,9 @@ class Fusion:
         n = len(next(iter(scores.values()))) if families else 0
         if not n:
             return np.full(0, None, dtype=object), np.full(0, None, dtype=object)
-        raw = [np.asarray(scores[f], dtype=np.float64) for f in families]
-        p = np.vstack([self.pvalue(f, r) for f, r in zip(families, raw)])
-        best = np.argmin(np.vstack([self.weighted(f, r) for f, r in zip(families, raw)]),
+        p = np.vstack([self.pvalue(f, np.asarray(scores[f], dtype=np.float64))
+                       for f in families])
+        best = np.argmin(np.vstack([self._weigh(f, p[k]) for k, f in enumerate(families)]),
                          axis=0)
         checks = np.array([families[k] for k in best], dtype=object)
         reason = np.array([f"{families[k]}: score {float(scores[families[k]][i]):.3g}, "
