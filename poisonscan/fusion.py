@@ -60,7 +60,9 @@
   than another's divides each family's ``p`` by its weight before the rule (weighted
   p-values, Genovese, Roeder & Wasserman 2006), the weights normalised to a mean of 1 over
   the fitted families, so that the Bonferroni factor of the ``"min"`` rule stays valid
-  (weighted Bonferroni: ``F min_f p_f / w_f``). Unweighted by default: every family 1. On
+  (weighted Bonferroni: ``F min_f p_f / w_f``). The Cauchy and Fisher rules take the same
+  ``p / w`` (capped at 1), not a weighted statistic of their own. Unweighted by default:
+  every family 1. On
   the quality benchmark no weight lifts every attack at once; a weight moves the ranking
   along the trade-off between flipped labels and inserted rows that
   ``benchmarks/RESULTS.md`` measures ("Session 21: family weights").
