@@ -95,6 +95,18 @@ def test_kpis_plots_and_rows_follow_the_summary(scanned):
     assert next(s for s in data["suspects"] if s["row"] == 4)["columns"] == ["x"]
 
 
+def test_a_ranking_other_than_the_default_is_stated_in_the_decision(tmp_path, scanned):
+    _, default_page = scanned
+    assert "Ranked with" not in default_page
+    res = poisonscan.scan(make_frame(300, seed=4), label="y", out=tmp_path / "scan",
+                          checks=["bounds", "outliers"], fusion="fisher",
+                          family_weights={"outliers": 2.5})
+    page = (res.out / "report.html").read_text(encoding="utf-8")
+    decision = re.search(r"<p>Decision: .*?</p>", page).group(0)
+    assert "Ranked with fusion <b>fisher</b> and family weights <b>outliers=2.5</b>." \
+        in decision
+
+
 def test_top_n_is_configurable_and_links_the_full_files(tmp_path):
     res = poisonscan.scan(make_frame(400, seed=2), label="y", out=tmp_path / "s",
                           checks=["bounds", "outliers"], contamination=0.05, report_top=2)

@@ -188,7 +188,20 @@ def _decision(summary: dict) -> str:
             "suspects" + (f", lowest suspect score {decision['min_suspect_score']:.4f}"
                           if decision["min_suspect_score"] is not None else "")
             + (f"; {_e(decision['allowlisted'])} suspects kept by an earlier review "
-               "(--allowlist)" if decision.get("allowlisted") else "") + ".</p>")
+               "(--allowlist)" if decision.get("allowlisted") else "") + "."
+            + _ranking(summary.get("config", {})) + "</p>")
+
+
+def _ranking(config: dict) -> str:
+    """What a reviewer should know of a ranking that is not the default fusion's."""
+    rule, weights = config.get("fusion", "min"), config.get("family_weights")
+    if rule == "min" and not weights:
+        return ""
+    said = [f"fusion <b>{_e(rule)}</b>"]
+    if weights:
+        said.append("family weights <b>" + _e(", ".join(
+            f"{family}={weight:g}" for family, weight in weights.items())) + "</b>")
+    return " Ranked with " + " and ".join(said) + "."
 
 
 def _poisons_left(summary: dict, details: dict) -> tuple[int | None, str]:
