@@ -42,6 +42,10 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
         any evidence against (instead of the default rule: rows with a hard violation).
     max_suspects : int, optional
         Remove at most this many rows.
+    family_weights : dict, optional
+        Prior weight of each check family's evidence in the ranking (``{"labels": 0.3}``;
+        see the scan option ``family_weights``): which rows ``contamination`` and
+        ``max_suspects`` take.
     sample_rows : int, default=100000
         Rows in the seeded sample that checks are fitted on.
     seed : int, default=0
@@ -83,12 +87,13 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, *, checks=None, contamination=None, max_suspects=None,
-                 sample_rows=100_000, seed=0, families=None, config=None,
-                 label_name="label"):
+                 family_weights=None, sample_rows=100_000, seed=0, families=None,
+                 config=None, label_name="label"):
         self.estimator = estimator
         self.checks = checks
         self.contamination = contamination
         self.max_suspects = max_suspects
+        self.family_weights = family_weights
         self.sample_rows = sample_rows
         self.seed = seed
         self.families = families
@@ -140,7 +145,8 @@ class PoisonFilter(MetaEstimatorMixin, BaseEstimator):
             data = frame.assign(**{label: y_array})
         options = {k: v for k, v in (("checks", self.checks),
                                      ("contamination", self.contamination),
-                                     ("max_suspects", self.max_suspects)) if v is not None}
+                                     ("max_suspects", self.max_suspects),
+                                     ("family_weights", self.family_weights)) if v is not None}
         result = scan(data, label=label, config=self.config, sample_rows=self.sample_rows,
                       seed=self.seed, families=dict(self.families or {}), **options)
         scores = result.scores().sort_values("row")

@@ -366,6 +366,27 @@ def test_poison_filter_params_and_clone():
     assert not hasattr(PoisonFilter(Ridge()), "predict_proba")
 
 
+def test_poison_filter_family_weights_choose_the_rows_contamination_removes():
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from poisonscan.sklearn import PoisonFilter
+    X, y = make_classification(600, n_features=5, n_informative=3, random_state=1)
+    flipped = np.arange(0, 600, 40)  # 15 labels flipped: label evidence
+    y[flipped] = 1 - y[flipped]
+    X[[7, 300]] += 6.0  # two rows far out: outlier evidence
+    kw = dict(checks=["outliers", "labels"], contamination=0.03)
+    removed = {name: set(np.flatnonzero(PoisonFilter(LogisticRegression(), **kw,
+                                                     family_weights=weights)
+                                        .fit(X, y).suspect_mask_))
+               for name, weights in (("labels", {"labels": 100.0}),
+                                     ("outliers", {"outliers": 100.0}))}
+    # a prior on the outlier evidence takes both far rows; one on the labels does not
+    assert {7, 300} <= removed["outliers"] and not {7, 300} <= removed["labels"]
+    assert len(removed["labels"] & set(flipped)) >= len(removed["outliers"] & set(flipped))
+    assert PoisonFilter(LogisticRegression(), family_weights={"labels": 2.0}) \
+        .get_params()["family_weights"] == {"labels": 2.0}
+
+
 def test_poison_filter_in_a_pipeline_with_cross_validation():
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
